@@ -1,0 +1,192 @@
+//! The connection store on DynamoDB: the `connections` table and its `room-index` GSI.
+
+use super::aws::describe;
+use crate::config::TableConfig;
+use crate::domain::{Connection, RoomName, Segment};
+use crate::ports::{ConnectionStore, Page, StoreError};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::{BTreeMap, HashMap};
+
+pub struct DynamoStore {
+    client: Client,
+    config: TableConfig,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+impl DynamoStore {
+    pub fn new(sdk: &aws_config::SdkConfig, config: TableConfig) -> Self {
+        Self {
+            client: Client::new(sdk),
+            config,
+        }
+    }
+
+    pub fn from_client(client: Client, config: TableConfig) -> Self {
+        Self { client, config }
+    }
+
+    fn key(connection_id: &str) -> Item {
+        HashMap::from([(
+            "connectionId".to_owned(),
+            AttributeValue::S(connection_id.to_owned()),
+        )])
+    }
+}
+
+fn unavailable(error: impl std::error::Error + 'static) -> StoreError {
+    StoreError::Unavailable(describe(&error))
+}
+
+/// A page cursor is DynamoDB's LastEvaluatedKey (string attributes only, since every key
+/// attribute here is a string) as a JSON object.
+fn encode_cursor(key: Option<Item>) -> Result<Option<String>, StoreError> {
+    let Some(key) = key else { return Ok(None) };
+    let mut plain = BTreeMap::new();
+    for (name, value) in key {
+        let AttributeValue::S(text) = value else {
+            return Err(StoreError::Malformed(format!(
+                "key attribute {name} is not a string"
+            )));
+        };
+        plain.insert(name, text);
+    }
+    Ok(Some(
+        serde_json::to_string(&plain).expect("a map of strings serializes"),
+    ))
+}
+
+fn decode_cursor(cursor: Option<&str>) -> Result<Option<Item>, StoreError> {
+    let Some(cursor) = cursor else {
+        return Ok(None);
+    };
+    let plain: HashMap<String, String> = serde_json::from_str(cursor)
+        .map_err(|error| StoreError::BadCursor(format!("{cursor:?}: {error}")))?;
+    Ok(Some(
+        plain
+            .into_iter()
+            .map(|(name, text)| (name, AttributeValue::S(text)))
+            .collect(),
+    ))
+}
+
+fn page(items: Option<Vec<Item>>, last_key: Option<Item>) -> Result<Page, StoreError> {
+    let ids = items
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut item| match item.remove("connectionId") {
+            Some(AttributeValue::S(id)) => Ok(id),
+            _ => Err(StoreError::Malformed(
+                "item without a string connectionId".into(),
+            )),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Page {
+        ids,
+        next: encode_cursor(last_key)?,
+    })
+}
+
+#[async_trait]
+impl ConnectionStore for DynamoStore {
+    async fn put(&self, connection: &Connection) -> Result<(), StoreError> {
+        let item: Item = serde_dynamo::to_item(connection)
+            .map_err(|error| StoreError::Malformed(error.to_string()))?;
+        self.client
+            .put_item()
+            .table_name(&self.config.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.config.table)
+            .set_key(Some(Self::key(connection_id)))
+            // The sender usually connected moments ago.
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output
+            .item
+            .map(|item| {
+                serde_dynamo::from_item(item)
+                    .map_err(|error| StoreError::Malformed(error.to_string()))
+            })
+            .transpose()
+    }
+
+    async fn delete(&self, connection_id: &str) -> Result<(), StoreError> {
+        // DeleteItem on a missing key succeeds: deleting twice is fine.
+        self.client
+            .delete_item()
+            .table_name(&self.config.table)
+            .set_key(Some(Self::key(connection_id)))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn room_page(&self, room: &RoomName, cursor: Option<&str>) -> Result<Page, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.config.table)
+            .index_name(&self.config.room_index)
+            .key_condition_expression("#room = :room")
+            .expression_attribute_names("#room", "room")
+            .expression_attribute_values(":room", AttributeValue::S(room.to_string()))
+            .set_limit(self.config.page_limit)
+            .set_exclusive_start_key(decode_cursor(cursor)?)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        page(output.items, output.last_evaluated_key)
+    }
+
+    async fn scan_page(&self, segment: Segment, cursor: Option<&str>) -> Result<Page, StoreError> {
+        let mut scan = self
+            .client
+            .scan()
+            .table_name(&self.config.table)
+            .projection_expression("connectionId")
+            .set_limit(self.config.page_limit)
+            .set_exclusive_start_key(decode_cursor(cursor)?);
+        if segment.total > 1 {
+            scan = scan
+                .segment(segment.index as i32)
+                .total_segments(segment.total as i32);
+        }
+        let output = scan.send().await.map_err(unavailable)?;
+        page(output.items, output.last_evaluated_key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_foreign_ones_are_refused() {
+        let key: Item = HashMap::from([
+            ("connectionId".into(), AttributeValue::S("abc=".into())),
+            ("room".into(), AttributeValue::S("lobby".into())),
+        ]);
+        let cursor = encode_cursor(Some(key.clone())).unwrap().unwrap();
+        assert_eq!(decode_cursor(Some(&cursor)).unwrap(), Some(key));
+        assert!(matches!(
+            decode_cursor(Some("c00042")),
+            Err(StoreError::BadCursor(_))
+        ));
+        assert_eq!(encode_cursor(None).unwrap(), None);
+    }
+}

@@ -1,0 +1,351 @@
+//! Configuration from environment variables, read once at start-up. Every error names the
+//! variable and says what it accepts.
+
+use crate::domain::DeliveryMode;
+use crate::engine::EngineConfig;
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {var} is required: {what}")]
+    Missing {
+        var: &'static str,
+        what: &'static str,
+    },
+    #[error("environment variable {var}={value:?} is invalid: {reason}")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Where variables come from: the process environment, or a map in tests.
+pub trait Source {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Source for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|value| !value.is_empty())
+    }
+}
+
+impl<const N: usize> Source for [(&str, &str); N] {
+    fn var(&self, name: &str) -> Option<String> {
+        self.iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| (*value).to_owned())
+    }
+}
+
+fn required(
+    env: &impl Source,
+    var: &'static str,
+    what: &'static str,
+) -> Result<String, ConfigError> {
+    env.var(var).ok_or(ConfigError::Missing { var, what })
+}
+
+/// Parses an optional variable, checking it against `range`.
+fn number<T>(
+    env: &impl Source,
+    var: &'static str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let Some(value) = env.var(var) else {
+        return Ok(default);
+    };
+    let invalid = |reason: String| ConfigError::Invalid {
+        var,
+        value: value.clone(),
+        reason,
+    };
+    let parsed: T = value.trim().parse().map_err(|_| {
+        invalid(format!(
+            "expected a whole number from {} to {}",
+            range.start(),
+            range.end()
+        ))
+    })?;
+    if !range.contains(&parsed) {
+        return Err(invalid(format!(
+            "must be from {} to {}",
+            range.start(),
+            range.end()
+        )));
+    }
+    Ok(parsed)
+}
+
+fn millis(
+    env: &impl Source,
+    var: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, ConfigError> {
+    number(env, var, default, range).map(Duration::from_millis)
+}
+
+/// The management endpoint must be an absolute http(s) URL without a trailing slash.
+fn endpoint(env: &impl Source, var: &'static str) -> Result<Option<String>, ConfigError> {
+    let Some(value) = env.var(var) else {
+        return Ok(None);
+    };
+    let url = value.trim_end_matches('/');
+    if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() <= "https://".len()
+    {
+        return Err(ConfigError::Invalid {
+            var,
+            value: value.clone(),
+            reason: "expected an http(s) URL such as https://abc123.execute-api.eu-west-1.amazonaws.com/prod".into(),
+        });
+    }
+    Ok(Some(url.to_owned()))
+}
+
+/// The DynamoDB connections table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableConfig {
+    /// `CONNECTIONS_TABLE`.
+    pub table: String,
+    /// `ROOM_INDEX_NAME`, default `room-index`.
+    pub room_index: String,
+    /// `PAGE_LIMIT`: items per Query/Scan page; unset reads DynamoDB's full 1 MB pages.
+    pub page_limit: Option<i32>,
+}
+
+impl TableConfig {
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: required(
+                env,
+                "CONNECTIONS_TABLE",
+                "the DynamoDB connections table name",
+            )?,
+            room_index: env
+                .var("ROOM_INDEX_NAME")
+                .unwrap_or_else(|| "room-index".into()),
+            page_limit: match env.var("PAGE_LIMIT") {
+                Some(_) => Some(number(env, "PAGE_LIMIT", 0, 1..=1_000_000)?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// `$connect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectConfig {
+    /// `CONNECTION_TTL_SECONDS`: how long a stored connection lives if `$disconnect` never
+    /// comes. API Gateway closes connections after 2 h; the default adds 5 minutes.
+    pub ttl: Duration,
+}
+
+impl ConnectConfig {
+    pub const DEFAULT_TTL_SECONDS: u64 = 2 * 3600 + 300;
+
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        let ttl = number(
+            env,
+            "CONNECTION_TTL_SECONDS",
+            Self::DEFAULT_TTL_SECONDS,
+            60..=31_536_000,
+        )?;
+        Ok(Self {
+            ttl: Duration::from_secs(ttl),
+        })
+    }
+}
+
+impl Default for ConnectConfig {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(Self::DEFAULT_TTL_SECONDS),
+        }
+    }
+}
+
+/// `sendmessage`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendConfig {
+    /// `MAX_DATA_BYTES`: the largest `data` accepted, as JSON text.
+    pub max_data_bytes: usize,
+}
+
+impl SendConfig {
+    pub const DEFAULT_MAX_DATA_BYTES: usize = 64 * 1024;
+    /// API Gateway's 128 KB message limit less room for the envelope around `data` (id, room,
+    /// sender, timestamp and keys take under 300 bytes).
+    pub const LIMIT_MAX_DATA_BYTES: usize = 128 * 1024 - 1024;
+
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            max_data_bytes: number(
+                env,
+                "MAX_DATA_BYTES",
+                Self::DEFAULT_MAX_DATA_BYTES,
+                1..=Self::LIMIT_MAX_DATA_BYTES,
+            )?,
+        })
+    }
+}
+
+impl Default for SendConfig {
+    fn default() -> Self {
+        Self {
+            max_data_bytes: Self::DEFAULT_MAX_DATA_BYTES,
+        }
+    }
+}
+
+/// The SQS fan-out queue: `FANOUT_QUEUE_URL`.
+pub fn queue_url(env: &impl Source) -> Result<String, ConfigError> {
+    required(env, "FANOUT_QUEUE_URL", "the URL of the SQS fan-out queue")
+}
+
+impl EngineConfig {
+    /// `FANOUT_CONCURRENCY`, `POST_TIMEOUT_MS`, `MAX_POST_ATTEMPTS`, `BACKOFF_BASE_MS`,
+    /// `BACKOFF_CAP_MS`, `DEADLINE_MARGIN_MS`, `DELIVERY_MODE`, `MANAGEMENT_ENDPOINT`,
+    /// `SCAN_SEGMENTS`, `MAX_JOB_ATTEMPTS`.
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        let defaults = EngineConfig::default();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let config = EngineConfig {
+            concurrency: number(env, "FANOUT_CONCURRENCY", defaults.concurrency, 1..=10_000)?,
+            post_timeout: millis(
+                env,
+                "POST_TIMEOUT_MS",
+                ms(defaults.post_timeout),
+                100..=60_000,
+            )?,
+            max_post_attempts: number(
+                env,
+                "MAX_POST_ATTEMPTS",
+                defaults.max_post_attempts,
+                1..=20,
+            )?,
+            backoff_base: millis(
+                env,
+                "BACKOFF_BASE_MS",
+                ms(defaults.backoff_base),
+                1..=10_000,
+            )?,
+            backoff_cap: millis(env, "BACKOFF_CAP_MS", ms(defaults.backoff_cap), 1..=60_000)?,
+            deadline_margin: millis(
+                env,
+                "DEADLINE_MARGIN_MS",
+                ms(defaults.deadline_margin),
+                100..=600_000,
+            )?,
+            delivery_mode: match env.var("DELIVERY_MODE") {
+                Some(value) => {
+                    value
+                        .parse::<DeliveryMode>()
+                        .map_err(|reason| ConfigError::Invalid {
+                            var: "DELIVERY_MODE",
+                            value: value.clone(),
+                            reason,
+                        })?
+                }
+                None => defaults.delivery_mode,
+            },
+            management_endpoint: endpoint(env, "MANAGEMENT_ENDPOINT")?,
+            scan_segments: number(env, "SCAN_SEGMENTS", defaults.scan_segments, 1..=1000)?,
+            max_job_attempts: number(env, "MAX_JOB_ATTEMPTS", defaults.max_job_attempts, 0..=100)?,
+        };
+        if config.deadline_margin <= config.post_timeout {
+            return Err(ConfigError::Invalid {
+                var: "DEADLINE_MARGIN_MS",
+                value: ms(config.deadline_margin).to_string(),
+                reason: format!(
+                    "must exceed POST_TIMEOUT_MS ({}) so posts in flight finish before the deadline",
+                    ms(config.post_timeout)
+                ),
+            });
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_when_unset() {
+        let engine = EngineConfig::from_env(&[]).unwrap();
+        assert_eq!(engine.concurrency, 256);
+        assert_eq!(engine.delivery_mode, DeliveryMode::Envelope);
+        assert_eq!(SendConfig::from_env(&[]).unwrap(), SendConfig::default());
+        assert_eq!(
+            ConnectConfig::from_env(&[]).unwrap().ttl,
+            Duration::from_secs(7500)
+        );
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let missing = TableConfig::from_env(&[]).unwrap_err();
+        assert!(
+            missing.to_string().contains("CONNECTIONS_TABLE"),
+            "{missing}"
+        );
+
+        let bad = EngineConfig::from_env(&[("FANOUT_CONCURRENCY", "lots")]).unwrap_err();
+        assert!(
+            bad.to_string().contains("FANOUT_CONCURRENCY=\"lots\""),
+            "{bad}"
+        );
+
+        let zero = EngineConfig::from_env(&[("FANOUT_CONCURRENCY", "0")]).unwrap_err();
+        assert!(zero.to_string().contains("from 1 to 10000"), "{zero}");
+
+        let mode = EngineConfig::from_env(&[("DELIVERY_MODE", "loud")]).unwrap_err();
+        assert!(mode.to_string().contains("DELIVERY_MODE"), "{mode}");
+
+        let too_big = SendConfig::from_env(&[("MAX_DATA_BYTES", "200000")]).unwrap_err();
+        assert!(too_big.to_string().contains("MAX_DATA_BYTES"), "{too_big}");
+
+        let url = EngineConfig::from_env(&[("MANAGEMENT_ENDPOINT", "example.com")]).unwrap_err();
+        assert!(url.to_string().contains("MANAGEMENT_ENDPOINT"), "{url}");
+
+        let margin = EngineConfig::from_env(&[("DEADLINE_MARGIN_MS", "1000")]).unwrap_err();
+        assert!(margin.to_string().contains("POST_TIMEOUT_MS"), "{margin}");
+    }
+
+    #[test]
+    fn reads_every_setting() {
+        let env = [
+            ("CONNECTIONS_TABLE", "t"),
+            ("PAGE_LIMIT", "25"),
+            ("FANOUT_CONCURRENCY", "64"),
+            ("DELIVERY_MODE", "raw"),
+            ("MANAGEMENT_ENDPOINT", "https://x.example/prod/"),
+        ];
+        let table = TableConfig::from_env(&env).unwrap();
+        assert_eq!(
+            (
+                table.table.as_str(),
+                table.room_index.as_str(),
+                table.page_limit
+            ),
+            ("t", "room-index", Some(25))
+        );
+        let engine = EngineConfig::from_env(&env).unwrap();
+        assert_eq!(engine.concurrency, 64);
+        assert_eq!(engine.delivery_mode, DeliveryMode::Raw);
+        assert_eq!(
+            engine.management_endpoint.as_deref(),
+            Some("https://x.example/prod")
+        );
+    }
+}

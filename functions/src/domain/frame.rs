@@ -1,0 +1,95 @@
+//! Frames the API sends to clients (wire contract v1, see docs/contracts.md).
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// Machine-readable error codes, stable across releases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame was empty.
+    EmptyBody,
+    /// The frame was not JSON.
+    InvalidJson,
+    /// Binary frames are not part of the protocol.
+    BinaryNotSupported,
+    /// JSON, but not an object with a string `action`.
+    InvalidMessage,
+    /// `action` names no route.
+    UnknownAction,
+    /// `sendmessage` without `data`.
+    MissingData,
+    /// `data` is larger than the configured limit.
+    MessageTooLarge,
+    /// The sender's connection is not in the store (expired or never joined).
+    NotConnected,
+    /// A dependency failed; the client may retry.
+    Unavailable,
+}
+
+/// A frame sent to a client, tagged by `type`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Frame<'a> {
+    /// The sender's message was accepted and will be delivered.
+    Ack { id: &'a str },
+    /// The sender's frame was refused; nothing was enqueued.
+    Error { code: ErrorCode, message: &'a str },
+    /// A message delivered to a room member.
+    Message {
+        id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from: Option<&'a str>,
+        #[serde(rename = "sentAt")]
+        sent_at: i64,
+        data: &'a RawValue,
+    },
+}
+
+impl Frame<'_> {
+    pub fn to_json(&self) -> String {
+        // Serializing these types cannot fail: no maps with non-string keys, no floats from user
+        // input that were not already valid JSON.
+        serde_json::to_string(self).expect("frames always serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn frames_match_the_wire_contract() {
+        let ack: serde_json::Value =
+            serde_json::from_str(&Frame::Ack { id: "m1" }.to_json()).unwrap();
+        assert_eq!(ack, json!({"type":"ack","id":"m1"}));
+
+        let error = Frame::Error {
+            code: ErrorCode::MissingData,
+            message: "no data",
+        }
+        .to_json();
+        let error: serde_json::Value = serde_json::from_str(&error).unwrap();
+        assert_eq!(
+            error,
+            json!({"type":"error","code":"missing_data","message":"no data"})
+        );
+
+        let data = RawValue::from_string("{\"text\":\"hi\"}".into()).unwrap();
+        let message = Frame::Message {
+            id: "m1",
+            room: Some("lobby"),
+            from: Some("c1"),
+            sent_at: 5,
+            data: &data,
+        };
+        let message: serde_json::Value = serde_json::from_str(&message.to_json()).unwrap();
+        assert_eq!(
+            message,
+            json!({"type":"message","id":"m1","room":"lobby","from":"c1","sentAt":5,"data":{"text":"hi"}})
+        );
+    }
+}

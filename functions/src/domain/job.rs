@@ -1,0 +1,353 @@
+//! The SQS job: the pipeline's event (wire contract v1, see docs/contracts.md).
+//!
+//! sendmessage produces one job per message; the worker produces continuation jobs (same
+//! target, a `cursor`) and retry jobs (`connections` target) for the deliveries it could not
+//! finish. Other producers may publish jobs too, so every field is validated on the way in.
+
+use crate::domain::{Frame, RoomName};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::fmt;
+use std::str::FromStr;
+
+/// The only job version this code reads and writes.
+pub const JOB_VERSION: u32 = 1;
+
+/// The largest job body: SQS's classic message limit, which every queue accepts.
+pub const MAX_JOB_BYTES: usize = 256 * 1024;
+
+/// Who a job is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawTarget", into = "RawTarget")]
+pub enum Target {
+    /// Every connection in a room, read page by page from the room index.
+    Room(RoomName),
+    /// Every connection in every room, read by Scan.
+    All,
+    /// Exactly these connections. `room` is the room the message was sent to, kept so that a
+    /// retried delivery carries the same frame as the first attempt.
+    Connections {
+        ids: Vec<String>,
+        room: Option<RoomName>,
+    },
+}
+
+impl Target {
+    /// The room named in delivered frames, if any.
+    pub fn room(&self) -> Option<&RoomName> {
+        match self {
+            Target::Room(room) => Some(room),
+            Target::All => None,
+            Target::Connections { room, .. } => room.as_ref(),
+        }
+    }
+}
+
+/// The JSON shape of a target: exactly one of `{"room":R}`, `{"all":true}`,
+/// `{"connections":[ids]}` (the last optionally with `"room"`).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    room: Option<RoomName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    all: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    connections: Option<Vec<String>>,
+}
+
+impl TryFrom<RawTarget> for Target {
+    type Error = String;
+
+    fn try_from(raw: RawTarget) -> Result<Self, Self::Error> {
+        match (raw.room, raw.all, raw.connections) {
+            (Some(room), None, None) => Ok(Target::Room(room)),
+            (None, Some(true), None) => Ok(Target::All),
+            (room, None, Some(ids)) => Ok(Target::Connections { ids, room }),
+            _ => Err(
+                "target must be exactly one of {\"room\":R}, {\"all\":true} or \
+                      {\"connections\":[ids]}"
+                    .to_owned(),
+            ),
+        }
+    }
+}
+
+impl From<Target> for RawTarget {
+    fn from(target: Target) -> Self {
+        match target {
+            Target::Room(room) => RawTarget {
+                room: Some(room),
+                all: None,
+                connections: None,
+            },
+            Target::All => RawTarget {
+                room: None,
+                all: Some(true),
+                connections: None,
+            },
+            Target::Connections { ids, room } => RawTarget {
+                room,
+                all: None,
+                connections: Some(ids),
+            },
+        }
+    }
+}
+
+/// One segment of a parallel Scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub index: u32,
+    pub total: u32,
+}
+
+impl Segment {
+    /// The whole table as one segment.
+    pub const WHOLE: Segment = Segment { index: 0, total: 1 };
+    /// DynamoDB's limit on TotalSegments.
+    pub const MAX_TOTAL: u32 = 1_000_000;
+
+    fn validate(&self) -> Result<(), String> {
+        if self.total == 0 || self.total > Self::MAX_TOTAL || self.index >= self.total {
+            return Err(format!(
+                "segment {}/{} is out of range: need 0 <= index < total <= {}",
+                self.index,
+                self.total,
+                Self::MAX_TOTAL
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A fan-out job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    /// Contract version; always [`JOB_VERSION`].
+    pub v: u32,
+    /// The message id, carried in every delivered frame so clients can drop duplicates.
+    pub id: String,
+    pub target: Target,
+    /// The client's `data`, kept as the exact JSON text it arrived as.
+    pub payload: Box<RawValue>,
+    /// The sending connection, if a client sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    /// Epoch milliseconds when the message was accepted.
+    pub sent_at: i64,
+    /// Where to continue paging; absent on a fresh job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// The Scan segment an `all` job covers; absent means the whole table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<Segment>,
+    /// The management API endpoint (`https://{domain}/{stage}`) of the API the sender used.
+    /// The worker's `MANAGEMENT_ENDPOINT` overrides it (custom domains); jobs from other
+    /// producers may leave it out when that is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// How many times the worker has re-enqueued transient failures of this message; bounds
+    /// retries of connections that keep failing.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Why a job body was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidJob {
+    #[error("job is not valid JSON of the v1 job shape: {0}")]
+    Shape(#[from] serde_json::Error),
+    #[error("job version {0} is not supported; this worker reads v{JOB_VERSION}")]
+    Version(u32),
+    #[error("job has an empty id")]
+    EmptyId,
+    #[error("{0}")]
+    Segment(String),
+    #[error("a segment only applies to an \"all\" target")]
+    SegmentWithoutScan,
+}
+
+impl Job {
+    /// Parses and validates a job body from the queue.
+    pub fn parse(body: &str) -> Result<Job, InvalidJob> {
+        let job: Job = serde_json::from_str(body)?;
+        if job.v != JOB_VERSION {
+            return Err(InvalidJob::Version(job.v));
+        }
+        if job.id.is_empty() {
+            return Err(InvalidJob::EmptyId);
+        }
+        if let Some(segment) = job.segment {
+            if job.target != Target::All {
+                return Err(InvalidJob::SegmentWithoutScan);
+            }
+            segment.validate().map_err(InvalidJob::Segment)?;
+        }
+        Ok(job)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("jobs always serialize")
+    }
+
+    /// A job for the same message with another target, starting from the first page.
+    pub fn retarget(&self, target: Target) -> Job {
+        Job {
+            target,
+            cursor: None,
+            segment: None,
+            ..self.clone()
+        }
+    }
+
+    /// The bytes posted to each member.
+    pub fn render(&self, mode: DeliveryMode) -> Bytes {
+        match mode {
+            DeliveryMode::Envelope => Frame::Message {
+                id: &self.id,
+                room: self.target.room().map(RoomName::as_str),
+                from: self.sender.as_deref(),
+                sent_at: self.sent_at,
+                data: &self.payload,
+            }
+            .to_json()
+            .into(),
+            // The seed posted `data` itself: a JSON string goes out as its text.
+            DeliveryMode::Raw => match serde_json::from_str::<String>(self.payload.get()) {
+                Ok(text) => text.into(),
+                Err(_) => Bytes::copy_from_slice(self.payload.get().as_bytes()),
+            },
+        }
+    }
+}
+
+/// What members receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeliveryMode {
+    /// `{"type":"message","id",...,"data"}`.
+    #[default]
+    Envelope,
+    /// `data` as-is, like the seed tutorial, for existing clients.
+    Raw,
+}
+
+impl FromStr for DeliveryMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "envelope" => Ok(DeliveryMode::Envelope),
+            "raw" => Ok(DeliveryMode::Raw),
+            other => Err(format!(
+                "unknown delivery mode {other:?}; use \"envelope\" or \"raw\""
+            )),
+        }
+    }
+}
+
+impl fmt::Display for DeliveryMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeliveryMode::Envelope => "envelope",
+            DeliveryMode::Raw => "raw",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body(target: serde_json::Value) -> String {
+        json!({"v":1,"id":"m1","target":target,"payload":{"a":[1,2]},"sender":"s1","sentAt":7})
+            .to_string()
+    }
+
+    #[test]
+    fn parses_each_target_shape() {
+        assert_eq!(
+            Job::parse(&body(json!({"room":"lobby"}))).unwrap().target,
+            Target::Room(RoomName::lobby())
+        );
+        assert_eq!(
+            Job::parse(&body(json!({"all":true}))).unwrap().target,
+            Target::All
+        );
+        assert_eq!(
+            Job::parse(&body(json!({"connections":["a","b"]})))
+                .unwrap()
+                .target,
+            Target::Connections {
+                ids: vec!["a".into(), "b".into()],
+                room: None
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_ambiguous_or_malformed_jobs() {
+        for target in [
+            json!({}),
+            json!({"all":false}),
+            json!({"room":"lobby","all":true}),
+            json!({"room":"bad room"}),
+            json!({"rooms":"lobby"}),
+            json!("lobby"),
+        ] {
+            assert!(
+                Job::parse(&body(target.clone())).is_err(),
+                "{target} accepted"
+            );
+        }
+        assert!(matches!(Job::parse("not json"), Err(InvalidJob::Shape(_))));
+        let v2 = body(json!({"all":true})).replace("\"v\":1", "\"v\":2");
+        assert!(matches!(Job::parse(&v2), Err(InvalidJob::Version(2))));
+        let mut job = Job::parse(&body(json!({"all":true}))).unwrap();
+        job.segment = Some(Segment { index: 3, total: 3 });
+        assert!(matches!(
+            Job::parse(&job.to_json()),
+            Err(InvalidJob::Segment(_))
+        ));
+        job.target = Target::Room(RoomName::lobby());
+        job.segment = Some(Segment::WHOLE);
+        assert!(matches!(
+            Job::parse(&job.to_json()),
+            Err(InvalidJob::SegmentWithoutScan)
+        ));
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let mut job = Job::parse(&body(json!({"connections":["x"],"room":"r1"}))).unwrap();
+        job.cursor = Some("c".into());
+        job.attempt = 2;
+        let again = Job::parse(&job.to_json()).unwrap();
+        assert_eq!(again.target, job.target);
+        assert_eq!(again.cursor.as_deref(), Some("c"));
+        assert_eq!(again.attempt, 2);
+        assert_eq!(again.payload.get(), job.payload.get());
+    }
+
+    #[test]
+    fn renders_envelope_and_raw_frames() {
+        let job = Job::parse(&body(json!({"room":"lobby"}))).unwrap();
+        let envelope: serde_json::Value =
+            serde_json::from_slice(&job.render(DeliveryMode::Envelope)).unwrap();
+        assert_eq!(
+            envelope,
+            json!({"type":"message","id":"m1","room":"lobby","from":"s1","sentAt":7,"data":{"a":[1,2]}})
+        );
+        assert_eq!(&job.render(DeliveryMode::Raw)[..], b"{\"a\":[1,2]}");
+        let text = Job::parse(&body(json!({"room":"lobby"})).replace("{\"a\":[1,2]}", "\"Hello\""))
+            .unwrap();
+        assert_eq!(&text.render(DeliveryMode::Raw)[..], b"Hello");
+    }
+}

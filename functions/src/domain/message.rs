@@ -1,0 +1,183 @@
+//! Reading what a client sent over the socket.
+
+use crate::domain::ErrorCode;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+
+/// The routes a client may name in `action`.
+pub const ACTIONS: &[&str] = &["sendmessage"];
+
+/// A refusal, answered to the client as an error frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct ClientError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ClientError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A client frame read as `{"action": ..., ...}` without copying its values.
+pub struct ClientFrame<'a> {
+    fields: HashMap<String, &'a RawValue>,
+}
+
+impl<'a> ClientFrame<'a> {
+    /// Reads a text frame. `is_base64` marks a binary frame, which the protocol does not use.
+    pub fn parse(body: Option<&'a str>, is_base64: bool) -> Result<Self, ClientError> {
+        if is_base64 {
+            return Err(ClientError::new(
+                ErrorCode::BinaryNotSupported,
+                "binary frames are not supported; send text frames of JSON",
+            ));
+        }
+        let body = body.unwrap_or_default();
+        if body.trim().is_empty() {
+            return Err(ClientError::new(
+                ErrorCode::EmptyBody,
+                "empty frame; send {\"action\":\"sendmessage\",\"data\":...}",
+            ));
+        }
+        let value: &RawValue = serde_json::from_str(body).map_err(|err| {
+            ClientError::new(
+                ErrorCode::InvalidJson,
+                format!("frame is not valid JSON ({err}); send {{\"action\":\"sendmessage\",\"data\":...}}"),
+            )
+        })?;
+        let fields = serde_json::from_str(value.get()).map_err(|_| {
+            ClientError::new(
+                ErrorCode::InvalidMessage,
+                "frame must be a JSON object like {\"action\":\"sendmessage\",\"data\":...}",
+            )
+        })?;
+        Ok(Self { fields })
+    }
+
+    /// The `action` field, which must be a string.
+    pub fn action(&self) -> Result<String, ClientError> {
+        let raw = self.fields.get("action").ok_or_else(|| {
+            ClientError::new(
+                ErrorCode::InvalidMessage,
+                format!(
+                    "frame has no \"action\"; available actions: {}",
+                    ACTIONS.join(", ")
+                ),
+            )
+        })?;
+        serde_json::from_str(raw.get())
+            .map_err(|_| ClientError::new(ErrorCode::InvalidMessage, "\"action\" must be a string"))
+    }
+
+    pub fn field(&self, name: &str) -> Option<&'a RawValue> {
+        self.fields.get(name).copied()
+    }
+}
+
+/// The error for an action that names no route.
+pub fn unknown_action(action: &str) -> ClientError {
+    ClientError::new(
+        ErrorCode::UnknownAction,
+        format!(
+            "unknown action {action:?}; available actions: {}",
+            ACTIONS.join(", ")
+        ),
+    )
+}
+
+/// Validates a `sendmessage` frame and returns its `data` as the exact JSON text sent.
+///
+/// `max_data_bytes` bounds the JSON text of `data`, so the delivered frame (data plus a small
+/// envelope) stays under API Gateway's 128 KB message limit.
+pub fn parse_send_message(
+    body: Option<&str>,
+    is_base64: bool,
+    max_data_bytes: usize,
+) -> Result<Box<RawValue>, ClientError> {
+    let frame = ClientFrame::parse(body, is_base64)?;
+    let action = frame.action()?;
+    if action != "sendmessage" {
+        return Err(unknown_action(&action));
+    }
+    let data = frame.field("data").ok_or_else(|| {
+        ClientError::new(
+            ErrorCode::MissingData,
+            "\"data\" is missing; send {\"action\":\"sendmessage\",\"data\":...}",
+        )
+    })?;
+    if data.get() == "null" {
+        return Err(ClientError::new(
+            ErrorCode::MissingData,
+            "\"data\" is null; nothing to send",
+        ));
+    }
+    if data.get().len() > max_data_bytes {
+        return Err(ClientError::new(
+            ErrorCode::MessageTooLarge,
+            format!(
+                "\"data\" is {} bytes of JSON; the limit is {max_data_bytes}",
+                data.get().len()
+            ),
+        ));
+    }
+    Ok(data.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(body: &str) -> ErrorCode {
+        parse_send_message(Some(body), false, 32).unwrap_err().code
+    }
+
+    #[test]
+    fn keeps_data_exactly_as_sent() {
+        let data = parse_send_message(
+            Some(r#"{"action":"sendmessage","data":{"t": 1}}"#),
+            false,
+            32,
+        )
+        .unwrap();
+        assert_eq!(data.get(), r#"{"t": 1}"#);
+    }
+
+    #[test]
+    fn each_bad_input_has_its_code() {
+        assert_eq!(code(""), ErrorCode::EmptyBody);
+        assert_eq!(code("  "), ErrorCode::EmptyBody);
+        assert_eq!(code("hello"), ErrorCode::InvalidJson);
+        assert_eq!(code("{\"action\":"), ErrorCode::InvalidJson);
+        assert_eq!(code("[1,2]"), ErrorCode::InvalidMessage);
+        assert_eq!(code("\"sendmessage\""), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"data":1}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"action":7,"data":1}"#), ErrorCode::InvalidMessage);
+        assert_eq!(
+            code(r#"{"action":"nope","data":1}"#),
+            ErrorCode::UnknownAction
+        );
+        assert_eq!(code(r#"{"action":"sendmessage"}"#), ErrorCode::MissingData);
+        assert_eq!(
+            code(r#"{"action":"sendmessage","data":null}"#),
+            ErrorCode::MissingData
+        );
+        let big = format!(r#"{{"action":"sendmessage","data":"{}"}}"#, "x".repeat(31));
+        assert_eq!(code(&big), ErrorCode::MessageTooLarge);
+        assert_eq!(
+            parse_send_message(Some("{}"), true, 32).unwrap_err().code,
+            ErrorCode::BinaryNotSupported
+        );
+    }
+
+    #[test]
+    fn the_limit_is_inclusive() {
+        let exact = format!(r#"{{"action":"sendmessage","data":"{}"}}"#, "x".repeat(30));
+        assert!(parse_send_message(Some(&exact), false, 32).is_ok());
+    }
+}

@@ -1,0 +1,14 @@
+//! Domain types and validation: rooms, connections, jobs and the frames clients see.
+//! Pure data and pure functions; nothing here does I/O.
+
+pub mod connection;
+pub mod frame;
+pub mod job;
+pub mod message;
+pub mod room;
+
+pub use connection::Connection;
+pub use frame::{ErrorCode, Frame};
+pub use job::{DeliveryMode, Job, Segment, Target};
+pub use message::{ClientError, parse_send_message};
+pub use room::{InvalidRoom, RoomName};

@@ -1,0 +1,233 @@
+//! Slows the whole worker down when API Gateway throttles it.
+//!
+//! Posts run unpaced until the first 429. Then the pacer caps the send rate at a fraction of
+//! the rate it measured (multiplicative decrease) and lets the cap grow back along a cubic
+//! curve (as TCP CUBIC does): quickly at first, flat near the rate that was throttled, then
+//! probing above it. The worker so settles near the account's limit instead of alternating
+//! bursts and backoffs. Retries of throttled posts still back off on their own.
+
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// On a 429 the cap becomes this fraction of the measured rate.
+const DECREASE: f64 = 0.85;
+/// Cubic growth: `cap(t) = w_max * (1 + GROWTH * (t - K)^3)`, back at `w_max` after
+/// `K = cbrt((1 - DECREASE) / GROWTH)` = 1 s.
+const GROWTH: f64 = 0.15;
+/// One decrease per congestion event: 429s within this window of a decrease are the same event.
+const DECREASE_HOLD: Duration = Duration::from_millis(250);
+/// The cap never goes below this, so a worker always makes progress.
+const MIN_RATE: f64 = 10.0;
+/// Rates are measured over windows of this length.
+const WINDOW: Duration = Duration::from_millis(250);
+/// Below this many successes in a window, the success rate says little; use the send rate.
+const MIN_SAMPLE: u64 = 20;
+
+pub struct Pacer {
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Posts per second allowed; `None` until the first throttle.
+    rate: Option<f64>,
+    /// The rate that was throttled at the last decrease.
+    w_max: f64,
+    last_decrease: Option<Instant>,
+    /// When the next paced post may start.
+    next_slot: Instant,
+    meter: Meter,
+}
+
+/// Sends and successes per window: the current window and the last complete one.
+struct Meter {
+    start: Instant,
+    sent: u64,
+    succeeded: u64,
+    last_sent_rate: Option<f64>,
+    last_success_rate: Option<f64>,
+    last_success_count: u64,
+}
+
+impl Meter {
+    fn roll(&mut self, now: Instant) {
+        let elapsed = now - self.start;
+        if elapsed >= WINDOW {
+            let secs = elapsed.as_secs_f64();
+            self.last_sent_rate = Some(self.sent as f64 / secs);
+            self.last_success_rate = Some(self.succeeded as f64 / secs);
+            self.last_success_count = self.succeeded;
+            self.start = now;
+            self.sent = 0;
+            self.succeeded = 0;
+        }
+    }
+
+    /// The best estimate of what the endpoint accepts: the success rate when there were
+    /// enough successes to measure, else the send rate.
+    fn rate(&self, now: Instant) -> f64 {
+        let secs = (now - self.start).as_secs_f64().max(0.05);
+        if self.succeeded >= MIN_SAMPLE {
+            return self.succeeded as f64 / secs;
+        }
+        if self.last_success_count >= MIN_SAMPLE {
+            return self.last_success_rate.unwrap_or(0.0);
+        }
+        self.last_sent_rate
+            .unwrap_or(0.0)
+            .max(self.sent as f64 / secs)
+    }
+}
+
+impl Default for Pacer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Pacer {
+    pub fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            state: Mutex::new(State {
+                rate: None,
+                w_max: 0.0,
+                last_decrease: None,
+                next_slot: now,
+                meter: Meter {
+                    start: now,
+                    sent: 0,
+                    succeeded: 0,
+                    last_sent_rate: None,
+                    last_success_rate: None,
+                    last_success_count: 0,
+                },
+            }),
+        }
+    }
+
+    /// The current cap in posts per second, if throttling has set one.
+    pub fn rate(&self) -> Option<f64> {
+        self.lock().rate
+    }
+
+    /// Waits for this post's turn.
+    pub async fn acquire(&self) {
+        let slot = {
+            let mut state = self.lock();
+            let now = Instant::now();
+            state.meter.roll(now);
+            state.meter.sent += 1;
+            let Some(rate) = state.rate else { return };
+            let slot = state.next_slot.max(now);
+            state.next_slot = slot + Duration::from_secs_f64(1.0 / rate);
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+
+    pub fn on_success(&self) {
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.meter.roll(now);
+        state.meter.succeeded += 1;
+        if let (Some(_), Some(at)) = (state.rate, state.last_decrease) {
+            let k = ((1.0 - DECREASE) / GROWTH).cbrt();
+            let t = (now - at).as_secs_f64();
+            let cap = state.w_max * (1.0 + GROWTH * (t - k).powi(3));
+            state.rate = Some(cap.max(MIN_RATE));
+        }
+    }
+
+    pub fn on_throttled(&self) {
+        let mut state = self.lock();
+        let now = Instant::now();
+        if state
+            .last_decrease
+            .is_some_and(|at| now - at < DECREASE_HOLD)
+        {
+            return;
+        }
+        state.meter.roll(now);
+        let measured = state.meter.rate(now);
+        let w_max = measured
+            .min(state.rate.unwrap_or(f64::INFINITY))
+            .max(MIN_RATE);
+        state.w_max = w_max;
+        state.rate = Some((w_max * DECREASE).max(MIN_RATE));
+        state.last_decrease = Some(now);
+        state.next_slot = state.next_slot.max(now);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn succeed_for(pacer: &Pacer, per_second: u64, duration: Duration) {
+        let step = Duration::from_secs(1) / per_second as u32;
+        let end = Instant::now() + duration;
+        while Instant::now() < end {
+            pacer.acquire().await;
+            pacer.on_success();
+            tokio::time::advance(step).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unpaced_until_throttled_then_capped_below_the_measured_rate() {
+        let pacer = Pacer::new();
+        succeed_for(&pacer, 1000, Duration::from_secs(1)).await;
+        assert_eq!(pacer.rate(), None);
+
+        pacer.on_throttled();
+        let capped = pacer.rate().unwrap();
+        assert!((800.0..=900.0).contains(&capped), "cap {capped}");
+        // A second 429 in the same event does not cut again.
+        pacer.on_throttled();
+        assert_eq!(pacer.rate(), Some(capped));
+
+        // Paced: 100 posts take about 100 / cap seconds.
+        let start = Instant::now();
+        for _ in 0..100 {
+            pacer.acquire().await;
+        }
+        let took = start.elapsed().as_secs_f64();
+        assert!((took - 99.0 / capped).abs() < 0.01, "took {took}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_cap_grows_back_to_the_throttled_rate_in_a_second_then_probes_above() {
+        let pacer = Pacer::new();
+        succeed_for(&pacer, 1000, Duration::from_secs(1)).await;
+        pacer.on_throttled();
+        tokio::time::advance(Duration::from_millis(1000)).await;
+        pacer.on_success();
+        let at_one_second = pacer.rate().unwrap();
+        assert!((990.0..=1010.0).contains(&at_one_second), "{at_one_second}");
+        tokio::time::advance(Duration::from_millis(1000)).await;
+        pacer.on_success();
+        assert!(pacer.rate().unwrap() > 1100.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttle_before_any_success_uses_the_send_rate() {
+        let pacer = Pacer::new();
+        for _ in 0..100 {
+            pacer.acquire().await;
+        }
+        tokio::time::advance(Duration::from_millis(100)).await;
+        pacer.on_throttled();
+        let capped = pacer.rate().unwrap();
+        assert!(
+            capped > 500.0,
+            "collapsed to {capped}/s with no successes measured"
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! `$connect`: join a room.
+
+use super::{connection_id, response};
+use crate::config::ConnectConfig;
+use crate::domain::{Connection, RoomName};
+use crate::ports::ConnectionStore;
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tracing::{error, info};
+
+/// Stores the connection in the room named by `?room=` (default `lobby`). A bad room name
+/// refuses the handshake with 400 and the reason.
+pub async fn handle(
+    store: &dyn ConnectionStore,
+    config: &ConnectConfig,
+    request: ApiGatewayWebsocketProxyRequest,
+    now: SystemTime,
+) -> ApiGatewayProxyResponse {
+    let Some(connection_id) = connection_id(&request) else {
+        return response(400, Some("the event carries no connection id".into()));
+    };
+    let room = match request.query_string_parameters.first("room") {
+        None => RoomName::lobby(),
+        Some(name) => match RoomName::parse(name) {
+            Ok(room) => room,
+            Err(reason) => return response(400, Some(format!("invalid room: {reason}"))),
+        },
+    };
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let connection = Connection {
+        connection_id: connection_id.to_owned(),
+        room,
+        connected_at: i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX),
+        expires_at: i64::try_from((since_epoch + config.ttl).as_secs()).unwrap_or(i64::MAX),
+        principal: principal(&request),
+    };
+    match store.put(&connection).await {
+        Ok(()) => {
+            info!(connection_id, room = %connection.room, "connected");
+            response(200, None)
+        }
+        Err(failure) => {
+            error!(connection_id, error = %failure, "could not store the connection");
+            response(
+                500,
+                Some("could not register the connection; try again".into()),
+            )
+        }
+    }
+}
+
+/// The principal a `$connect` authorizer returned, if any.
+fn principal(request: &ApiGatewayWebsocketProxyRequest) -> Option<String> {
+    let authorizer = &request.request_context.authorizer;
+    authorizer
+        .other
+        .get("principalId")
+        .or_else(|| authorizer.fields.get("principalId"))
+        .and_then(|value| value.as_str())
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::memory::MemoryStore;
+    use crate::handlers::fixtures::websocket;
+    use std::time::Duration;
+
+    const NOW: Duration = Duration::from_millis(1_795_780_800_123);
+
+    async fn connect(
+        store: &MemoryStore,
+        request: ApiGatewayWebsocketProxyRequest,
+    ) -> ApiGatewayProxyResponse {
+        handle(store, &ConnectConfig::default(), request, UNIX_EPOCH + NOW).await
+    }
+
+    #[tokio::test]
+    async fn stores_the_connection_in_its_room_with_a_ttl() {
+        let store = MemoryStore::new();
+        let response = connect(&store, websocket("connect")).await;
+        assert_eq!(response.status_code, 200);
+        let stored = store.get("Dx4sXe1ZoAMCJvw=").await.unwrap().unwrap();
+        assert_eq!(stored.room.as_str(), "general");
+        assert_eq!(stored.connected_at, 1_795_780_800_123);
+        assert_eq!(stored.expires_at, 1_795_780_800 + 7500);
+        assert_eq!(stored.principal, None);
+    }
+
+    #[tokio::test]
+    async fn defaults_to_the_lobby_and_keeps_the_principal() {
+        let store = MemoryStore::new();
+        connect(&store, websocket("connect-no-room")).await;
+        assert_eq!(
+            store
+                .get("Dx4sXe1ZoAMCJvw=")
+                .await
+                .unwrap()
+                .unwrap()
+                .room
+                .as_str(),
+            "lobby"
+        );
+
+        connect(&store, websocket("connect-authorized")).await;
+        let stored = store.get("Dx4sXe1ZoAMCJvw=").await.unwrap().unwrap();
+        assert_eq!(
+            (stored.room.as_str(), stored.principal.as_deref()),
+            ("ops", Some("user-42"))
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_an_invalid_room_with_the_reason_and_stores_nothing() {
+        for bad in ["", "has space", "../etc", &"x".repeat(65)] {
+            let store = MemoryStore::new();
+            let mut request = websocket("connect");
+            request.query_string_parameters =
+                std::collections::HashMap::from([("room".to_owned(), bad.to_owned())]).into();
+            let response = connect(&store, request).await;
+            assert_eq!(response.status_code, 400, "{bad:?}");
+            let Some(aws_lambda_events::encodings::Body::Text(reason)) = &response.body else {
+                panic!("no reason for {bad:?}");
+            };
+            assert!(reason.starts_with("invalid room: "), "{reason}");
+            assert!(store.is_empty());
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The worker: an SQS batch in, the records to redeliver out.
+
+use crate::engine::{BatchItem, Engine};
+use crate::metrics::MetricsSink;
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use tokio::time::Instant;
+use tracing::{error, info};
+
+/// Runs the batch's jobs and reports the ones SQS should redeliver (`ReportBatchItemFailures`).
+pub async fn handle(
+    engine: &Engine,
+    metrics: &dyn MetricsSink,
+    event: SqsEvent,
+    deadline: Instant,
+) -> SqsBatchResponse {
+    let items = event
+        .records
+        .into_iter()
+        .filter_map(|record| match record.message_id {
+            Some(message_id) => Some(BatchItem {
+                message_id,
+                body: record.body.unwrap_or_default(),
+            }),
+            None => {
+                // Without an id it cannot be reported; SQS redelivers it after the visibility
+                // timeout only if the whole batch fails, so say so loudly.
+                error!("SQS record without a messageId; skipped");
+                None
+            }
+        })
+        .collect();
+    let report = engine.run_batch(items, deadline).await;
+    metrics.record(&report.stats);
+    info!(
+        delivered = report.stats.delivered,
+        stale = report.stats.stale,
+        failed = report.stats.failed,
+        retried = report.stats.retried,
+        continuations = report.stats.continuations,
+        failed_jobs = report.stats.failed_jobs,
+        "batch done"
+    );
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = report
+        .failed_message_ids
+        .into_iter()
+        .map(|id| {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            failure
+        })
+        .collect();
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::memory::{MemoryGateway, MemoryQueue, MemoryStore};
+    use crate::config::ConnectConfig;
+    use crate::engine::{EngineConfig, FanoutStats};
+    use crate::handlers::{connect, fixtures::websocket};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, SystemTime};
+
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<FanoutStats>>);
+
+    impl MetricsSink for Recorded {
+        fn record(&self, stats: &FanoutStats) {
+            self.0.lock().unwrap().push(*stats);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delivers_good_jobs_and_reports_the_bad_record() {
+        let store = Arc::new(MemoryStore::new());
+        connect::handle(
+            &*store,
+            &ConnectConfig::default(),
+            websocket("connect"),
+            SystemTime::now(),
+        )
+        .await;
+        let gateway = Arc::new(MemoryGateway::new());
+        let engine = Engine::new(
+            store,
+            gateway.clone(),
+            Arc::new(MemoryQueue::new()),
+            EngineConfig::default(),
+        );
+        let path = format!(
+            "{}/tests/fixtures/sqs-batch.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let event: SqsEvent =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let metrics = Recorded::default();
+
+        let response = handle(
+            &engine,
+            &metrics,
+            event,
+            Instant::now() + Duration::from_secs(30),
+        )
+        .await;
+
+        let failed: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, vec!["2e1424d4-f796-459a-8184-9c92662be6da"]);
+        let frames = gateway.delivered_to("Dx4sXe1ZoAMCJvw=");
+        assert_eq!(frames.len(), 1);
+        let frame: serde_json::Value = serde_json::from_slice(&frames[0]).unwrap();
+        assert_eq!(frame["data"], "Hello World");
+        assert_eq!(frame["id"], "01937a4e-8f2b-7c3d-9e4f-5a6b7c8d9e0f");
+        let recorded = metrics.0.lock().unwrap();
+        assert_eq!(
+            (
+                recorded.len(),
+                recorded[0].delivered,
+                recorded[0].failed_jobs
+            ),
+            (1, 1, 1)
+        );
+        // The response serializes as Lambda expects.
+        let json = serde_json::to_value(&response).unwrap();
+        assert_eq!(
+            json["batchItemFailures"][0]["itemIdentifier"],
+            "2e1424d4-f796-459a-8184-9c92662be6da"
+        );
+    }
+}

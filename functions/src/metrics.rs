@@ -1,0 +1,169 @@
+//! The worker's metrics in CloudWatch's embedded metric format (EMF): one JSON line per
+//! invocation on stdout, which Lambda ships to CloudWatch Logs and CloudWatch turns into
+//! metrics, without an API call on the hot path.
+
+use crate::engine::FanoutStats;
+use serde_json::{Map, Value, json};
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Where a handler reports what an invocation did.
+pub trait MetricsSink: Send + Sync {
+    fn record(&self, stats: &FanoutStats);
+}
+
+/// Ignores everything.
+pub struct NoMetrics;
+
+impl MetricsSink for NoMetrics {
+    fn record(&self, _: &FanoutStats) {}
+}
+
+/// Names and dimensions of the EMF lines.
+#[derive(Debug, Clone)]
+pub struct EmfConfig {
+    /// `METRICS_NAMESPACE`, default `WsFanout`.
+    pub namespace: String,
+    /// `WORKSPACE`: the Terraform workspace (dev, staging, prod).
+    pub workspace: String,
+    /// `AWS_LAMBDA_FUNCTION_NAME`.
+    pub function: String,
+}
+
+impl EmfConfig {
+    pub fn from_env(env: &impl crate::config::Source) -> Self {
+        Self {
+            namespace: env
+                .var("METRICS_NAMESPACE")
+                .unwrap_or_else(|| "WsFanout".into()),
+            workspace: env.var("WORKSPACE").unwrap_or_else(|| "default".into()),
+            function: env
+                .var("AWS_LAMBDA_FUNCTION_NAME")
+                .unwrap_or_else(|| "worker".into()),
+        }
+    }
+}
+
+/// Writes EMF lines to a writer (stdout in Lambda).
+pub struct EmfSink<W> {
+    config: EmfConfig,
+    out: Mutex<W>,
+}
+
+impl EmfSink<std::io::Stdout> {
+    pub fn stdout(config: EmfConfig) -> Self {
+        Self::new(config, std::io::stdout())
+    }
+}
+
+impl<W: Write + Send> EmfSink<W> {
+    pub fn new(config: EmfConfig, out: W) -> Self {
+        Self {
+            config,
+            out: Mutex::new(out),
+        }
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<W: Write + Send> MetricsSink for EmfSink<W> {
+    fn record(&self, stats: &FanoutStats) {
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis() as u64);
+        let line = emf_line(&self.config, stats, timestamp);
+        let mut out = self
+            .out
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Metrics are best-effort: a closed stdout must not fail the batch.
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+}
+
+/// One EMF document for one invocation.
+pub fn emf_line(config: &EmfConfig, stats: &FanoutStats, timestamp_ms: u64) -> String {
+    let counts = [
+        ("Delivered", stats.delivered),
+        ("Stale", stats.stale),
+        ("Failed", stats.failed),
+        ("Retried", stats.retried),
+        ("Continuations", stats.continuations),
+        ("Pages", stats.pages),
+        ("FailedJobs", stats.failed_jobs),
+    ];
+    let mut definitions: Vec<Value> = counts
+        .iter()
+        .map(|(name, _)| json!({"Name": name, "Unit": "Count"}))
+        .collect();
+    let mut document = Map::new();
+    document.insert("Workspace".into(), config.workspace.clone().into());
+    document.insert("Function".into(), config.function.clone().into());
+    for (name, value) in counts {
+        document.insert(name.into(), value.into());
+    }
+    if let Some(latency) = stats.fanout_latency_ms {
+        definitions.push(json!({"Name": "FanoutLatencyMs", "Unit": "Milliseconds"}));
+        document.insert("FanoutLatencyMs".into(), latency.into());
+    }
+    document.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": config.namespace,
+                "Dimensions": [["Workspace", "Function"]],
+                "Metrics": definitions,
+            }],
+        }),
+    );
+    Value::Object(document).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emits_one_emf_document_per_record() {
+        let config = EmfConfig {
+            namespace: "WsFanout".into(),
+            workspace: "prod".into(),
+            function: "wsfanout-prod-worker".into(),
+        };
+        let sink = EmfSink::new(config, Vec::new());
+        sink.record(&FanoutStats {
+            delivered: 10,
+            stale: 2,
+            fanout_latency_ms: Some(120),
+            ..FanoutStats::default()
+        });
+        let out = String::from_utf8(sink.into_inner()).unwrap();
+        assert_eq!(out.lines().count(), 1);
+        let doc: Value = serde_json::from_str(out.trim()).unwrap();
+        let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "WsFanout");
+        assert_eq!(directive["Dimensions"], json!([["Workspace", "Function"]]));
+        // Every declared metric has a value at the top level, as EMF requires.
+        for metric in directive["Metrics"].as_array().unwrap() {
+            let name = metric["Name"].as_str().unwrap();
+            assert!(doc[name].is_u64(), "{name} has no value");
+        }
+        assert_eq!(
+            (doc["Delivered"].as_u64(), doc["Stale"].as_u64()),
+            (Some(10), Some(2))
+        );
+        assert_eq!(doc["FanoutLatencyMs"], 120);
+        assert_eq!(
+            (doc["Workspace"].as_str(), doc["Function"].as_str()),
+            (Some("prod"), Some("wsfanout-prod-worker"))
+        );
+    }
+}
