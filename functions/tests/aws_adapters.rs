@@ -1,0 +1,417 @@
+//! The AWS adapters against moto server (DynamoDB, SQS) and against a small HTTP server that
+//! answers like API Gateway's management API (moto never answers 410).
+
+mod support;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use fanout::adapters::dynamodb::DynamoStore;
+use fanout::adapters::management::ManagementGateway;
+use fanout::adapters::sqs::SqsQueue;
+use fanout::config::TableConfig;
+use fanout::domain::{Connection, Job, RoomName, Segment};
+use fanout::ports::{
+    ConnectionGateway, ConnectionStore, JobQueue, PostError, QueueError, StoreError,
+};
+use std::collections::BTreeSet;
+use support::{moto_sdk_config, unique};
+
+mod dynamodb {
+    use super::*;
+
+    /// Creates the connections table with its KEYS_ONLY room index, as Terraform does.
+    async fn create_table(client: &aws_sdk_dynamodb::Client) -> String {
+        let table = unique("connections");
+        let key = |name: &str, kind| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .unwrap()
+        };
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap()
+        };
+        client
+            .create_table()
+            .table_name(&table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute("connectionId"))
+            .attribute_definitions(attribute("room"))
+            .key_schema(key("connectionId", KeyType::Hash))
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name("room-index")
+                    .key_schema(key("room", KeyType::Hash))
+                    .key_schema(key("connectionId", KeyType::Range))
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::KeysOnly)
+                            .build(),
+                    )
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("create the connections table in moto");
+        table
+    }
+
+    async fn store(page_limit: Option<i32>) -> DynamoStore {
+        let sdk = moto_sdk_config().await;
+        let client = aws_sdk_dynamodb::Client::new(&sdk);
+        let table = create_table(&client).await;
+        DynamoStore::from_client(
+            client,
+            TableConfig {
+                table,
+                room_index: "room-index".into(),
+                page_limit,
+            },
+        )
+    }
+
+    fn connection(id: &str, room: &str) -> Connection {
+        Connection {
+            connection_id: id.into(),
+            room: RoomName::parse(room).unwrap(),
+            connected_at: 1_795_780_800_123,
+            expires_at: 1_795_788_300,
+            principal: None,
+        }
+    }
+
+    async fn join(store: &DynamoStore, room: &str, count: usize) -> BTreeSet<String> {
+        let mut ids = BTreeSet::new();
+        for i in 0..count {
+            let id = format!("{room}-{i:03}=");
+            store.put(&connection(&id, room)).await.unwrap();
+            ids.insert(id);
+        }
+        ids
+    }
+
+    #[tokio::test]
+    async fn stores_reads_and_deletes_a_connection() {
+        let store = store(None).await;
+        let mut stored = connection("Dx4sXe1ZoAMCJvw=", "general");
+        stored.principal = Some("user-42".into());
+        store.put(&stored).await.unwrap();
+
+        assert_eq!(store.get("Dx4sXe1ZoAMCJvw=").await.unwrap(), Some(stored));
+        assert_eq!(store.get("nobody").await.unwrap(), None);
+
+        store.delete("Dx4sXe1ZoAMCJvw=").await.unwrap();
+        assert_eq!(store.get("Dx4sXe1ZoAMCJvw=").await.unwrap(), None);
+        store
+            .delete("Dx4sXe1ZoAMCJvw=")
+            .await
+            .expect("deleting twice is fine");
+    }
+
+    #[tokio::test]
+    async fn pages_through_a_room_on_the_index() {
+        let store = store(Some(7)).await;
+        let members = join(&store, "big", 30).await;
+        join(&store, "small", 4).await;
+
+        let room = RoomName::parse("big").unwrap();
+        let (mut seen, mut pages, mut cursor) = (Vec::new(), 0, None::<String>);
+        loop {
+            let page = store.room_page(&room, cursor.as_deref()).await.unwrap();
+            assert!(page.ids.len() <= 7);
+            pages += 1;
+            seen.extend(page.ids);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+            assert!(pages < 20, "paging does not end");
+        }
+        assert!(pages >= 5, "30 members at 7 a page took {pages} pages");
+        assert_eq!(seen.len(), 30, "no member twice");
+        assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), members);
+    }
+
+    #[tokio::test]
+    async fn scans_the_whole_table_in_segments() {
+        let store = store(Some(5)).await;
+        let mut everyone = join(&store, "a", 12).await;
+        everyone.extend(join(&store, "b", 9).await);
+
+        let mut seen = Vec::new();
+        for index in 0..3 {
+            let mut cursor = None::<String>;
+            loop {
+                let page = store
+                    .scan_page(Segment { index, total: 3 }, cursor.as_deref())
+                    .await
+                    .unwrap();
+                seen.extend(page.ids);
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        assert_eq!(seen.len(), 21);
+        assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), everyone);
+    }
+
+    #[tokio::test]
+    async fn errors_are_reported_not_swallowed() {
+        let store = store(None).await;
+        let room = RoomName::lobby();
+        assert!(matches!(
+            store.room_page(&room, Some("not a cursor")).await,
+            Err(StoreError::BadCursor(_))
+        ));
+
+        let sdk = moto_sdk_config().await;
+        let missing = DynamoStore::from_client(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            TableConfig {
+                table: unique("missing"),
+                room_index: "room-index".into(),
+                page_limit: None,
+            },
+        );
+        let error = missing.get("x").await.unwrap_err();
+        assert!(matches!(error, StoreError::Unavailable(_)), "{error}");
+        assert!(error.to_string().contains("ResourceNotFound"), "{error}");
+    }
+}
+
+mod sqs {
+    use super::*;
+
+    fn job() -> Job {
+        Job::parse(
+            r#"{"v":1,"id":"m1","target":{"room":"general"},"payload":{"text":"hi"},"sender":"c1","sentAt":5}"#,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_job_round_trips_through_the_queue() {
+        let sdk = moto_sdk_config().await;
+        let client = aws_sdk_sqs::Client::new(&sdk);
+        let url = client
+            .create_queue()
+            .queue_name(unique("fanout"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let queue = SqsQueue::from_client(client.clone(), url.clone());
+
+        queue.enqueue(&job()).await.unwrap();
+
+        let received = client
+            .receive_message()
+            .queue_url(&url)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages.unwrap_or_default();
+        assert_eq!(messages.len(), 1);
+        let body = messages[0].body.as_deref().unwrap();
+        let back = Job::parse(body).unwrap();
+        assert_eq!(back.to_json(), job().to_json());
+    }
+
+    #[tokio::test]
+    async fn refuses_oversized_jobs_and_reports_a_missing_queue() {
+        let sdk = moto_sdk_config().await;
+        let client = aws_sdk_sqs::Client::new(&sdk);
+        let url = client
+            .create_queue()
+            .queue_name(unique("fanout"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let queue = SqsQueue::from_client(client.clone(), url);
+        let mut big = job();
+        big.payload =
+            serde_json::value::RawValue::from_string(format!("\"{}\"", "x".repeat(300_000)))
+                .unwrap();
+        assert!(matches!(
+            queue.enqueue(&big).await,
+            Err(QueueError::TooLarge { .. })
+        ));
+
+        let gone = SqsQueue::from_client(
+            client,
+            format!(
+                "{}/000000000000/{}",
+                support::moto_endpoint(),
+                unique("none")
+            ),
+        );
+        assert!(matches!(
+            gone.enqueue(&job()).await,
+            Err(QueueError::Unavailable(_))
+        ));
+    }
+}
+
+mod management {
+    use super::*;
+    use bytes::Bytes;
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
+    #[derive(Debug, Clone)]
+    struct Seen {
+        method: String,
+        path: String,
+        authorization: Option<String>,
+        body: Vec<u8>,
+    }
+
+    /// Answers like API Gateway's management API, by connection id: `gone` 410, `busy` 429,
+    /// `broken` 500, `forbidden` 403, anything else 200. Records every request.
+    async fn fake_api_gateway() -> (String, Arc<Mutex<Vec<Seen>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}/dev", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let mut socket = BufReader::new(socket);
+                    // Keep-alive: serve requests until the client closes.
+                    loop {
+                        let mut request_line = String::new();
+                        if socket.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let (mut length, mut authorization) = (0, None);
+                        loop {
+                            let mut header = String::new();
+                            socket.read_line(&mut header).await.unwrap();
+                            let header = header.trim_end();
+                            if header.is_empty() {
+                                break;
+                            }
+                            let (name, value) = header.split_once(':').unwrap();
+                            match name.to_ascii_lowercase().as_str() {
+                                "content-length" => length = value.trim().parse().unwrap(),
+                                "authorization" => authorization = Some(value.trim().to_owned()),
+                                _ => {}
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        socket.read_exact(&mut body).await.unwrap();
+                        let mut parts = request_line.split_whitespace();
+                        let method = parts.next().unwrap().to_owned();
+                        let path = parts.next().unwrap().to_owned();
+                        let id = path.rsplit('/').next().unwrap().to_owned();
+                        record.lock().unwrap().push(Seen {
+                            method,
+                            path,
+                            authorization,
+                            body,
+                        });
+                        let (status, error_type) = match id.as_str() {
+                            "gone" => ("410 Gone", Some("GoneException")),
+                            "busy" => ("429 Too Many Requests", Some("LimitExceededException")),
+                            "broken" => (
+                                "500 Internal Server Error",
+                                Some("InternalServerErrorException"),
+                            ),
+                            "forbidden" => ("403 Forbidden", Some("ForbiddenException")),
+                            _ => ("200 OK", None),
+                        };
+                        let response = match error_type {
+                            Some(kind) => {
+                                let body = format!("{{\"message\":\"{kind}\"}}");
+                                format!(
+                                    "HTTP/1.1 {status}\r\nx-amzn-ErrorType: {kind}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                                    body.len()
+                                )
+                            }
+                            None => format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n"),
+                        };
+                        socket
+                            .get_mut()
+                            .write_all(response.as_bytes())
+                            .await
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        (endpoint, seen)
+    }
+
+    #[tokio::test]
+    async fn posts_signed_frames_to_the_connection_path() {
+        let (endpoint, seen) = fake_api_gateway().await;
+        let gateway = ManagementGateway::new(&moto_sdk_config().await);
+
+        gateway
+            .post(
+                &endpoint,
+                "Dx4sXe1ZoAMCJvw=",
+                Bytes::from_static(b"{\"type\":\"message\"}"),
+            )
+            .await
+            .unwrap();
+
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].method, "POST");
+        assert_eq!(seen[0].path, "/dev/@connections/Dx4sXe1ZoAMCJvw%3D");
+        assert_eq!(seen[0].body, b"{\"type\":\"message\"}");
+        let authorization = seen[0].authorization.as_deref().expect("signed");
+        assert!(
+            authorization.contains("/execute-api/aws4_request"),
+            "{authorization}"
+        );
+    }
+
+    #[tokio::test]
+    async fn maps_api_gateway_errors_to_what_the_engine_does() {
+        let (endpoint, seen) = fake_api_gateway().await;
+        let gateway = ManagementGateway::new(&moto_sdk_config().await);
+        let post = |id: &'static str| gateway.post(&endpoint, id, Bytes::from_static(b"x"));
+
+        assert_eq!(post("gone").await, Err(PostError::Gone));
+        assert_eq!(post("busy").await, Err(PostError::Throttled));
+        assert_eq!(post("broken").await, Err(PostError::Server(500)));
+        assert!(matches!(
+            post("forbidden").await,
+            Err(PostError::Rejected { status: 403, .. })
+        ));
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            4,
+            "one call each: the SDK's own retries are off"
+        );
+
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}/dev", listener.local_addr().unwrap())
+        };
+        let error = gateway
+            .post(&closed, "x", Bytes::from_static(b"x"))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, PostError::Transport(_)), "{error:?}");
+    }
+}

@@ -1,0 +1,98 @@
+//! Test support: a moto server for the AWS adapters.
+//!
+//! Uses `AWS_ENDPOINT_URL` when set (CI starts moto and exports it); otherwise starts
+//! `moto_server` from PATH or the repository's `.venv` on a free port, for the life of the test
+//! process. Without either, tests fail and say how to get moto: they never pass vacuously.
+
+#![allow(dead_code)]
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::config::{Credentials, Region};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A unique name for a table or queue, so tests can share one moto.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// The moto endpoint, starting moto if needed.
+pub fn moto_endpoint() -> String {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    ENDPOINT
+        .get_or_init(|| match std::env::var("AWS_ENDPOINT_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => start_moto(),
+        })
+        .clone()
+}
+
+/// SDK configuration pointed at moto, with dummy credentials.
+pub async fn moto_sdk_config() -> SdkConfig {
+    sdk_config_for(&moto_endpoint()).await
+}
+
+pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(fanout::adapters::aws::https_client())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+fn moto_binary() -> Option<String> {
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/moto_server");
+    if std::path::Path::new(venv).exists() {
+        return Some(venv.to_owned());
+    }
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("moto_server"))
+            .find(|candidate| candidate.exists())
+            .map(|found| found.display().to_string())
+    })
+}
+
+fn start_moto() -> String {
+    let binary = moto_binary().unwrap_or_else(|| {
+        panic!(
+            "these tests need moto: run `.ci/run`, or `python3 -m venv .venv && \
+             .venv/bin/pip install 'moto[server]'`, or set AWS_ENDPOINT_URL to a running moto_server"
+        )
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // moto runs under a shell that kills it when our end of its stdin closes, i.e. when this
+    // test process exits, however it exits.
+    let script = format!(
+        "'{binary}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; echo started; read _; kill $pid"
+    );
+    let mut child: Child = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start moto_server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not listen on port {port} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Keep stdin open for the life of the process.
+    Box::leak(Box::new(child));
+    format!("http://127.0.0.1:{port}")
+}
