@@ -1,0 +1,148 @@
+################################################################################
+# API Gateway v2 WebSocket API
+################################################################################
+
+locals {
+  # route key => function, and whether the function's response is sent back to
+  # the sender as a frame (the ack of sendmessage, the error frame of $default).
+  api_routes = {
+    "$connect" = {
+      function       = "connect"
+      route_response = false
+    }
+    "$disconnect" = {
+      function       = "disconnect"
+      route_response = false
+    }
+    "sendmessage" = {
+      function       = "sendmessage"
+      route_response = true
+    }
+    "$default" = {
+      function       = "default"
+      route_response = true
+    }
+  }
+}
+
+resource "aws_apigatewayv2_api" "this" {
+  name                       = "${local.name_prefix}-ws"
+  description                = "WebSocket fan-out (${terraform.workspace})"
+  protocol_type              = "WEBSOCKET"
+  route_selection_expression = "$request.body.action"
+}
+
+resource "aws_apigatewayv2_integration" "this" {
+  for_each = local.api_routes
+
+  api_id             = aws_apigatewayv2_api.this.id
+  description        = "${each.key} -> ${local.name_prefix}-${each.value.function}"
+  integration_type   = "AWS_PROXY"
+  integration_method = "POST"
+  integration_uri    = aws_lambda_function.this[each.value.function].invoke_arn
+}
+
+resource "aws_apigatewayv2_route" "this" {
+  #checkov:skip=CKV_AWS_309:WebSocket APIs authorize only on $connect; the rooms are public until the $connect authorizer lands, and the other routes run on an already accepted connection.
+  for_each = local.api_routes
+
+  api_id                              = aws_apigatewayv2_api.this.id
+  route_key                           = each.key
+  target                              = "integrations/${aws_apigatewayv2_integration.this[each.key].id}"
+  authorization_type                  = "NONE"
+  route_response_selection_expression = each.value.route_response ? "$default" : null
+}
+
+# Two-way routes: the Lambda proxy response body goes back to the sender.
+resource "aws_apigatewayv2_route_response" "this" {
+  for_each = { for key, route in local.api_routes : key => route if route.route_response }
+
+  api_id             = aws_apigatewayv2_api.this.id
+  route_id           = aws_apigatewayv2_route.this[each.key].id
+  route_response_key = "$default"
+}
+
+resource "aws_lambda_permission" "api" {
+  for_each = local.api_routes
+
+  statement_id  = "AllowApiGateway-${each.value.function}"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.this[each.value.function].function_name
+  principal     = "apigateway.amazonaws.com"
+  # Only this API's stage, and only this route, may invoke the function.
+  source_arn = "${aws_apigatewayv2_api.this.execution_arn}/${local.stage_name}/${each.key}"
+}
+
+resource "aws_cloudwatch_log_group" "api_access" {
+  #checkov:skip=CKV_AWS_158:Encrypted with the CloudWatch Logs service key by default; set var.kms_key_arn to use a customer-managed key.
+  name              = "/aws/apigateway/${local.name_prefix}/access"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.kms_key_arn
+}
+
+# API Gateway writes WebSocket execution logs to /aws/apigateway/<api_id>/<stage>;
+# created here so it has a retention and is destroyed with the stack.
+resource "aws_cloudwatch_log_group" "api_execution" {
+  #checkov:skip=CKV_AWS_158:Encrypted with the CloudWatch Logs service key by default; set var.kms_key_arn to use a customer-managed key.
+  name              = "/aws/apigateway/${aws_apigatewayv2_api.this.id}/${terraform.workspace}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.kms_key_arn
+}
+
+resource "aws_apigatewayv2_stage" "this" {
+  #checkov:skip=CKV2_AWS_51:A stage client certificate is what API Gateway presents to HTTP backends; every integration here is a Lambda proxy, invoked through IAM (aws_lambda_permission scoped to this stage and route).
+  api_id      = aws_apigatewayv2_api.this.id
+  name        = terraform.workspace
+  description = "Workspace ${terraform.workspace}"
+  auto_deploy = true
+
+  access_log_settings {
+    destination_arn = aws_cloudwatch_log_group.api_access.arn
+    format = jsonencode({
+      requestId          = "$context.requestId"
+      extendedRequestId  = "$context.extendedRequestId"
+      requestTime        = "$context.requestTime"
+      requestTimeEpoch   = "$context.requestTimeEpoch"
+      apiId              = "$context.apiId"
+      stage              = "$context.stage"
+      connectionId       = "$context.connectionId"
+      connectedAt        = "$context.connectedAt"
+      eventType          = "$context.eventType"
+      routeKey           = "$context.routeKey"
+      messageId          = "$context.messageId"
+      status             = "$context.status"
+      sourceIp           = "$context.identity.sourceIp"
+      userAgent          = "$context.identity.userAgent"
+      integrationStatus  = "$context.integration.status"
+      integrationError   = "$context.integration.error"
+      integrationLatency = "$context.integration.latency"
+      errorMessage       = "$context.error.messageString"
+      errorResponseType  = "$context.error.responseType"
+    })
+  }
+
+  default_route_settings {
+    throttling_burst_limit   = var.throttling_burst_limit
+    throttling_rate_limit    = var.throttling_rate_limit
+    logging_level            = var.api_execution_logging_level
+    data_trace_enabled       = false
+    detailed_metrics_enabled = var.detailed_metrics_enabled
+  }
+
+  # Each sendmessage becomes a fan-out job of up to a whole room: its own, lower limit.
+  route_settings {
+    route_key                = aws_apigatewayv2_route.this["sendmessage"].route_key
+    throttling_burst_limit   = var.sendmessage_throttling_burst_limit
+    throttling_rate_limit    = var.sendmessage_throttling_rate_limit
+    logging_level            = var.api_execution_logging_level
+    data_trace_enabled       = false
+    detailed_metrics_enabled = var.detailed_metrics_enabled
+  }
+
+  # Logging needs the account-level CloudWatch role, and the execution log group
+  # must exist before API Gateway creates one without a retention.
+  depends_on = [
+    aws_api_gateway_account.this,
+    aws_cloudwatch_log_group.api_execution,
+  ]
+}

@@ -1,0 +1,28 @@
+# terraform workspace new dev   (or: terraform workspace select dev)
+# terraform apply -var-file=examples/dev.tfvars
+
+aws_region = "eu-west-1"
+
+# Short retention and no PITR: a development stack holds nothing worth keeping.
+log_retention_days     = 14
+point_in_time_recovery = false
+
+log_level                   = "info,fanout=debug"
+api_execution_logging_level = "INFO"
+
+throttling_burst_limit             = 50
+throttling_rate_limit              = 100
+sendmessage_throttling_burst_limit = 20
+sendmessage_throttling_rate_limit  = 10
+
+worker_maximum_concurrency = 2
+
+# API Gateway's account-level logging role is region-wide: set false when another
+# workspace in the same account and region already manages it.
+manage_api_gateway_account = true
+
+alarm_email = null
+
+tags = {
+  Environment = "dev"
+}

@@ -1,0 +1,147 @@
+################################################################################
+# Lambda functions: one per binary of functions/Cargo.toml, built by
+# `cargo lambda build --release --arm64 --output-format zip` into
+# target/lambda/<name>/bootstrap.zip
+################################################################################
+
+locals {
+  common_environment = {
+    RUST_LOG  = var.log_level
+    WORKSPACE = terraform.workspace
+  }
+
+  functions = {
+    connect = {
+      description = "WebSocket $connect: records the connection and its room."
+      memory_size = var.api_function_memory_mb
+      timeout     = var.api_function_timeout_seconds
+      environment = {
+        CONNECTIONS_TABLE      = aws_dynamodb_table.connections.name
+        CONNECTION_TTL_SECONDS = tostring(var.connection_ttl_seconds)
+      }
+    }
+
+    disconnect = {
+      description = "WebSocket $disconnect: deletes the connection record."
+      memory_size = var.api_function_memory_mb
+      timeout     = var.api_function_timeout_seconds
+      environment = {
+        CONNECTIONS_TABLE = aws_dynamodb_table.connections.name
+      }
+    }
+
+    sendmessage = {
+      description = "WebSocket sendmessage: validates, enqueues a fan-out job, acks the sender."
+      memory_size = var.api_function_memory_mb
+      timeout     = var.api_function_timeout_seconds
+      environment = {
+        CONNECTIONS_TABLE = aws_dynamodb_table.connections.name
+        FANOUT_QUEUE_URL  = aws_sqs_queue.fanout.url
+        MAX_DATA_BYTES    = tostring(var.max_data_bytes)
+      }
+    }
+
+    default = {
+      description = "WebSocket $default: error frame for unknown actions and non-JSON messages."
+      memory_size = var.api_function_memory_mb
+      timeout     = var.api_function_timeout_seconds
+      environment = {}
+    }
+
+    worker = {
+      description = "Fan-out worker: pages through a room and posts to each connection."
+      memory_size = var.worker_memory_mb
+      timeout     = var.worker_timeout_seconds
+      environment = {
+        CONNECTIONS_TABLE   = aws_dynamodb_table.connections.name
+        ROOM_INDEX_NAME     = local.room_index_name
+        FANOUT_QUEUE_URL    = aws_sqs_queue.fanout.url
+        MANAGEMENT_ENDPOINT = local.management_endpoint
+        FANOUT_CONCURRENCY  = tostring(var.fanout_concurrency)
+        POST_TIMEOUT_MS     = tostring(var.post_timeout_ms)
+        DEADLINE_MARGIN_MS  = tostring(var.deadline_margin_ms)
+        DELIVERY_MODE       = var.delivery_mode
+        METRICS_NAMESPACE   = var.metrics_namespace
+      }
+    }
+  }
+}
+
+resource "aws_cloudwatch_log_group" "function" {
+  #checkov:skip=CKV_AWS_158:Encrypted with the CloudWatch Logs service key by default; set var.kms_key_arn to use a customer-managed key.
+  for_each = local.functions
+
+  name              = "/aws/lambda/${local.name_prefix}-${each.key}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.kms_key_arn
+}
+
+resource "aws_lambda_function" "this" {
+  #checkov:skip=CKV_AWS_116:Invoked synchronously only (API Gateway, SQS event source mapping): a Lambda DLQ applies to async invocations; failed fan-out jobs land in the SQS dead-letter queue.
+  #checkov:skip=CKV_AWS_115:Concurrency is bounded upstream: stage and sendmessage route throttling for the API functions, scaling_config.maximum_concurrency for the worker; reserving account concurrency per function would only take it from the pool.
+  #checkov:skip=CKV_AWS_117:Talks only to public AWS endpoints (DynamoDB, SQS, API Gateway management API); a VPC would add NAT gateways or endpoints and cold-start cost for no isolation gain.
+  #checkov:skip=CKV_AWS_272:Zips are built from source by cargo lambda in CI and deployed by Terraform directly; code signing needs an AWS Signer profile and a signed S3 artifact flow this stack does not have.
+  #checkov:skip=CKV_AWS_173:Environment holds no secrets (names, URLs, tuning); it is encrypted with the AWS-managed Lambda key by default, and var.kms_key_arn switches to a customer-managed key.
+  for_each = local.functions
+
+  function_name = "${local.name_prefix}-${each.key}"
+  description   = each.value.description
+  role          = aws_iam_role.function[each.key].arn
+
+  filename         = "${path.module}/../target/lambda/${each.key}/bootstrap.zip"
+  source_code_hash = filebase64sha256("${path.module}/../target/lambda/${each.key}/bootstrap.zip")
+  runtime          = "provided.al2023"
+  handler          = "bootstrap"
+  architectures    = [var.lambda_architecture]
+
+  memory_size = each.value.memory_size
+  timeout     = each.value.timeout
+  kms_key_arn = var.kms_key_arn
+
+  environment {
+    variables = merge(local.common_environment, each.value.environment)
+  }
+
+  logging_config {
+    log_format = "Text"
+    log_group  = aws_cloudwatch_log_group.function[each.key].name
+  }
+
+  tracing_config {
+    mode = "Active"
+  }
+
+  # The role must be able to write logs and traces before the first invocation.
+  depends_on = [aws_iam_role_policy.function]
+
+  lifecycle {
+    precondition {
+      condition     = var.deadline_margin_ms < var.worker_timeout_seconds * 1000 && var.post_timeout_ms < var.deadline_margin_ms
+      error_message = "Need post_timeout_ms < deadline_margin_ms < worker_timeout_seconds * 1000, so in-flight posts finish before the worker's deadline."
+    }
+  }
+}
+
+# The worker consumes the fan-out queue; a failed job is retried alone
+# (ReportBatchItemFailures) and after max_receive_count lands in the DLQ.
+resource "aws_lambda_event_source_mapping" "worker" {
+  event_source_arn = aws_sqs_queue.fanout.arn
+  function_name    = aws_lambda_function.this["worker"].arn
+
+  batch_size                         = var.worker_batch_size
+  maximum_batching_window_in_seconds = var.worker_batching_window_seconds
+  function_response_types            = ["ReportBatchItemFailures"]
+
+  scaling_config {
+    maximum_concurrency = var.worker_maximum_concurrency
+  }
+
+  depends_on = [aws_iam_role_policy.function]
+
+  lifecycle {
+    precondition {
+      condition     = var.worker_batch_size <= 10 || var.worker_batching_window_seconds >= 1
+      error_message = "A worker_batch_size above 10 needs worker_batching_window_seconds >= 1 (SQS event source rule)."
+    }
+  }
+}

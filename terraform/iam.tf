@@ -1,0 +1,221 @@
+################################################################################
+# IAM: one role per function, each allowed only what its code calls
+################################################################################
+
+data "aws_iam_policy_document" "lambda_assume_role" {
+  statement {
+    sid     = "LambdaAssumeRole"
+    effect  = "Allow"
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "function" {
+  for_each = local.functions
+
+  name                 = "${local.name_prefix}-${each.key}"
+  description          = "Execution role of ${local.name_prefix}-${each.key}"
+  assume_role_policy   = data.aws_iam_policy_document.lambda_assume_role.json
+  max_session_duration = 3600
+}
+
+# Shared by every function: write to its own log group, send X-Ray traces.
+data "aws_iam_policy_document" "function_base" {
+  for_each = local.functions
+
+  statement {
+    sid    = "OwnLogGroup"
+    effect = "Allow"
+    actions = [
+      "logs:CreateLogStream",
+      "logs:PutLogEvents",
+    ]
+    resources = ["${aws_cloudwatch_log_group.function[each.key].arn}:*"]
+  }
+
+  # X-Ray trace ingestion has no resource-level permissions: "*" is the only valid resource.
+  statement {
+    sid    = "XRayTraces"
+    effect = "Allow"
+    actions = [
+      "xray:PutTraceSegments",
+      "xray:PutTelemetryRecords",
+    ]
+    resources = ["*"]
+  }
+}
+
+data "aws_iam_policy_document" "connect" {
+  source_policy_documents = [data.aws_iam_policy_document.function_base["connect"].json]
+
+  statement {
+    sid       = "RecordConnection"
+    effect    = "Allow"
+    actions   = ["dynamodb:PutItem"]
+    resources = [aws_dynamodb_table.connections.arn]
+  }
+}
+
+data "aws_iam_policy_document" "disconnect" {
+  source_policy_documents = [data.aws_iam_policy_document.function_base["disconnect"].json]
+
+  statement {
+    sid       = "ForgetConnection"
+    effect    = "Allow"
+    actions   = ["dynamodb:DeleteItem"]
+    resources = [aws_dynamodb_table.connections.arn]
+  }
+}
+
+data "aws_iam_policy_document" "sendmessage" {
+  source_policy_documents = [data.aws_iam_policy_document.function_base["sendmessage"].json]
+
+  statement {
+    sid       = "LookUpSender"
+    effect    = "Allow"
+    actions   = ["dynamodb:GetItem"]
+    resources = [aws_dynamodb_table.connections.arn]
+  }
+
+  statement {
+    sid       = "EnqueueFanout"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.fanout.arn]
+  }
+}
+
+data "aws_iam_policy_document" "default" {
+  source_policy_documents = [data.aws_iam_policy_document.function_base["default"].json]
+}
+
+data "aws_iam_policy_document" "worker" {
+  source_policy_documents = [data.aws_iam_policy_document.function_base["worker"].json]
+
+  statement {
+    sid       = "PageRoom"
+    effect    = "Allow"
+    actions   = ["dynamodb:Query"]
+    resources = ["${aws_dynamodb_table.connections.arn}/index/${local.room_index_name}"]
+  }
+
+  statement {
+    sid    = "PageAllAndDeleteStale"
+    effect = "Allow"
+    actions = [
+      "dynamodb:Scan",
+      "dynamodb:DeleteItem",
+    ]
+    resources = [aws_dynamodb_table.connections.arn]
+  }
+
+  statement {
+    sid    = "ConsumeFanout"
+    effect = "Allow"
+    actions = [
+      "sqs:ReceiveMessage",
+      "sqs:DeleteMessage",
+      "sqs:GetQueueAttributes",
+      "sqs:ChangeMessageVisibility",
+    ]
+    resources = [aws_sqs_queue.fanout.arn]
+  }
+
+  statement {
+    sid       = "EnqueueContinuations"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.fanout.arn]
+  }
+
+  statement {
+    sid       = "PostToConnections"
+    effect    = "Allow"
+    actions   = ["execute-api:ManageConnections"]
+    resources = ["${aws_apigatewayv2_api.this.execution_arn}/${local.stage_name}/POST/@connections/*"]
+  }
+}
+
+locals {
+  function_policies = {
+    connect     = data.aws_iam_policy_document.connect.json
+    disconnect  = data.aws_iam_policy_document.disconnect.json
+    sendmessage = data.aws_iam_policy_document.sendmessage.json
+    default     = data.aws_iam_policy_document.default.json
+    worker      = data.aws_iam_policy_document.worker.json
+  }
+}
+
+resource "aws_iam_role_policy" "function" {
+  for_each = local.functions
+
+  name   = "${local.name_prefix}-${each.key}"
+  role   = aws_iam_role.function[each.key].id
+  policy = local.function_policies[each.key]
+}
+
+################################################################################
+# API Gateway's account-level CloudWatch role (needed for stage logging)
+################################################################################
+
+data "aws_iam_policy_document" "apigateway_assume_role" {
+  statement {
+    sid     = "ApiGatewayAssumeRole"
+    effect  = "Allow"
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["apigateway.amazonaws.com"]
+    }
+  }
+}
+
+# The role serves every API Gateway API of this account and region, so it is
+# scoped to the region's log groups rather than to this stack's.
+data "aws_iam_policy_document" "apigateway_cloudwatch" {
+  statement {
+    sid    = "ApiGatewayLogs"
+    effect = "Allow"
+    actions = [
+      "logs:CreateLogGroup",
+      "logs:CreateLogStream",
+      "logs:DescribeLogGroups",
+      "logs:DescribeLogStreams",
+      "logs:PutLogEvents",
+      "logs:GetLogEvents",
+      "logs:FilterLogEvents",
+    ]
+    resources = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:*"]
+  }
+}
+
+resource "aws_iam_role" "apigateway_cloudwatch" {
+  count = var.manage_api_gateway_account ? 1 : 0
+
+  name                 = "${local.name_prefix}-apigw-cloudwatch"
+  description          = "Lets API Gateway write execution and access logs in ${local.region}"
+  assume_role_policy   = data.aws_iam_policy_document.apigateway_assume_role.json
+  max_session_duration = 3600
+}
+
+resource "aws_iam_role_policy" "apigateway_cloudwatch" {
+  count = var.manage_api_gateway_account ? 1 : 0
+
+  name   = "${local.name_prefix}-apigw-cloudwatch"
+  role   = aws_iam_role.apigateway_cloudwatch[0].id
+  policy = data.aws_iam_policy_document.apigateway_cloudwatch.json
+}
+
+resource "aws_api_gateway_account" "this" {
+  count = var.manage_api_gateway_account ? 1 : 0
+
+  cloudwatch_role_arn = aws_iam_role.apigateway_cloudwatch[0].arn
+
+  depends_on = [aws_iam_role_policy.apigateway_cloudwatch]
+}

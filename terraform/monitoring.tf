@@ -1,0 +1,405 @@
+################################################################################
+# Operators' dashboard, alarms and (optional) email notifications
+################################################################################
+
+locals {
+  worker_function_name = aws_lambda_function.this["worker"].function_name
+  api_dimensions       = ["ApiId", aws_apigatewayv2_api.this.id, "Stage", local.stage_name]
+  # The worker's EMF metrics carry exactly these dimensions.
+  emf_dimensions = ["Workspace", terraform.workspace, "Function", local.worker_function_name]
+
+  dashboard_name = "${local.name_prefix}-fanout"
+}
+
+################################################################################
+# Alarms
+################################################################################
+
+# Fan-out is falling behind: jobs wait in the queue. An idle queue reports no
+# data, which means no backlog: notBreaching.
+resource "aws_cloudwatch_metric_alarm" "fanout_oldest_message_age" {
+  alarm_name        = "${local.name_prefix}-fanout-oldest-message-age"
+  alarm_description = "The oldest fan-out job has waited more than ${var.alarm_oldest_message_age_seconds} s: the worker is failing, throttled or too slow (see the dashboard ${local.dashboard_name})."
+
+  namespace   = "AWS/SQS"
+  metric_name = "ApproximateAgeOfOldestMessage"
+  dimensions = {
+    QueueName = aws_sqs_queue.fanout.name
+  }
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = var.alarm_evaluation_periods
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.alarm_oldest_message_age_seconds
+  treat_missing_data  = "notBreaching"
+
+  alarm_actions = local.alarm_actions
+  ok_actions    = local.alarm_actions
+}
+
+# A job failed max_receive_count times and is parked. Missing data must not clear
+# it: a parked job stays a problem until it is redriven or purged, and both make
+# the queue report again (0 returns the alarm to OK): ignore keeps the last state.
+resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
+  alarm_name        = "${local.name_prefix}-fanout-dlq-not-empty"
+  alarm_description = "Fan-out jobs are in the dead-letter queue ${aws_sqs_queue.fanout_dlq.name}: inspect them, fix the cause, then redrive (aws sqs start-message-move-task --source-arn ${aws_sqs_queue.fanout_dlq.arn})."
+
+  namespace   = "AWS/SQS"
+  metric_name = "ApproximateNumberOfMessagesVisible"
+  dimensions = {
+    QueueName = aws_sqs_queue.fanout_dlq.name
+  }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "ignore"
+
+  alarm_actions = local.alarm_actions
+  ok_actions    = local.alarm_actions
+}
+
+# Lambda reports no Errors datapoint for a minute without invocations: that is
+# not an error, so notBreaching.
+resource "aws_cloudwatch_metric_alarm" "worker_errors" {
+  alarm_name        = "${local.name_prefix}-worker-errors"
+  alarm_description = "The fan-out worker failed whole invocations (crash, timeout, out of memory). Per-job failures are reported as batch item failures and show as retries and DLQ depth instead."
+
+  namespace   = "AWS/Lambda"
+  metric_name = "Errors"
+  dimensions = {
+    FunctionName = local.worker_function_name
+  }
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = var.alarm_evaluation_periods
+  datapoints_to_alarm = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.alarm_worker_errors_threshold
+  treat_missing_data  = "notBreaching"
+
+  alarm_actions = local.alarm_actions
+  ok_actions    = local.alarm_actions
+}
+
+# Throttles mean the account's concurrency is exhausted: jobs wait. No datapoint
+# means no throttle: notBreaching.
+resource "aws_cloudwatch_metric_alarm" "worker_throttles" {
+  alarm_name        = "${local.name_prefix}-worker-throttles"
+  alarm_description = "The fan-out worker is throttled: the account or region Lambda concurrency is exhausted (lower worker_maximum_concurrency or raise the quota)."
+
+  namespace   = "AWS/Lambda"
+  metric_name = "Throttles"
+  dimensions = {
+    FunctionName = local.worker_function_name
+  }
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = var.alarm_evaluation_periods
+  datapoints_to_alarm = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+
+  alarm_actions = local.alarm_actions
+  ok_actions    = local.alarm_actions
+}
+
+################################################################################
+# Notifications (only with var.alarm_email)
+################################################################################
+
+resource "aws_sns_topic" "alarms" {
+  #checkov:skip=CKV_AWS_26:CloudWatch alarms cannot publish to a topic encrypted with the AWS-managed aws/sns key; the topic carries only alarm state changes. Set var.kms_key_arn (a key whose policy allows cloudwatch.amazonaws.com) to encrypt it.
+  count = var.alarm_email == null ? 0 : 1
+
+  name              = "${local.name_prefix}-alarms"
+  kms_master_key_id = var.kms_key_arn
+}
+
+resource "aws_sns_topic_subscription" "alarm_email" {
+  count = var.alarm_email == null ? 0 : 1
+
+  topic_arn = aws_sns_topic.alarms[0].arn
+  protocol  = "email"
+  endpoint  = var.alarm_email
+}
+
+################################################################################
+# Dashboard
+################################################################################
+
+resource "aws_cloudwatch_dashboard" "this" {
+  dashboard_name = local.dashboard_name
+
+  dashboard_body = jsonencode({
+    start          = "-PT3H"
+    periodOverride = "inherit"
+    widgets = [
+      {
+        type   = "text"
+        x      = 0
+        y      = 0
+        width  = 12
+        height = 4
+        properties = {
+          markdown = join("\n", [
+            "## WebSocket fan-out: ${terraform.workspace}",
+            "sendmessage enqueues a job on **${aws_sqs_queue.fanout.name}**; the worker **${local.worker_function_name}** posts it to every connection of the room.",
+            "Backlog = queue depth and age rising. Parked jobs = DLQ depth > 0 (redrive with `aws sqs start-message-move-task --source-arn ${aws_sqs_queue.fanout_dlq.arn}`).",
+            "Delivered / Stale (410, connection deleted) / Failed come from the worker's EMF metrics in **${var.metrics_namespace}**.",
+          ])
+        }
+      },
+      {
+        type   = "alarm"
+        x      = 12
+        y      = 0
+        width  = 12
+        height = 4
+        properties = {
+          title = "Alarms"
+          alarms = [
+            aws_cloudwatch_metric_alarm.fanout_oldest_message_age.arn,
+            aws_cloudwatch_metric_alarm.dlq_not_empty.arn,
+            aws_cloudwatch_metric_alarm.worker_errors.arn,
+            aws_cloudwatch_metric_alarm.worker_throttles.arn,
+          ]
+        }
+      },
+
+      # Queue
+      {
+        type   = "metric"
+        x      = 0
+        y      = 4
+        width  = 8
+        height = 6
+        properties = {
+          title  = "Fan-out queue depth"
+          region = local.region
+          view   = "timeSeries"
+          period = 60
+          stat   = "Maximum"
+          metrics = [
+            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", aws_sqs_queue.fanout.name, { label = "Waiting" }],
+            ["AWS/SQS", "ApproximateNumberOfMessagesNotVisible", "QueueName", aws_sqs_queue.fanout.name, { label = "In flight" }],
+            ["AWS/SQS", "NumberOfMessagesSent", "QueueName", aws_sqs_queue.fanout.name, { label = "Enqueued / min", stat = "Sum" }],
+          ]
+          yAxis = { left = { min = 0 } }
+        }
+      },
+      {
+        type   = "metric"
+        x      = 8
+        y      = 4
+        width  = 8
+        height = 6
+        properties = {
+          title  = "Age of oldest job (s)"
+          region = local.region
+          view   = "timeSeries"
+          period = 60
+          stat   = "Maximum"
+          metrics = [
+            ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", aws_sqs_queue.fanout.name, { label = "Oldest job age" }],
+          ]
+          annotations = {
+            horizontal = [{ label = "Alarm", value = var.alarm_oldest_message_age_seconds }]
+          }
+          yAxis = { left = { min = 0 } }
+        }
+      },
+      {
+        type   = "metric"
+        x      = 16
+        y      = 4
+        width  = 8
+        height = 6
+        properties = {
+          title  = "Dead-letter queue depth"
+          region = local.region
+          view   = "timeSeries"
+          period = 300
+          stat   = "Maximum"
+          metrics = [
+            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", aws_sqs_queue.fanout_dlq.name, { label = "Parked jobs" }],
+          ]
+          annotations = {
+            horizontal = [{ label = "Alarm", value = 0 }]
+          }
+          yAxis = { left = { min = 0 } }
+        }
+      },
+
+      # Worker
+      {
+        type   = "metric"
+        x      = 0
+        y      = 10
+        width  = 8
+        height = 6
+        properties = {
+          title  = "Worker invocations, errors, throttles"
+          region = local.region
+          view   = "timeSeries"
+          period = 60
+          stat   = "Sum"
+          metrics = [
+            ["AWS/Lambda", "Invocations", "FunctionName", local.worker_function_name, { label = "Invocations" }],
+            ["AWS/Lambda", "Errors", "FunctionName", local.worker_function_name, { label = "Errors", color = "#d62728" }],
+            ["AWS/Lambda", "Throttles", "FunctionName", local.worker_function_name, { label = "Throttles", color = "#ff7f0e" }],
+          ]
+          yAxis = { left = { min = 0 } }
+        }
+      },
+      {
+        type   = "metric"
+        x      = 8
+        y      = 10
+        width  = 8
+        height = 6
+        properties = {
+          title  = "Worker duration (ms)"
+          region = local.region
+          view   = "timeSeries"
+          period = 60
+          metrics = [
+            ["AWS/Lambda", "Duration", "FunctionName", local.worker_function_name, { label = "p50", stat = "p50" }],
+            ["AWS/Lambda", "Duration", "FunctionName", local.worker_function_name, { label = "p99", stat = "p99" }],
+            ["AWS/Lambda", "Duration", "FunctionName", local.worker_function_name, { label = "Max", stat = "Maximum" }],
+          ]
+          annotations = {
+            horizontal = [{ label = "Timeout", value = var.worker_timeout_seconds * 1000 }]
+          }
+          yAxis = { left = { min = 0 } }
+        }
+      },
+      {
+        type   = "metric"
+        x      = 16
+        y      = 10
+        width  = 8
+        height = 6
+        properties = {
+          title  = "Worker concurrency"
+          region = local.region
+          view   = "timeSeries"
+          period = 60
+          stat   = "Maximum"
+          metrics = [
+            ["AWS/Lambda", "ConcurrentExecutions", "FunctionName", local.worker_function_name, { label = "Concurrent executions" }],
+          ]
+          annotations = {
+            horizontal = [{ label = "Event source maximum", value = var.worker_maximum_concurrency }]
+          }
+          yAxis = { left = { min = 0 } }
+        }
+      },
+
+      # API Gateway
+      {
+        type   = "metric"
+        x      = 0
+        y      = 16
+        width  = 8
+        height = 6
+        properties = {
+          title  = "API: connects and messages"
+          region = local.region
+          view   = "timeSeries"
+          period = 60
+          stat   = "Sum"
+          metrics = [
+            concat(["AWS/ApiGateway", "ConnectCount"], local.api_dimensions, [{ label = "Connects" }]),
+            concat(["AWS/ApiGateway", "MessageCount"], local.api_dimensions, [{ label = "Messages (in and out)" }]),
+          ]
+          yAxis = { left = { min = 0 } }
+        }
+      },
+      {
+        type   = "metric"
+        x      = 8
+        y      = 16
+        width  = 8
+        height = 6
+        properties = {
+          title  = "API: errors"
+          region = local.region
+          view   = "timeSeries"
+          period = 60
+          stat   = "Sum"
+          metrics = [
+            concat(["AWS/ApiGateway", "ClientError"], local.api_dimensions, [{ label = "ClientError (4xx before integration)" }]),
+            concat(["AWS/ApiGateway", "ExecutionError"], local.api_dimensions, [{ label = "ExecutionError" }]),
+            concat(["AWS/ApiGateway", "IntegrationError"], local.api_dimensions, [{ label = "IntegrationError" }]),
+          ]
+          yAxis = { left = { min = 0 } }
+        }
+      },
+      {
+        type   = "metric"
+        x      = 16
+        y      = 16
+        width  = 8
+        height = 6
+        properties = {
+          title  = "API functions: errors and throttles"
+          region = local.region
+          view   = "timeSeries"
+          period = 60
+          stat   = "Sum"
+          metrics = flatten([
+            for name in ["connect", "disconnect", "sendmessage", "default"] : [
+              ["AWS/Lambda", "Errors", "FunctionName", aws_lambda_function.this[name].function_name, { label = "${name} errors" }],
+              ["AWS/Lambda", "Throttles", "FunctionName", aws_lambda_function.this[name].function_name, { label = "${name} throttles" }],
+            ]
+          ])
+          yAxis = { left = { min = 0 } }
+        }
+      },
+
+      # Worker EMF metrics
+      {
+        type   = "metric"
+        x      = 0
+        y      = 22
+        width  = 12
+        height = 6
+        properties = {
+          title  = "Deliveries"
+          region = local.region
+          view   = "timeSeries"
+          period = 60
+          stat   = "Sum"
+          metrics = [
+            concat([var.metrics_namespace, "Delivered"], local.emf_dimensions, [{ label = "Delivered", color = "#2ca02c" }]),
+            concat([var.metrics_namespace, "Stale"], local.emf_dimensions, [{ label = "Stale (410, deleted)", color = "#7f7f7f" }]),
+            concat([var.metrics_namespace, "Failed"], local.emf_dimensions, [{ label = "Failed", color = "#d62728" }]),
+          ]
+          yAxis = { left = { min = 0 } }
+        }
+      },
+      {
+        type   = "metric"
+        x      = 12
+        y      = 22
+        width  = 12
+        height = 6
+        properties = {
+          title  = "Fan-out latency, sentAt to last delivery (ms)"
+          region = local.region
+          view   = "timeSeries"
+          period = 60
+          metrics = [
+            concat([var.metrics_namespace, "FanoutLatencyMs"], local.emf_dimensions, [{ label = "p50", stat = "p50" }]),
+            concat([var.metrics_namespace, "FanoutLatencyMs"], local.emf_dimensions, [{ label = "p99", stat = "p99" }]),
+            concat([var.metrics_namespace, "FanoutLatencyMs"], local.emf_dimensions, [{ label = "Max", stat = "Maximum" }]),
+          ]
+          yAxis = { left = { min = 0 } }
+        }
+      },
+    ]
+  })
+}

@@ -1,0 +1,59 @@
+output "websocket_url" {
+  description = "wss:// URL clients connect to (append ?room=NAME to join a room; default lobby)."
+  value       = aws_apigatewayv2_stage.this.invoke_url
+}
+
+output "management_endpoint" {
+  description = "API Gateway management endpoint the worker posts to (https://{api_id}.execute-api.{region}.amazonaws.com/{stage}, or management_endpoint_override)."
+  value       = local.management_endpoint
+}
+
+output "api_id" {
+  description = "Id of the WebSocket API (the ApiId dimension of its metrics)."
+  value       = aws_apigatewayv2_api.this.id
+}
+
+output "stage_name" {
+  description = "Name of the API Gateway stage (the workspace name)."
+  value       = aws_apigatewayv2_stage.this.name
+}
+
+output "fanout_queue_url" {
+  description = "URL of the fan-out job queue (other producers may publish v1 jobs here)."
+  value       = aws_sqs_queue.fanout.url
+}
+
+output "fanout_queue_arn" {
+  description = "ARN of the fan-out job queue."
+  value       = aws_sqs_queue.fanout.arn
+}
+
+output "dead_letter_queue_url" {
+  description = "URL of the fan-out dead-letter queue."
+  value       = aws_sqs_queue.fanout_dlq.url
+}
+
+output "dead_letter_queue_arn" {
+  description = "ARN of the fan-out dead-letter queue (the --source-arn of aws sqs start-message-move-task to redrive)."
+  value       = aws_sqs_queue.fanout_dlq.arn
+}
+
+output "connections_table_name" {
+  description = "Name of the DynamoDB connections table."
+  value       = aws_dynamodb_table.connections.name
+}
+
+output "function_names" {
+  description = "Lambda function name of each binary (connect, disconnect, sendmessage, default, worker)."
+  value       = { for key, function in aws_lambda_function.this : key => function.function_name }
+}
+
+output "dashboard_url" {
+  description = "CloudWatch console URL of the operators' dashboard."
+  value       = "https://${local.region}.console.aws.amazon.com/cloudwatch/home?region=${local.region}#dashboards/dashboard/${aws_cloudwatch_dashboard.this.dashboard_name}"
+}
+
+output "alarm_topic_arn" {
+  description = "ARN of the SNS topic the alarms notify, or null when alarm_email is null."
+  value       = one(aws_sns_topic.alarms[*].arn)
+}

@@ -1,0 +1,36 @@
+################################################################################
+# SQS: fan-out jobs and their dead-letter queue
+################################################################################
+
+resource "aws_sqs_queue" "fanout_dlq" {
+  name                      = "${local.name_prefix}-fanout-dlq"
+  message_retention_seconds = 1209600 # 14 days, the SQS maximum: time to investigate and redrive
+  sqs_managed_sse_enabled   = true
+}
+
+resource "aws_sqs_queue" "fanout" {
+  name = "${local.name_prefix}-fanout"
+
+  # AWS guidance for Lambda event sources: at least six times the function timeout,
+  # so a job is not redelivered while a (retried) invocation still holds it.
+  visibility_timeout_seconds = 6 * var.worker_timeout_seconds
+
+  message_retention_seconds = var.fanout_message_retention_seconds
+  max_message_size          = 262144
+  sqs_managed_sse_enabled   = true
+
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.fanout_dlq.arn
+    maxReceiveCount     = var.max_receive_count
+  })
+}
+
+# Only the fan-out queue may dead-letter into the DLQ.
+resource "aws_sqs_queue_redrive_allow_policy" "fanout_dlq" {
+  queue_url = aws_sqs_queue.fanout_dlq.id
+
+  redrive_allow_policy = jsonencode({
+    redrivePermission = "byQueue"
+    sourceQueueArns   = [aws_sqs_queue.fanout.arn]
+  })
+}

@@ -1,0 +1,53 @@
+################################################################################
+# DynamoDB: one item per open WebSocket connection
+################################################################################
+
+resource "aws_dynamodb_table" "connections" {
+  #checkov:skip=CKV_AWS_119:Encrypted at rest with the AWS-managed DynamoDB key by default (server_side_encryption enabled); set var.kms_key_arn to use a customer-managed key.
+  name                        = "${local.name_prefix}-connections"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "connectionId"
+  deletion_protection_enabled = var.table_deletion_protection
+
+  attribute {
+    name = "connectionId"
+    type = "S"
+  }
+
+  attribute {
+    name = "room"
+    type = "S"
+  }
+
+  # The worker pages through a room's connection ids only, so KEYS_ONLY packs the
+  # most ids into each 1 MB page.
+  global_secondary_index {
+    name            = local.room_index_name
+    hash_key        = "room"
+    range_key       = "connectionId"
+    projection_type = "KEYS_ONLY"
+  }
+
+  # API Gateway closes connections after 2 h and $disconnect is best-effort: TTL
+  # removes the records that $disconnect missed.
+  ttl {
+    attribute_name = "expiresAt"
+    enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = var.point_in_time_recovery
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = var.kms_key_arn
+  }
+
+  lifecycle {
+    precondition {
+      condition     = can(regex("^[a-z0-9][a-z0-9-]*$", terraform.workspace)) && length(local.name_prefix) <= 40
+      error_message = "The workspace name must be lowercase letters, digits and dashes, and <project_name>-<workspace> at most 40 characters (IAM role and Lambda names are limited to 64)."
+    }
+  }
+}

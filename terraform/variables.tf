@@ -1,0 +1,405 @@
+################################################################################
+# General
+################################################################################
+
+variable "aws_region" {
+  description = "AWS region to deploy the stack into."
+  type        = string
+  default     = "eu-west-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$", var.aws_region))
+    error_message = "aws_region must be a region code such as eu-west-1 or us-gov-west-1."
+  }
+}
+
+variable "project_name" {
+  description = "Project name, the first part of every resource name (<project_name>-<workspace>-...)."
+  type        = string
+  default     = "wsfanout"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,18}[a-z0-9]$", var.project_name))
+    error_message = "project_name must be 2-20 characters of lowercase letters, digits and dashes, starting with a letter and not ending with a dash."
+  }
+}
+
+variable "tags" {
+  description = "Extra tags applied to every resource (Project, Workspace and ManagedBy are always added)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "kms_key_arn" {
+  description = "Optional customer-managed KMS key ARN for the log groups, the connections table, the Lambda environment and the alarm topic. null keeps AWS-managed encryption. The key policy must allow logs.<region>.amazonaws.com and cloudwatch.amazonaws.com (for the alarm topic)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]+$", var.kms_key_arn))
+    error_message = "kms_key_arn must be null or a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention of the Lambda and API Gateway log groups, in days."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be one of the values CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)."
+  }
+}
+
+################################################################################
+# Lambda functions
+################################################################################
+
+variable "lambda_architecture" {
+  description = "Instruction set of the Lambda functions; must match how the zips were built (cargo lambda build --arm64 or --x86-64)."
+  type        = string
+  default     = "arm64"
+
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.lambda_architecture)
+    error_message = "lambda_architecture must be arm64 or x86_64."
+  }
+}
+
+variable "log_level" {
+  description = "RUST_LOG filter for every function (e.g. info, or info,fanout=debug)."
+  type        = string
+  default     = "info"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_:=,.-]+$", var.log_level))
+    error_message = "log_level must be a RUST_LOG filter such as info or warn,fanout=debug."
+  }
+}
+
+variable "api_function_memory_mb" {
+  description = "Memory size of the API-driven functions (connect, disconnect, sendmessage, default), in MB."
+  type        = number
+  default     = 128
+
+  validation {
+    condition     = var.api_function_memory_mb >= 128 && var.api_function_memory_mb <= 10240
+    error_message = "api_function_memory_mb must be between 128 and 10240."
+  }
+}
+
+variable "api_function_timeout_seconds" {
+  description = "Timeout of the API-driven functions, in seconds (API Gateway gives up on an integration after 29 s)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.api_function_timeout_seconds >= 1 && var.api_function_timeout_seconds <= 29
+    error_message = "api_function_timeout_seconds must be between 1 and 29."
+  }
+}
+
+variable "worker_memory_mb" {
+  description = "Memory size of the fan-out worker, in MB (CPU and network bandwidth scale with it)."
+  type        = number
+  default     = 512
+
+  validation {
+    condition     = var.worker_memory_mb >= 128 && var.worker_memory_mb <= 10240
+    error_message = "worker_memory_mb must be between 128 and 10240."
+  }
+}
+
+variable "worker_timeout_seconds" {
+  description = "Timeout of the fan-out worker, in seconds. The fan-out queue's visibility timeout is six times this."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.worker_timeout_seconds >= 10 && var.worker_timeout_seconds <= 900
+    error_message = "worker_timeout_seconds must be between 10 and 900."
+  }
+}
+
+variable "connection_ttl_seconds" {
+  description = "Lifetime of a connection record (expiresAt = connect time + this). API Gateway closes every connection after 2 h and $disconnect is best-effort, so this is 2 h plus a margin."
+  type        = number
+  default     = 7500
+
+  validation {
+    condition     = var.connection_ttl_seconds > 7200 && var.connection_ttl_seconds <= 604800
+    error_message = "connection_ttl_seconds must be more than 7200 (API Gateway's 2 h connection limit) and at most 604800."
+  }
+}
+
+variable "max_data_bytes" {
+  description = "Largest accepted `data` of a sendmessage, in bytes (the job must fit SQS's 256 KiB with the envelope; a WebSocket frame is at most 128 KiB)."
+  type        = number
+  default     = 65536
+
+  validation {
+    condition     = var.max_data_bytes >= 1 && var.max_data_bytes <= 130048
+    error_message = "max_data_bytes must be between 1 and 130048."
+  }
+}
+
+variable "fanout_concurrency" {
+  description = "Worker: in-flight PostToConnection calls shared by a whole batch."
+  type        = number
+  default     = 256
+
+  validation {
+    condition     = var.fanout_concurrency >= 1 && var.fanout_concurrency <= 10000
+    error_message = "fanout_concurrency must be between 1 and 10000."
+  }
+}
+
+variable "post_timeout_ms" {
+  description = "Worker: timeout of one PostToConnection call, in milliseconds."
+  type        = number
+  default     = 3000
+
+  validation {
+    condition     = var.post_timeout_ms >= 100 && var.post_timeout_ms <= 29000
+    error_message = "post_timeout_ms must be between 100 and 29000."
+  }
+}
+
+variable "deadline_margin_ms" {
+  description = "Worker: stop taking pages and enqueue a continuation this long before the Lambda deadline, in milliseconds. Must exceed post_timeout_ms and be below the worker timeout."
+  type        = number
+  default     = 5000
+
+  validation {
+    condition     = var.deadline_margin_ms >= 1000 && var.deadline_margin_ms <= 600000
+    error_message = "deadline_margin_ms must be between 1000 and 600000."
+  }
+}
+
+variable "delivery_mode" {
+  description = "Worker: frame sent to room members. envelope = {\"type\":\"message\",\"id\",\"room\",\"from\",\"sentAt\",\"data\"}; raw = data as-is (the seed's behaviour)."
+  type        = string
+  default     = "envelope"
+
+  validation {
+    condition     = contains(["envelope", "raw"], var.delivery_mode)
+    error_message = "delivery_mode must be envelope or raw."
+  }
+}
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace of the worker's EMF metrics (Delivered, Stale, Failed, FanoutLatencyMs, ...), dimensions Workspace and Function."
+  type        = string
+  default     = "WsFanout"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._/#:-]{1,255}$", var.metrics_namespace)) && !startswith(var.metrics_namespace, "AWS/")
+    error_message = "metrics_namespace must be 1-255 characters of letters, digits and . _ / # : - and must not start with AWS/."
+  }
+}
+
+variable "management_endpoint_override" {
+  description = "Worker: API Gateway management endpoint to post to. null = https://<api_id>.execute-api.<region>.amazonaws.com/<stage>; set it when clients connect through a custom domain."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.management_endpoint_override == null || can(regex("^https://[^\\s/]+(/[^\\s]*)?$", var.management_endpoint_override))
+    error_message = "management_endpoint_override must be null or an https:// URL."
+  }
+}
+
+################################################################################
+# Fan-out queue and worker event source
+################################################################################
+
+variable "max_receive_count" {
+  description = "Receives of a fan-out job before SQS parks it in the dead-letter queue."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.max_receive_count >= 1 && var.max_receive_count <= 1000
+    error_message = "max_receive_count must be between 1 and 1000."
+  }
+}
+
+variable "fanout_message_retention_seconds" {
+  description = "Retention of jobs in the fan-out queue, in seconds (the dead-letter queue always keeps 14 days)."
+  type        = number
+  default     = 345600
+
+  validation {
+    condition     = var.fanout_message_retention_seconds >= 60 && var.fanout_message_retention_seconds <= 1209600
+    error_message = "fanout_message_retention_seconds must be between 60 and 1209600."
+  }
+}
+
+variable "worker_batch_size" {
+  description = "Jobs per worker invocation (event source mapping batch size). Above 10 needs worker_batching_window_seconds >= 1."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.worker_batch_size >= 1 && var.worker_batch_size <= 10000
+    error_message = "worker_batch_size must be between 1 and 10000."
+  }
+}
+
+variable "worker_batching_window_seconds" {
+  description = "Longest wait to fill a batch before invoking the worker, in seconds (0 = invoke as soon as jobs arrive)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.worker_batching_window_seconds >= 0 && var.worker_batching_window_seconds <= 300
+    error_message = "worker_batching_window_seconds must be between 0 and 300."
+  }
+}
+
+variable "worker_maximum_concurrency" {
+  description = "Most concurrent worker invocations the SQS event source starts (scaling_config.maximum_concurrency). Together with fanout_concurrency it bounds the PostToConnection rate."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.worker_maximum_concurrency >= 2 && var.worker_maximum_concurrency <= 1000
+    error_message = "worker_maximum_concurrency must be between 2 and 1000."
+  }
+}
+
+################################################################################
+# Connections table
+################################################################################
+
+variable "point_in_time_recovery" {
+  description = "Enable point-in-time recovery on the connections table."
+  type        = bool
+  default     = true
+}
+
+variable "table_deletion_protection" {
+  description = "Enable deletion protection on the connections table (turn it off before terraform destroy)."
+  type        = bool
+  default     = false
+}
+
+################################################################################
+# API Gateway
+################################################################################
+
+variable "throttling_burst_limit" {
+  description = "Stage default throttling: burst of requests (messages and connects) across the stage."
+  type        = number
+  default     = 500
+
+  validation {
+    condition     = var.throttling_burst_limit >= 0 && floor(var.throttling_burst_limit) == var.throttling_burst_limit
+    error_message = "throttling_burst_limit must be a non-negative integer."
+  }
+}
+
+variable "throttling_rate_limit" {
+  description = "Stage default throttling: steady-state requests per second across the stage."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.throttling_rate_limit >= 0
+    error_message = "throttling_rate_limit must be non-negative."
+  }
+}
+
+variable "sendmessage_throttling_burst_limit" {
+  description = "Throttling of the sendmessage route: burst (each message becomes a fan-out job)."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.sendmessage_throttling_burst_limit >= 0 && floor(var.sendmessage_throttling_burst_limit) == var.sendmessage_throttling_burst_limit
+    error_message = "sendmessage_throttling_burst_limit must be a non-negative integer."
+  }
+}
+
+variable "sendmessage_throttling_rate_limit" {
+  description = "Throttling of the sendmessage route: steady-state messages per second."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.sendmessage_throttling_rate_limit >= 0
+    error_message = "sendmessage_throttling_rate_limit must be non-negative."
+  }
+}
+
+variable "api_execution_logging_level" {
+  description = "API Gateway execution logging level (OFF, ERROR or INFO); logs go to /aws/apigateway/<api_id>/<stage>."
+  type        = string
+  default     = "ERROR"
+
+  validation {
+    condition     = contains(["OFF", "ERROR", "INFO"], var.api_execution_logging_level)
+    error_message = "api_execution_logging_level must be OFF, ERROR or INFO."
+  }
+}
+
+variable "detailed_metrics_enabled" {
+  description = "Per-route API Gateway metrics (dimension Route); billed as custom metrics."
+  type        = bool
+  default     = false
+}
+
+variable "manage_api_gateway_account" {
+  description = "Create the IAM role API Gateway uses to write logs and register it in the region's API Gateway account settings (required once per account and region before a WebSocket stage can log). The setting is region-wide: when several workspaces share an account and region, let exactly one of them manage it and set false elsewhere."
+  type        = bool
+  default     = true
+}
+
+################################################################################
+# Monitoring
+################################################################################
+
+variable "alarm_email" {
+  description = "Email address notified by the alarms through an SNS topic. null = no topic and no subscription (the alarms still show on the dashboard)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alarm_email == null || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
+    error_message = "alarm_email must be null or an email address."
+  }
+}
+
+variable "alarm_oldest_message_age_seconds" {
+  description = "Alarm when the oldest job in the fan-out queue is older than this, in seconds (fan-out is falling behind)."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.alarm_oldest_message_age_seconds >= 1
+    error_message = "alarm_oldest_message_age_seconds must be at least 1."
+  }
+}
+
+variable "alarm_worker_errors_threshold" {
+  description = "Alarm when the worker fails more invocations than this in a minute, for alarm_evaluation_periods minutes."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.alarm_worker_errors_threshold >= 0
+    error_message = "alarm_worker_errors_threshold must be non-negative."
+  }
+}
+
+variable "alarm_evaluation_periods" {
+  description = "One-minute periods an alarm condition must hold before the queue-age, worker-error and throttle alarms fire."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.alarm_evaluation_periods >= 1 && var.alarm_evaluation_periods <= 60
+    error_message = "alarm_evaluation_periods must be between 1 and 60."
+  }
+}
