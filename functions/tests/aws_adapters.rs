@@ -1,6 +1,7 @@
 //! The AWS adapters against moto server (DynamoDB, SQS) and against a small HTTP server that
 //! answers like API Gateway's management API (moto never answers 410).
 
+#[path = "../../tests/support/moto.rs"]
 mod support;
 
 use aws_sdk_dynamodb::types::{

@@ -1,4 +1,6 @@
-//! Test support: a moto server for the AWS adapters.
+//! A moto server for tests that talk to DynamoDB and SQS.
+//!
+//! Shared by `functions/tests/aws_adapters.rs` (through `#[path]`) and the end-to-end tests.
 //!
 //! Uses `AWS_ENDPOINT_URL` when set (CI starts moto and exports it); otherwise starts
 //! `moto_server` from PATH or the repository's `.venv` on a free port, for the life of the test
@@ -45,6 +47,7 @@ pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
 }
 
 fn moto_binary() -> Option<String> {
+    // Both crates that use this file sit one level below the repository root.
     let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/moto_server");
     if std::path::Path::new(venv).exists() {
         return Some(venv.to_owned());

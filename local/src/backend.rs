@@ -1,0 +1,248 @@
+//! Where connections and jobs live: in memory (the embedded default), or DynamoDB and SQS
+//! through the real SDKs (moto, or AWS itself).
+
+use crate::options::{BackendKind, Options};
+use crate::queue::{JobSource, LocalQueue, QueueSettings, SqsSource};
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TableStatus,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use fanout::adapters::aws::describe;
+use fanout::adapters::dynamodb::DynamoStore;
+use fanout::adapters::memory::MemoryStore;
+use fanout::adapters::sqs::SqsQueue;
+use fanout::config::TableConfig;
+use fanout::ports::{ConnectionStore, JobQueue};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const ROOM_INDEX: &str = "room-index";
+
+/// The store and both ends of the queue.
+pub struct Backend {
+    pub store: Arc<dyn ConnectionStore>,
+    pub queue: Arc<dyn JobQueue>,
+    pub source: Arc<dyn JobSource>,
+    /// The in-memory queue, when that is the queue (tests put raw jobs on it).
+    pub local_queue: Option<Arc<LocalQueue>>,
+    /// For the start-up banner.
+    pub description: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(String);
+
+/// `auto` resolves to `aws` when any endpoint is configured.
+pub fn choose(options: &Options) -> BackendKind {
+    match options.backend {
+        BackendKind::Auto => {
+            let env_endpoint = [
+                "AWS_ENDPOINT_URL",
+                "AWS_ENDPOINT_URL_DYNAMODB",
+                "AWS_ENDPOINT_URL_SQS",
+            ]
+            .iter()
+            .any(|name| std::env::var(name).is_ok_and(|value| !value.is_empty()));
+            if options.endpoint_url.is_some() || env_endpoint {
+                BackendKind::Aws
+            } else {
+                BackendKind::Memory
+            }
+        }
+        chosen => chosen,
+    }
+}
+
+pub fn memory(options: &Options) -> Backend {
+    let queue = Arc::new(LocalQueue::new(QueueSettings {
+        visibility_timeout: options.visibility_timeout(),
+        max_receive_count: options.max_receive_count,
+    }));
+    Backend {
+        store: Arc::new(MemoryStore::new()),
+        queue: queue.clone(),
+        source: queue.clone(),
+        local_queue: Some(queue),
+        description: "store: memory, queue: memory".into(),
+    }
+}
+
+/// The SDK configuration for the aws backend: the standard chain, with `--endpoint-url`.
+pub async fn sdk_config(options: &Options) -> SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(fanout::adapters::aws::https_client());
+    if let Some(url) = &options.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+pub async fn aws(sdk: &SdkConfig, options: &Options) -> Result<Backend, BackendError> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    if options.create_resources {
+        create_table(&dynamodb, &options.table).await?;
+    }
+    let (queue_url, dlq_url) = queues(&sqs, options).await?;
+    let table = TableConfig {
+        table: options.table.clone(),
+        room_index: ROOM_INDEX.into(),
+        page_limit: None,
+    };
+    Ok(Backend {
+        store: Arc::new(DynamoStore::from_client(dynamodb, table)),
+        queue: Arc::new(SqsQueue::from_client(sqs.clone(), queue_url.clone())),
+        source: Arc::new(SqsSource::new(sqs, queue_url.clone(), dlq_url)),
+        local_queue: None,
+        description: format!(
+            "store: DynamoDB table {}, queue: SQS {queue_url}",
+            options.table
+        ),
+    })
+}
+
+async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), BackendError> {
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .expect("name and type set")
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("name and type set")
+    };
+    let created = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("connectionId"))
+        .attribute_definitions(attribute("room"))
+        .key_schema(key("connectionId", KeyType::Hash))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(ROOM_INDEX)
+                .key_schema(key("room", KeyType::Hash))
+                .key_schema(key("connectionId", KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                )
+                .build()
+                .expect("index fields set"),
+        )
+        .send()
+        .await;
+    if let Err(error) = created {
+        let exists = error
+            .as_service_error()
+            .is_some_and(|e| e.is_resource_in_use_exception());
+        if !exists {
+            return Err(BackendError(format!(
+                "could not create table {table}: {}",
+                describe(&error)
+            )));
+        }
+    }
+    // A new table takes a moment in AWS (none in moto).
+    for _ in 0..120 {
+        let described = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|error| {
+                BackendError(format!(
+                    "could not describe table {table}: {}",
+                    describe(&error)
+                ))
+            })?;
+        if described.table.and_then(|t| t.table_status) == Some(TableStatus::Active) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(BackendError(format!(
+        "table {table} did not become ACTIVE within a minute"
+    )))
+}
+
+/// The queue's and dead-letter queue's URLs, creating them (with the redrive policy) if asked.
+async fn queues(
+    client: &aws_sdk_sqs::Client,
+    options: &Options,
+) -> Result<(String, Option<String>), BackendError> {
+    let dlq_name = format!("{}-dlq", options.queue_name);
+    let failed = |what: &str, error: &(dyn std::error::Error + 'static)| {
+        BackendError(format!("{what}: {}", describe(error)))
+    };
+    if options.create_resources {
+        let dlq_url = client
+            .create_queue()
+            .queue_name(&dlq_name)
+            .send()
+            .await
+            .map_err(|e| failed(&format!("could not create queue {dlq_name}"), &e))?
+            .queue_url
+            .unwrap_or_default();
+        let dlq_arn = client
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|e| failed("could not read the dead-letter queue's ARN", &e))?
+            .attributes
+            .and_then(|mut attributes| attributes.remove(&QueueAttributeName::QueueArn))
+            .unwrap_or_default();
+        let redrive = serde_json::json!({
+            "deadLetterTargetArn": dlq_arn,
+            "maxReceiveCount": options.max_receive_count,
+        });
+        let queue_url = client
+            .create_queue()
+            .queue_name(&options.queue_name)
+            .attributes(
+                QueueAttributeName::VisibilityTimeout,
+                options.visibility_timeout().as_secs().to_string(),
+            )
+            .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+            .send()
+            .await
+            .map_err(|e| {
+                failed(
+                    &format!("could not create queue {}", options.queue_name),
+                    &e,
+                )
+            })?
+            .queue_url
+            .unwrap_or_default();
+        return Ok((queue_url, Some(dlq_url)));
+    }
+    let url = |name: String| async move {
+        client
+            .get_queue_url()
+            .queue_name(&name)
+            .send()
+            .await
+            .map(|output| output.queue_url.unwrap_or_default())
+    };
+    let queue_url = url(options.queue_name.clone()).await.map_err(|e| {
+        failed(
+            &format!(
+                "queue {} not found (pass --create-resources to create it)",
+                options.queue_name
+            ),
+            &e,
+        )
+    })?;
+    Ok((queue_url, url(dlq_name).await.ok()))
+}

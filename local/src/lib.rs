@@ -1,0 +1,28 @@
+//! # fanout-local: the whole pipeline on one machine
+//!
+//! One process runs what AWS runs, calling the same handlers as the Lambdas:
+//!
+//! - [`emulator`]: a WebSocket server that behaves like API Gateway's WebSocket API
+//!   (`$connect` with query string and headers, route selection on `action`, route responses,
+//!   `$disconnect`, frame and message limits, idle and maximum durations).
+//! - [`management`]: the `@connections` API over HTTP, with API Gateway's status codes; the
+//!   worker reaches it through the real aws-sdk-apigatewaymanagement client.
+//! - [`connections`]: the open sockets by connection id.
+//! - [`queue`]: an SQS-like queue in memory (visibility timeout, redelivery, dead-letter
+//!   queue), or a real SQS queue; [`worker`]: the event source mapping's loop.
+//! - [`backend`]: in-memory store and queue, or DynamoDB and SQS through the SDKs.
+//! - [`metrics`]: `GET /metrics` in the Prometheus text format.
+//! - [`stack`]: start and graceful shutdown; [`options`]: the command line.
+
+pub mod backend;
+pub mod connections;
+pub mod emulator;
+pub mod management;
+pub mod metrics;
+pub mod options;
+pub mod queue;
+pub mod stack;
+pub mod worker;
+
+pub use options::Options;
+pub use stack::LocalStack;

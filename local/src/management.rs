@@ -1,0 +1,86 @@
+//! The `@connections` management API over HTTP, with API Gateway's answers: the worker reaches
+//! it through the real aws-sdk-apigatewaymanagement client, as it does in AWS.
+
+use crate::connections::SendError;
+use crate::emulator::CLOSE_NORMAL;
+use crate::stack::App;
+use aws_sdk_apigatewaymanagement::primitives::{DateTime, DateTimeFormat};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+/// API Gateway's limit on a posted message.
+pub const MAX_POST_BYTES: usize = 128 * 1024;
+
+/// An error as API Gateway returns it: the status, `x-amzn-ErrorType`, and a JSON message.
+fn error(status: StatusCode, kind: &'static str, message: &str) -> Response {
+    let body = serde_json::json!({ "message": message }).to_string();
+    (
+        status,
+        [
+            ("x-amzn-ErrorType", kind),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn gone() -> Response {
+    error(StatusCode::GONE, "GoneException", "the connection is gone")
+}
+
+/// `POST /{stage}/@connections/{id}`: one frame to one client.
+pub async fn post(State(app): State<Arc<App>>, Path(id): Path<String>, body: Bytes) -> Response {
+    if body.len() > MAX_POST_BYTES {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLargeException",
+            &format!(
+                "{} bytes exceeds the {MAX_POST_BYTES}-byte message limit",
+                body.len()
+            ),
+        );
+    }
+    match app.connections.send(&id, body) {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(SendError::Gone) => gone(),
+        Err(SendError::Backlogged) => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "LimitExceededException",
+            "the client is not reading fast enough",
+        ),
+    }
+}
+
+fn iso8601(at: std::time::SystemTime) -> String {
+    DateTime::from(at)
+        .fmt(DateTimeFormat::DateTime)
+        .unwrap_or_default()
+}
+
+/// `GET /{stage}/@connections/{id}`: what API Gateway says about a connection.
+pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    let Some(connection) = app.connections.get(&id) else {
+        return gone();
+    };
+    axum::Json(serde_json::json!({
+        "connectedAt": iso8601(connection.connected_at),
+        "lastActiveAt": iso8601(connection.last_active()),
+        "identity": {
+            "sourceIp": connection.source_ip.ip().to_string(),
+            "userAgent": connection.user_agent,
+        },
+    }))
+    .into_response()
+}
+
+/// `DELETE /{stage}/@connections/{id}`: closes the connection (its `$disconnect` follows).
+pub async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    match app.connections.close(&id, CLOSE_NORMAL, "") {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(_) => gone(),
+    }
+}

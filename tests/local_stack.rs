@@ -1,0 +1,374 @@
+//! The local stack end to end: real WebSocket clients on 127.0.0.1, the same handlers as the
+//! Lambdas, the worker posting through the real management API client.
+
+use e2e::moto::{moto_sdk_config, unique};
+use e2e::{Client, Event, http, metric};
+use fanout::domain::{Connection, RoomName};
+use fanout_local::{LocalStack, Options};
+use serde_json::{Value, json};
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+const WAIT: Duration = Duration::from_secs(20);
+const QUIET: Duration = Duration::from_millis(500);
+
+fn options(extra: &[&str]) -> Options {
+    let mut args = vec![
+        "fanout-local",
+        "--listen",
+        "127.0.0.1:0",
+        "--backend",
+        "memory",
+    ];
+    args.extend_from_slice(extra);
+    clap::Parser::parse_from(args)
+}
+
+async fn embedded(extra: &[&str]) -> LocalStack {
+    LocalStack::start_with(options(extra), None)
+        .await
+        .expect("start the local stack")
+}
+
+/// On DynamoDB and SQS in moto, with fresh resources.
+async fn on_moto() -> LocalStack {
+    let (table, queue) = (unique("connections"), unique("fanout"));
+    let mut options = options(&[
+        "--create-resources",
+        "--table",
+        &table,
+        "--queue-name",
+        &queue,
+    ]);
+    options.backend = fanout_local::options::BackendKind::Aws;
+    LocalStack::start_with(options, Some(moto_sdk_config().await))
+        .await
+        .expect("start on moto")
+}
+
+/// Each client receives nothing for a while (all waited for at once).
+async fn expect_silence(clients: &mut [Client], who: &str) {
+    let heard =
+        futures::future::join_all(clients.iter_mut().map(|client| client.next(QUIET))).await;
+    for (i, event) in heard.into_iter().enumerate() {
+        assert!(
+            matches!(event, Event::Silence),
+            "{who} {i} received {event:?}"
+        );
+    }
+}
+
+async fn join(stack: &LocalStack, room: &str, count: usize) -> Vec<Client> {
+    let url = format!("{}?room={room}", stack.websocket_url());
+    let mut clients = Vec::with_capacity(count);
+    for _ in 0..count {
+        clients.push(Client::connect(&url).await);
+    }
+    clients
+}
+
+/// Three rooms of 100: a message in one reaches each of its members exactly once, with the
+/// message id, and no one else; the sender gets the ack.
+async fn rooms_get_exactly_their_messages(stack: &LocalStack) {
+    let mut rooms = HashMap::new();
+    for room in ["red", "green", "blue"] {
+        rooms.insert(room, join(stack, room, 100).await);
+    }
+
+    let green = rooms.get_mut("green").unwrap();
+    green[0].say(json!({"text": "hello green"})).await;
+    let ack = green[0].next_json(WAIT).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let id = ack["id"]
+        .as_str()
+        .expect("the ack carries the message id")
+        .to_owned();
+
+    for (i, member) in green.iter_mut().enumerate() {
+        let frame = member.next_json(WAIT).await;
+        assert_eq!(frame["type"], "message", "member {i}: {frame}");
+        assert_eq!(frame["id"], id.as_str(), "member {i}");
+        assert_eq!(frame["room"], "green");
+        assert_eq!(frame["data"], json!({"text": "hello green"}));
+    }
+    for (room, members) in rooms.iter_mut() {
+        expect_silence(members, room).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_get_exactly_their_messages_on_the_embedded_default() {
+    let stack = embedded(&[]).await;
+    rooms_get_exactly_their_messages(&stack).await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_get_exactly_their_messages_on_dynamodb_and_sqs() {
+    let stack = on_moto().await;
+    rooms_get_exactly_their_messages(&stack).await;
+    stack.shutdown().await;
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_connections_are_deleted_and_disconnects_are_removed() {
+    let stack = embedded(&[]).await;
+    let store = stack.store();
+    let planted = ["Planted000001A=", "Planted000002A=", "Planted000003A="];
+    for id in planted {
+        store
+            .put(&Connection {
+                connection_id: id.into(),
+                room: RoomName::parse("ops").unwrap(),
+                connected_at: 0,
+                expires_at: i64::MAX,
+                principal: None,
+            })
+            .await
+            .unwrap();
+    }
+    let mut clients = join(&stack, "ops", 2).await;
+    clients[0].say(json!("ping")).await;
+    assert_eq!(clients[0].next_json(WAIT).await["type"], "ack");
+    let own = clients[0].next_json(WAIT).await;
+    let sender_id = own["from"].as_str().unwrap().to_owned();
+    assert_eq!(clients[1].next_json(WAIT).await["id"], own["id"]);
+
+    eventually("the planted connections are deleted", async || {
+        let mut left = 0;
+        for id in planted {
+            left += usize::from(store.get(id).await.unwrap().is_some());
+        }
+        left == 0
+    })
+    .await;
+    assert!(
+        store.get(&sender_id).await.unwrap().is_some(),
+        "live connections stay"
+    );
+
+    let sender = clients.remove(0);
+    sender.close().await;
+    eventually("the closed connection is removed", async || {
+        store.get(&sender_id).await.unwrap().is_none()
+    })
+    .await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_its_answer_and_everyone_else_is_still_served() {
+    let stack = embedded(&[]).await;
+    let mut bystanders = join(&stack, "lobby", 3).await;
+    let url = format!("{}?room=lobby", stack.websocket_url());
+    let mut client = Client::connect(&url).await;
+
+    for (frame, code) in [
+        ("hello", "invalid_json"),
+        (r#"{"action":"shout","data":1}"#, "unknown_action"),
+        (r#"{"action":"sendmessage"}"#, "missing_data"),
+        (r#"{"action":"sendmessage","data":null}"#, "missing_data"),
+        (r#"{"action":7}"#, "invalid_message"),
+        ("", "empty_body"),
+    ] {
+        client.send_text(frame).await;
+        let answer = client.next_json(WAIT).await;
+        assert_eq!(
+            (answer["type"].as_str(), answer["code"].as_str()),
+            (Some("error"), Some(code)),
+            "{frame:?}: {answer}"
+        );
+    }
+    let unknown = {
+        client.send_text(r#"{"action":"shout"}"#).await;
+        client.next_json(WAIT).await
+    };
+    assert!(
+        unknown["message"].as_str().unwrap().contains("sendmessage"),
+        "names the actions: {unknown}"
+    );
+
+    client.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(client.next_json(WAIT).await["code"], "binary_not_supported");
+
+    // Over the 32 KB frame limit: API Gateway closes with 1009.
+    let mut oversized = Client::connect(&url).await;
+    let big = json!({"action": "sendmessage", "data": "x".repeat(40 * 1024)}).to_string();
+    let _ = oversized.send(Message::text(big)).await;
+    match oversized.next(WAIT).await {
+        Event::Closed(code) => assert_eq!(code, Some(1009)),
+        other => panic!("expected a 1009 close, got {other:?}"),
+    }
+
+    // An invalid room refuses the handshake with 400.
+    let refused = Client::try_connect(&format!("{}?room=no%20spaces", stack.websocket_url())).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 400)
+        }
+        other => panic!(
+            "expected a refused handshake, got {:?}",
+            other.map(|_| "a connection")
+        ),
+    }
+
+    expect_silence(&mut bystanders, "bystander").await;
+    // And the server still serves: a good message reaches everyone.
+    client.say(json!("still here")).await;
+    assert_eq!(client.next_json(WAIT).await["type"], "ack");
+    for bystander in bystanders.iter_mut() {
+        assert_eq!(bystander.next_json(WAIT).await["data"], "still here");
+    }
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_job_is_redelivered_then_dead_lettered_while_the_batch_is_delivered() {
+    let stack = embedded(&[
+        "--max-receive-count",
+        "2",
+        "--visibility-timeout",
+        "1s",
+        "--batching-window",
+        "300ms",
+    ])
+    .await;
+    let queue = stack.local_queue().expect("the embedded queue");
+    let mut members = join(&stack, "news", 3).await;
+
+    let job = |id: &str| {
+        json!({"v":1,"id":id,"target":{"room":"news"},"payload":id,"sentAt":1}).to_string()
+    };
+    // One batch: a job no worker can process between two good ones.
+    queue.send_raw(job("first"));
+    queue.send_raw(r#"{"v":1,"id":"broken","target":{"room":"news"}}"#);
+    queue.send_raw(job("second"));
+
+    for member in members.iter_mut() {
+        let mut got = BTreeSet::new();
+        for _ in 0..2 {
+            got.insert(
+                member.next_json(WAIT).await["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        assert_eq!(
+            got,
+            BTreeSet::from(["first".to_owned(), "second".to_owned()])
+        );
+    }
+    eventually("the failing job is dead-lettered", async || {
+        !queue.dead_letters().is_empty()
+    })
+    .await;
+    assert_eq!(
+        queue.dead_letters(),
+        vec![r#"{"v":1,"id":"broken","target":{"room":"news"}}"#]
+    );
+
+    let (status, text) = http(stack.addr(), "GET", "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(metric(&text, "fanout_dlq_depth"), Some(1.0), "{text}");
+    assert_eq!(
+        metric(&text, "fanout_failed_jobs_total"),
+        Some(2.0),
+        "received twice: {text}"
+    );
+    assert_eq!(metric(&text, "fanout_delivered_total"), Some(6.0), "{text}");
+    expect_silence(&mut members, "nothing more, nothing twice: member").await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_metrics_and_the_management_api_answer_like_api_gateway() {
+    let stack = embedded(&[]).await;
+    let (status, body) = http(stack.addr(), "GET", "/healthz").await;
+    assert_eq!((status, body.trim()), (200, "ok"));
+
+    let mut client = join(&stack, "lobby", 1).await.remove(0);
+    client.say(json!("who am i")).await;
+    client.next_json(WAIT).await;
+    let id = client.next_json(WAIT).await["from"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "/{}/@connections/{}",
+        "local",
+        id.replace('=', "%3D")
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+    );
+
+    let (status, info) = http(stack.addr(), "GET", &path).await;
+    assert_eq!(status, 200, "{info}");
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["identity"]["sourceIp"], "127.0.0.1");
+    assert!(info["connectedAt"].as_str().unwrap().ends_with('Z'));
+
+    let (_, text) = http(stack.addr(), "GET", "/metrics").await;
+    assert_eq!(metric(&text, "fanout_connections"), Some(1.0), "{text}");
+    assert!(text.contains("fanout_fanout_latency_ms_bucket"), "{text}");
+
+    assert_eq!(http(stack.addr(), "DELETE", &path).await.0, 204);
+    match client.next(WAIT).await {
+        Event::Closed(code) => assert_eq!(code, Some(1000)),
+        other => panic!("expected the connection to close, got {other:?}"),
+    }
+    assert_eq!(http(stack.addr(), "GET", &path).await.0, 410);
+    assert_eq!(http(stack.addr(), "POST", &path).await.0, 410);
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_with_1001_and_removed() {
+    let stack = embedded(&["--idle-timeout", "300ms"]).await;
+    let mut client = join(&stack, "lobby", 1).await.remove(0);
+    match client.next(WAIT).await {
+        Event::Closed(code) => assert_eq!(code, Some(1001)),
+        other => panic!("expected an idle close, got {other:?}"),
+    }
+    let store = stack.store();
+    eventually("the idle connection is removed", async || {
+        store
+            .room_page(&RoomName::lobby(), None)
+            .await
+            .unwrap()
+            .ids
+            .is_empty()
+    })
+    .await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_every_socket_with_1001() {
+    let stack = embedded(&[]).await;
+    let mut clients = join(&stack, "lobby", 5).await;
+    let addr = stack.addr();
+    stack.shutdown().await;
+    for client in clients.iter_mut() {
+        match client.next(WAIT).await {
+            Event::Closed(code) => assert_eq!(code, Some(1001)),
+            other => panic!("expected a going-away close, got {other:?}"),
+        }
+    }
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+}
