@@ -4,10 +4,6 @@
 #[path = "../../tests/support/moto.rs"]
 mod support;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
 use fanout::adapters::dynamodb::DynamoStore;
 use fanout::adapters::management::ManagementGateway;
 use fanout::adapters::sqs::SqsQueue;
@@ -22,61 +18,20 @@ use support::{moto_sdk_config, unique};
 mod dynamodb {
     use super::*;
 
-    /// Creates the connections table with its KEYS_ONLY room index, as Terraform does.
-    async fn create_table(client: &aws_sdk_dynamodb::Client) -> String {
-        let table = unique("connections");
-        let key = |name: &str, kind| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-                .unwrap()
-        };
-        let attribute = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap()
-        };
-        client
-            .create_table()
-            .table_name(&table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attribute("connectionId"))
-            .attribute_definitions(attribute("room"))
-            .key_schema(key("connectionId", KeyType::Hash))
-            .global_secondary_indexes(
-                GlobalSecondaryIndex::builder()
-                    .index_name("room-index")
-                    .key_schema(key("room", KeyType::Hash))
-                    .key_schema(key("connectionId", KeyType::Range))
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::KeysOnly)
-                            .build(),
-                    )
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .expect("create the connections table in moto");
-        table
-    }
-
+    /// A fresh connections table in moto.
     async fn store(page_limit: Option<i32>) -> DynamoStore {
         let sdk = moto_sdk_config().await;
-        let client = aws_sdk_dynamodb::Client::new(&sdk);
-        let table = create_table(&client).await;
-        DynamoStore::from_client(
-            client,
-            TableConfig {
-                table,
-                room_index: "room-index".into(),
-                page_limit,
-            },
-        )
+        let table = TableConfig {
+            table: unique("connections"),
+            room_index: "room-index".into(),
+            page_limit,
+        };
+        let store = DynamoStore::from_client(aws_sdk_dynamodb::Client::new(&sdk), table);
+        store
+            .create_table()
+            .await
+            .expect("create the connections table in moto");
+        store
     }
 
     fn connection(id: &str, room: &str) -> Connection {

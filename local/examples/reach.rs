@@ -51,16 +51,28 @@ fn start_stack() -> (Stack, String) {
         .map(|dir| dir.join("fanout-local"))
         .filter(|path| path.exists())
         .expect("fanout-local is not built: cargo build --release -p fanout-local --examples");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(binary)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--backend", "memory"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--backend",
+            "memory",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
         .expect("start fanout-local");
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "fanout-local did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "fanout-local did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     (Stack(child), format!("ws://127.0.0.1:{port}/local"))
@@ -91,7 +103,11 @@ async fn main() {
         .into_iter()
         .collect::<Result<Vec<_>, _>>()
         .expect("every client connects (raise ulimit -n if this fails)");
-    println!("{} clients connected in {:.2?}", sockets.len(), started.elapsed());
+    println!(
+        "{} clients connected in {:.2?}",
+        sockets.len(),
+        started.elapsed()
+    );
 
     let mut sender = sockets.pop().expect("at least one client");
     let mut receivers: Vec<_> = sockets.into_iter().map(|socket| socket.split().1).collect();
@@ -104,8 +120,13 @@ async fn main() {
         let mut ack_at = None;
         let mut own_at = None;
         while ack_at.is_none() || own_at.is_none() {
-            let frame = sender.next().await.expect("sender open").expect("sender frame");
-            let json: serde_json::Value = serde_json::from_str(frame.to_text().unwrap_or("{}")).unwrap_or_default();
+            let frame = sender
+                .next()
+                .await
+                .expect("sender open")
+                .expect("sender frame");
+            let json: serde_json::Value =
+                serde_json::from_str(frame.to_text().unwrap_or("{}")).unwrap_or_default();
             match json["type"].as_str() {
                 Some("ack") => ack_at = Some(sent.elapsed()),
                 Some("message") => own_at = Some(sent.elapsed()),

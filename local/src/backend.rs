@@ -4,10 +4,6 @@
 use crate::options::{BackendKind, Options};
 use crate::queue::{JobSource, LocalQueue, QueueSettings, SqsSource};
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TableStatus,
-};
 use aws_sdk_sqs::types::QueueAttributeName;
 use fanout::adapters::aws::describe;
 use fanout::adapters::dynamodb::DynamoStore;
@@ -16,7 +12,6 @@ use fanout::adapters::sqs::SqsQueue;
 use fanout::config::TableConfig;
 use fanout::ports::{ConnectionStore, JobQueue};
 use std::sync::Arc;
-use std::time::Duration;
 
 pub const ROOM_INDEX: &str = "room-index";
 
@@ -81,19 +76,21 @@ pub async fn sdk_config(options: &Options) -> SdkConfig {
 }
 
 pub async fn aws(sdk: &SdkConfig, options: &Options) -> Result<Backend, BackendError> {
-    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    if options.create_resources {
-        create_table(&dynamodb, &options.table).await?;
-    }
-    let (queue_url, dlq_url) = queues(&sqs, options).await?;
     let table = TableConfig {
         table: options.table.clone(),
         room_index: ROOM_INDEX.into(),
         page_limit: None,
     };
+    let store = DynamoStore::from_client(aws_sdk_dynamodb::Client::new(sdk), table);
+    if options.create_resources {
+        store.create_table().await.map_err(|error| {
+            BackendError(format!("could not create table {}: {error}", options.table))
+        })?;
+    }
+    let (queue_url, dlq_url) = queues(&sqs, options).await?;
     Ok(Backend {
-        store: Arc::new(DynamoStore::from_client(dynamodb, table)),
+        store: Arc::new(store),
         queue: Arc::new(SqsQueue::from_client(sqs.clone(), queue_url.clone())),
         source: Arc::new(SqsSource::new(sqs, queue_url.clone(), dlq_url)),
         local_queue: None,
@@ -102,77 +99,6 @@ pub async fn aws(sdk: &SdkConfig, options: &Options) -> Result<Backend, BackendE
             options.table
         ),
     })
-}
-
-async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), BackendError> {
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .expect("name and type set")
-    };
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .expect("name and type set")
-    };
-    let created = client
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute("connectionId"))
-        .attribute_definitions(attribute("room"))
-        .key_schema(key("connectionId", KeyType::Hash))
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(ROOM_INDEX)
-                .key_schema(key("room", KeyType::Hash))
-                .key_schema(key("connectionId", KeyType::Range))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::KeysOnly)
-                        .build(),
-                )
-                .build()
-                .expect("index fields set"),
-        )
-        .send()
-        .await;
-    if let Err(error) = created {
-        let exists = error
-            .as_service_error()
-            .is_some_and(|e| e.is_resource_in_use_exception());
-        if !exists {
-            return Err(BackendError(format!(
-                "could not create table {table}: {}",
-                describe(&error)
-            )));
-        }
-    }
-    // A new table takes a moment in AWS (none in moto).
-    for _ in 0..120 {
-        let described = client
-            .describe_table()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(|error| {
-                BackendError(format!(
-                    "could not describe table {table}: {}",
-                    describe(&error)
-                ))
-            })?;
-        if described.table.and_then(|t| t.table_status) == Some(TableStatus::Active) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    Err(BackendError(format!(
-        "table {table} did not become ACTIVE within a minute"
-    )))
 }
 
 /// The queue's and dead-letter queue's URLs, creating them (with the redrive policy) if asked.

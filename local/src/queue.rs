@@ -6,8 +6,7 @@ use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsMessage;
 use fanout::adapters::aws::describe;
 use fanout::domain::Job;
-use fanout::domain::job::MAX_JOB_BYTES;
-use fanout::ports::{JobQueue, QueueError};
+use fanout::ports::{JobQueue, QueueError, job_body};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -176,14 +175,7 @@ impl LocalQueue {
 #[async_trait]
 impl JobQueue for LocalQueue {
     async fn enqueue(&self, job: &Job) -> Result<(), QueueError> {
-        let body = job.to_json();
-        if body.len() > MAX_JOB_BYTES {
-            return Err(QueueError::TooLarge {
-                size: body.len(),
-                limit: MAX_JOB_BYTES,
-            });
-        }
-        self.send_raw(body);
+        self.send_raw(job_body(job)?);
         Ok(())
     }
 }

@@ -6,7 +6,10 @@ use crate::domain::{Connection, RoomName, Segment};
 use crate::ports::{ConnectionStore, Page, StoreError};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType, TableStatus,
+};
 use std::collections::{BTreeMap, HashMap};
 
 pub struct DynamoStore {
@@ -26,6 +29,73 @@ impl DynamoStore {
 
     pub fn from_client(client: Client, config: TableConfig) -> Self {
         Self { client, config }
+    }
+
+    /// Creates the table as Terraform does (on-demand, the KEYS_ONLY room index), for local
+    /// runs and tests; a table that already exists is fine. Waits until it is ACTIVE.
+    pub async fn create_table(&self) -> Result<(), StoreError> {
+        let key = |name: &str, kind| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .expect("name and type are set")
+        };
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("name and type are set")
+        };
+        let index = GlobalSecondaryIndex::builder()
+            .index_name(&self.config.room_index)
+            .key_schema(key("room", KeyType::Hash))
+            .key_schema(key("connectionId", KeyType::Range))
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::KeysOnly)
+                    .build(),
+            )
+            .build()
+            .expect("index fields are set");
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.config.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute("connectionId"))
+            .attribute_definitions(attribute("room"))
+            .key_schema(key("connectionId", KeyType::Hash))
+            .global_secondary_indexes(index)
+            .send()
+            .await;
+        if let Err(error) = created {
+            let exists = error
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception());
+            if !exists {
+                return Err(unavailable(error));
+            }
+        }
+        // A new table takes a moment in AWS (none in moto).
+        for _ in 0..120 {
+            let described = self
+                .client
+                .describe_table()
+                .table_name(&self.config.table)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            if described.table.and_then(|t| t.table_status) == Some(TableStatus::Active) {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        Err(StoreError::Unavailable(format!(
+            "table {} did not become ACTIVE within a minute",
+            self.config.table
+        )))
     }
 
     fn key(connection_id: &str) -> Item {

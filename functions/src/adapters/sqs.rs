@@ -2,8 +2,7 @@
 
 use super::aws::describe;
 use crate::domain::Job;
-use crate::domain::job::MAX_JOB_BYTES;
-use crate::ports::{JobQueue, QueueError};
+use crate::ports::{JobQueue, QueueError, job_body};
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 
@@ -28,13 +27,7 @@ impl SqsQueue {
 #[async_trait]
 impl JobQueue for SqsQueue {
     async fn enqueue(&self, job: &Job) -> Result<(), QueueError> {
-        let body = job.to_json();
-        if body.len() > MAX_JOB_BYTES {
-            return Err(QueueError::TooLarge {
-                size: body.len(),
-                limit: MAX_JOB_BYTES,
-            });
-        }
+        let body = job_body(job)?;
         self.client
             .send_message()
             .queue_url(&self.queue_url)

@@ -1,6 +1,5 @@
 use crate::domain::Job;
-use crate::domain::job::MAX_JOB_BYTES;
-use crate::ports::{JobQueue, QueueError};
+use crate::ports::{JobQueue, QueueError, job_body};
 use async_trait::async_trait;
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -8,14 +7,12 @@ use std::sync::Mutex;
 /// A FIFO of jobs in memory. Enforces SQS's message size limit so that what works here works
 /// against SQS.
 pub struct MemoryQueue {
-    max_message_bytes: usize,
     jobs: Mutex<VecDeque<Job>>,
 }
 
 impl MemoryQueue {
     pub fn new() -> Self {
         Self {
-            max_message_bytes: MAX_JOB_BYTES,
             jobs: Mutex::default(),
         }
     }
@@ -49,13 +46,7 @@ impl Default for MemoryQueue {
 #[async_trait]
 impl JobQueue for MemoryQueue {
     async fn enqueue(&self, job: &Job) -> Result<(), QueueError> {
-        let size = job.to_json().len();
-        if size > self.max_message_bytes {
-            return Err(QueueError::TooLarge {
-                size,
-                limit: self.max_message_bytes,
-            });
-        }
+        job_body(job)?;
         self.lock().push_back(job.clone());
         Ok(())
     }
