@@ -13,6 +13,7 @@ use aws_sdk_apigatewaymanagement::config::{Credentials, Region};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use fanout::adapters::management::ManagementGateway;
 use fanout::config::{ConfigError, ConnectConfig, ProcessEnv, SendConfig};
 use fanout::engine::{Engine, EngineConfig};
@@ -162,6 +163,12 @@ impl LocalStack {
         ));
 
         let (stop_accepting, mut accept_signal) = watch::channel(false);
+        // Frames are small and latency matters more than packet count: no Nagle delay.
+        let listener = listener.tap_io(|socket| {
+            if let Err(error) = socket.set_nodelay(true) {
+                tracing::debug!(%error, "could not set TCP_NODELAY");
+            }
+        });
         let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let server = tokio::spawn(async move {
             let stopped = async move {
