@@ -53,7 +53,7 @@ impl App {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {source}; choose another address with --listen")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
