@@ -110,7 +110,22 @@ async fn main() {
     );
 
     let mut sender = sockets.pop().expect("at least one client");
-    let mut receivers: Vec<_> = sockets.into_iter().map(|socket| socket.split().1).collect();
+    // Each member reads on its own task and reports when a message arrives, so arrivals are
+    // timed as they happen rather than when one reader gets round to them.
+    let (arrived, mut arrivals) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    for socket in sockets {
+        let arrived = arrived.clone();
+        tokio::spawn(async move {
+            let (_, mut stream) = socket.split();
+            // A member that loses its connection stops reporting; the round then says so.
+            while let Some(Ok(frame)) = stream.next().await {
+                if let Message::Text(_) = frame {
+                    let _ = arrived.send(Instant::now());
+                }
+            }
+        });
+    }
+    let members = args.clients - 1;
     println!("round  ack_ms  first_ms  p50_ms  p99_ms  last_ms");
     for round in 0..args.rounds {
         let sent = Instant::now();
@@ -133,17 +148,20 @@ async fn main() {
                 _ => panic!("unexpected frame {json}"),
             }
         }
-        let arrivals = futures::future::join_all(receivers.iter_mut().map(|stream| async move {
-            loop {
-                match stream.next().await {
-                    Some(Ok(Message::Text(_))) => return sent.elapsed(),
-                    Some(Ok(_)) => continue,
-                    other => panic!("a member lost its connection: {other:?}"),
+        let mut times = Vec::with_capacity(members + 1);
+        while times.len() < members {
+            match tokio::time::timeout(Duration::from_secs(60), arrivals.recv()).await {
+                Ok(Some(at)) => times.push(at.duration_since(sent)),
+                _ => {
+                    eprintln!(
+                        "round {round}: {} of {members} members never received it",
+                        members - times.len()
+                    );
+                    std::process::exit(1);
                 }
             }
-        }))
-        .await;
-        let mut times: Vec<Duration> = arrivals.into_iter().chain(own_at).collect();
+        }
+        times.extend(own_at);
         times.sort();
         let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0;
         println!(
