@@ -4,7 +4,8 @@
 //! - [`Engine::run_batch`] runs every job of an SQS batch concurrently under one
 //!   [`tokio::sync::Semaphore`] (`FANOUT_CONCURRENCY`) and one [`pacer::Pacer`].
 //! - A job reads its targets a page at a time and fetches the next page while the current one is
-//!   being posted, so memory is O(page), not O(room).
+//!   being posted, so memory is O(page), not O(room). Its posts run in `concurrency` lanes that
+//!   carry on across page boundaries (see [`deliver`]).
 //! - Near the deadline it stops taking pages and enqueues a continuation (the cursor) plus a
 //!   `connections` job for the posts it did not start or that failed transiently.
 //! - A job that fails before delivering anything is reported for SQS to redeliver.
@@ -23,10 +24,11 @@ use crate::domain::job::MAX_JOB_BYTES;
 use crate::domain::{Job, Segment, Target};
 use crate::ports::{ConnectionGateway, ConnectionStore, JobQueue, Page, QueueError, StoreError};
 use bytes::Bytes;
-use deliver::{Batch, PageOutcome};
+use deliver::{Batch, Feed, Outcome, Post};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{Instrument, info_span, warn};
 
@@ -133,35 +135,43 @@ impl Engine {
 
         let frame: Bytes = job.render(self.config.delivery_mode);
         let mut page = self.fetch(&job, job.cursor.as_deref()).await?;
-        let mut not_started = Vec::new();
-        let mut transient = Vec::new();
+        let post = Arc::new(Post {
+            gateway: self.gateway.clone(),
+            store: self.store.clone(),
+            pacer: batch.pacer.clone(),
+            permits: batch.permits.clone(),
+            endpoint: endpoint.into(),
+            frame,
+            config: self.config.clone(),
+            stop_at: batch.stop_at,
+        });
+        let feed = Arc::new(Feed::new());
+        // As many lanes as posts may be in flight; fewer for a job that fits in fewer.
+        let lanes = match page.next {
+            Some(_) => self.config.concurrency.max(1),
+            None => self.config.concurrency.max(1).min(page.ids.len()),
+        };
+        let mut tasks = JoinSet::new();
+        for _ in 0..lanes {
+            tasks.spawn(deliver::lane(post.clone(), feed.clone()).in_current_span());
+        }
         let mut continuation = None;
         loop {
             stats.pages += 1;
-            let next = page.next.clone();
+            let next = page.next.take();
+            feed.push(std::mem::take(&mut page.ids));
+            let Some(cursor) = next else { break };
+            // Fetch the next page while this one is posted; feed it once this one is all taken.
             let prefetch = async {
-                match &next {
-                    Some(cursor) if !batch.stopping() => Some(self.fetch(&job, Some(cursor)).await),
-                    _ => None,
+                if batch.stopping() {
+                    None
+                } else {
+                    Some(self.fetch(&job, Some(&cursor)).await)
                 }
             };
-            let deliver = deliver::deliver_page(
-                batch,
-                &self.config,
-                &self.gateway,
-                &self.store,
-                &endpoint,
-                &frame,
-                page.ids,
-            );
-            let (outcome, prefetched): (PageOutcome, _) = tokio::join!(deliver, prefetch);
-            stats += outcome.stats;
-            not_started.extend(outcome.not_started);
-            transient.extend(outcome.transient);
-
-            let Some(cursor) = next else { break };
+            let (prefetched, drained) = tokio::join!(prefetch, feed.drained(batch.stop_at));
             match prefetched {
-                Some(Ok(fetched)) if !batch.stopping() => page = fetched,
+                Some(Ok(fetched)) if drained && !batch.stopping() => page = fetched,
                 Some(Err(error)) => {
                     warn!(%error, "page read failed mid-job; continuing from this cursor in a new job");
                     continuation = Some(cursor);
@@ -173,6 +183,18 @@ impl Engine {
                 }
             }
         }
+        feed.close();
+        let mut outcome = Outcome::default();
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(lane) => outcome.merge(lane),
+                // Lanes catch panics of the gateway; anything else is a bug in the lane itself.
+                Err(error) => warn!(%error, "delivery lane failed"),
+            }
+        }
+        outcome.not_started.extend(feed.rest());
+        stats += outcome.stats;
+        let (not_started, transient) = (outcome.not_started, outcome.transient);
 
         if stats.delivered > 0 {
             let sent_at = u64::try_from(job.sent_at).unwrap_or(0);

@@ -44,19 +44,15 @@ struct Meter {
     start: Instant,
     sent: u64,
     succeeded: u64,
-    last_sent_rate: Option<f64>,
-    last_success_rate: Option<f64>,
-    last_success_count: u64,
+    /// The last complete window: sends, successes, and its length in seconds.
+    last: Option<(u64, u64, f64)>,
 }
 
 impl Meter {
     fn roll(&mut self, now: Instant) {
         let elapsed = now - self.start;
         if elapsed >= WINDOW {
-            let secs = elapsed.as_secs_f64();
-            self.last_sent_rate = Some(self.sent as f64 / secs);
-            self.last_success_rate = Some(self.succeeded as f64 / secs);
-            self.last_success_count = self.succeeded;
+            self.last = Some((self.sent, self.succeeded, elapsed.as_secs_f64()));
             self.start = now;
             self.sent = 0;
             self.succeeded = 0;
@@ -64,18 +60,24 @@ impl Meter {
     }
 
     /// The best estimate of what the endpoint accepts: the success rate when there were
-    /// enough successes to measure, else the send rate.
+    /// enough successes to measure, else the send rate. Measured over the last complete window
+    /// and the current one together: a window that has only just begun holds a few
+    /// milliseconds of posts, and on its own would make a handful of them look like the rate
+    /// (at 10,000/s, 20 successes in 2 ms read as 400/s, and the cap collapsed to that).
     fn rate(&self, now: Instant) -> f64 {
-        let secs = (now - self.start).as_secs_f64().max(0.05);
-        if self.succeeded >= MIN_SAMPLE {
-            return self.succeeded as f64 / secs;
+        let current = (now - self.start).as_secs_f64();
+        let (sent, succeeded, secs) = match self.last {
+            Some((sent, succeeded, secs)) => {
+                (sent + self.sent, succeeded + self.succeeded, secs + current)
+            }
+            None => (self.sent, self.succeeded, current),
+        };
+        let secs = secs.max(0.05);
+        if succeeded >= MIN_SAMPLE {
+            succeeded as f64 / secs
+        } else {
+            sent as f64 / secs
         }
-        if self.last_success_count >= MIN_SAMPLE {
-            return self.last_success_rate.unwrap_or(0.0);
-        }
-        self.last_sent_rate
-            .unwrap_or(0.0)
-            .max(self.sent as f64 / secs)
     }
 }
 
@@ -98,9 +100,7 @@ impl Pacer {
                     start: now,
                     sent: 0,
                     succeeded: 0,
-                    last_sent_rate: None,
-                    last_success_rate: None,
-                    last_success_count: 0,
+                    last: None,
                 },
             }),
         }
@@ -214,6 +214,18 @@ mod tests {
         tokio::time::advance(Duration::from_millis(1000)).await;
         pacer.on_success();
         assert!(pacer.rate().unwrap() > 1100.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttle_just_after_a_window_rolls_does_not_collapse_the_cap() {
+        let pacer = Pacer::new();
+        // 10,000/s for a second (windows roll every 250 ms, the last one at 1 s), then a 429
+        // two milliseconds into the new window, after the 20 successes it holds.
+        succeed_for(&pacer, 10_000, Duration::from_millis(1000)).await;
+        succeed_for(&pacer, 10_000, Duration::from_millis(2)).await;
+        pacer.on_throttled();
+        let capped = pacer.rate().unwrap();
+        assert!(capped > 5_000.0, "collapsed to {capped}/s");
     }
 
     #[tokio::test(start_paused = true)]

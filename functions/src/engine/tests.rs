@@ -153,6 +153,27 @@ async fn a_room_over_many_pages_gets_the_message_exactly_once_within_the_limit()
 }
 
 #[tokio::test(start_paused = true)]
+async fn posts_carry_on_across_page_boundaries_without_draining() {
+    // 10 pages of 10 at 4 in flight and 10 ms a post: draining at each page boundary would take
+    // 10 x ceil(10 / 4) x 10 ms = 300 ms; a pipeline that keeps 4 in flight takes 25 x 10 ms.
+    let f = fixture(10, config(4));
+    let members = f.join("room-a", 100).await;
+
+    let start = Instant::now();
+    let report = f.run(&[job("m1", json!({"room":"room-a"}))]).await;
+
+    assert_eq!(report.stats.delivered, 100);
+    assert_eq!(report.stats.pages, 10);
+    assert_exactly_once(&f, &members);
+    assert_eq!(f.gateway.max_in_flight(), 4);
+    assert!(
+        start.elapsed() <= Duration::from_millis(260),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_limit_holds_across_every_job_of_a_batch() {
     let f = fixture(20, config(8));
     let mut everyone = f.join("r1", 100).await;
