@@ -9,7 +9,9 @@ use fanout::{handlers, runtime};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use std::sync::Arc;
 
-#[tokio::main]
+// One thread: below 1,769 MB a Lambda has less than one vCPU, and the benchmark measured
+// 1.2x to 2x less CPU per delivery on one thread than on two (docs/benchmarks.md).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     runtime::init_logging();
     let table = TableConfig::from_env(&ProcessEnv).map_err(runtime::startup_error)?;
