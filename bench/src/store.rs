@@ -1,0 +1,205 @@
+//! A synthetic connection store: one room of N members, paged like a DynamoDB Query on the
+//! `room-index` GSI, without holding N ids in memory.
+//!
+//! Why synthetic: the benchmark measures the worker (engine, SDK, HTTP), and a million real items
+//! in DynamoDB Local or moto would measure them instead (and need minutes to load). The store
+//! computes each page from the cursor: the ids of a page are `id_of(start..start + page)`, so the
+//! worker's memory is what the engine holds, not what the store holds.
+//!
+//! Paging follows DynamoDB: a page holds as many KEYS_ONLY index items as fit in 1 MB (or a given
+//! limit), the cursor is the last key of the page (`LastEvaluatedKey`) and the next page starts
+//! after it (`ExclusiveStartKey`). Members are listed in index order, which stands for the
+//! index's sort order on `connectionId`.
+
+use crate::ids::{ID_LEN, id_of, index_of};
+use async_trait::async_trait;
+use fanout::domain::{Connection, RoomName, Segment};
+use fanout::ports::{ConnectionStore, Page, StoreError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// DynamoDB's limit on the data one Query reads.
+pub const PAGE_BYTES: usize = 1024 * 1024;
+
+/// The size DynamoDB counts for one KEYS_ONLY `room-index` item: attribute names plus values.
+/// The table key (`connectionId`) is also the index's sort key, so it is stored once.
+pub fn index_item_bytes(room: &str) -> usize {
+    "connectionId".len() + ID_LEN + "room".len() + room.len()
+}
+
+/// How many index items fit in one 1 MB page.
+pub fn items_per_page(room: &str) -> usize {
+    PAGE_BYTES / index_item_bytes(room)
+}
+
+pub struct SyntheticStore {
+    room: RoomName,
+    members: u64,
+    page_size: u64,
+    /// How long each page read takes (a Query returning 1 MB is not free).
+    page_latency: Duration,
+    /// 410s the engine deleted: counted, not stored (memory stays O(1)).
+    deleted: AtomicU64,
+    /// Deletes of ids that are not members: a bug in whoever sent them.
+    foreign_deletes: AtomicU64,
+    pages: AtomicU64,
+}
+
+impl SyntheticStore {
+    pub fn new(room: RoomName, members: u64, page_size: usize, page_latency: Duration) -> Self {
+        assert!(page_size > 0, "page size must be at least 1");
+        Self {
+            room,
+            members,
+            page_size: page_size as u64,
+            page_latency,
+            deleted: AtomicU64::new(0),
+            foreign_deletes: AtomicU64::new(0),
+            pages: AtomicU64::new(0),
+        }
+    }
+
+    pub fn deleted(&self) -> u64 {
+        self.deleted.load(Ordering::Relaxed)
+    }
+
+    pub fn foreign_deletes(&self) -> u64 {
+        self.foreign_deletes.load(Ordering::Relaxed)
+    }
+
+    pub fn pages(&self) -> u64 {
+        self.pages.load(Ordering::Relaxed)
+    }
+
+    /// The page that starts after `cursor`, computed, not looked up.
+    fn page_after(&self, cursor: Option<&str>) -> Result<Page, StoreError> {
+        let start = match cursor {
+            None => 0,
+            Some(cursor) => match index_of(cursor) {
+                Some(last) if last < self.members => last + 1,
+                _ => return Err(StoreError::BadCursor(cursor.to_owned())),
+            },
+        };
+        let end = (start + self.page_size).min(self.members);
+        let ids: Vec<String> = (start..end).map(id_of).collect();
+        let next = if end < self.members {
+            ids.last().cloned()
+        } else {
+            None
+        };
+        self.pages.fetch_add(1, Ordering::Relaxed);
+        Ok(Page { ids, next })
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for SyntheticStore {
+    async fn put(&self, _connection: &Connection) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable(
+            "the benchmark's store is read-only".into(),
+        ))
+    }
+
+    async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
+        Ok(index_of(connection_id)
+            .filter(|&index| index < self.members)
+            .map(|_| Connection {
+                connection_id: connection_id.to_owned(),
+                room: self.room.clone(),
+                connected_at: 0,
+                expires_at: 0,
+                principal: None,
+            }))
+    }
+
+    async fn delete(&self, connection_id: &str) -> Result<(), StoreError> {
+        match index_of(connection_id) {
+            Some(index) if index < self.members => self.deleted.fetch_add(1, Ordering::Relaxed),
+            _ => self.foreign_deletes.fetch_add(1, Ordering::Relaxed),
+        };
+        Ok(())
+    }
+
+    async fn room_page(&self, room: &RoomName, cursor: Option<&str>) -> Result<Page, StoreError> {
+        if !self.page_latency.is_zero() {
+            tokio::time::sleep(self.page_latency).await;
+        }
+        if *room != self.room {
+            return Ok(Page::default());
+        }
+        self.page_after(cursor)
+    }
+
+    async fn scan_page(&self, segment: Segment, cursor: Option<&str>) -> Result<Page, StoreError> {
+        // The room is the whole table: one segment gets it all, the others nothing.
+        if segment.index != 0 {
+            return Ok(Page::default());
+        }
+        if !self.page_latency.is_zero() {
+            tokio::time::sleep(self.page_latency).await;
+        }
+        self.page_after(cursor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn every_id(store: &SyntheticStore, room: &RoomName) -> (Vec<String>, u64) {
+        let (mut ids, mut pages, mut cursor) = (Vec::new(), 0, None::<String>);
+        loop {
+            let page = store.room_page(room, cursor.as_deref()).await.unwrap();
+            pages += 1;
+            ids.extend(page.ids);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return (ids, pages),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn paging_covers_every_member_exactly_once() {
+        let room = RoomName::parse("bench").unwrap();
+        for (members, page_size, pages) in
+            [(0, 3, 1), (1, 3, 1), (9, 3, 3), (10, 3, 4), (1000, 7, 143)]
+        {
+            let store = SyntheticStore::new(room.clone(), members, page_size, Duration::ZERO);
+            let (ids, read) = every_id(&store, &room).await;
+            assert_eq!(read, pages, "{members} members, pages of {page_size}");
+            let mut indexes: Vec<u64> = ids.iter().map(|id| index_of(id).unwrap()).collect();
+            assert_eq!(indexes.len() as u64, members);
+            indexes.sort_unstable();
+            indexes.dedup();
+            assert_eq!(indexes, (0..members).collect::<Vec<_>>());
+        }
+    }
+
+    #[tokio::test]
+    async fn other_rooms_are_empty_and_bad_cursors_are_refused() {
+        let room = RoomName::parse("bench").unwrap();
+        let store = SyntheticStore::new(room.clone(), 10, 3, Duration::ZERO);
+        let other = RoomName::parse("lobby").unwrap();
+        assert_eq!(
+            store.room_page(&other, None).await.unwrap(),
+            Page::default()
+        );
+        assert!(store.room_page(&room, Some("nope")).await.is_err());
+        assert!(store.room_page(&room, Some(&id_of(10))).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn deletes_are_counted_and_foreign_ones_apart() {
+        let store = SyntheticStore::new(RoomName::parse("bench").unwrap(), 10, 3, Duration::ZERO);
+        store.delete(&id_of(3)).await.unwrap();
+        store.delete(&id_of(11)).await.unwrap();
+        assert_eq!((store.deleted(), store.foreign_deletes()), (1, 1));
+    }
+
+    #[test]
+    fn a_one_megabyte_page_holds_the_documented_number_of_ids() {
+        assert_eq!(index_item_bytes("bench"), 37);
+        assert_eq!(items_per_page("bench"), 28_339);
+    }
+}

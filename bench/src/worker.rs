@@ -1,0 +1,229 @@
+//! The worker side: the real engine (or the naive fan-out) in its own process, against the
+//! synthetic store and the simulated endpoint, reporting what it did and what it cost.
+
+use crate::proc_stats;
+use crate::store::SyntheticStore;
+use aws_sdk_apigatewaymanagement::config::{Credentials, Region};
+use fanout::adapters::aws::https_client;
+use fanout::adapters::management::ManagementGateway;
+use fanout::adapters::memory::MemoryQueue;
+use fanout::domain::{DeliveryMode, Job, RoomName};
+use fanout::engine::{BatchItem, Engine, EngineConfig};
+use fanout::ports::{ConnectionGateway, ConnectionStore, PostError};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// The engine: paged, bounded, retried, paced.
+    Ours,
+    /// The seed tutorial: one page, every post at once, no retries.
+    Naive,
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Strategy::Ours => "ours",
+            Strategy::Naive => "naive",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub strategy: Strategy,
+    pub port: u16,
+    pub members: u64,
+    pub concurrency: usize,
+    pub page_size: usize,
+    pub page_latency: Duration,
+    pub payload_bytes: usize,
+}
+
+/// What the worker process prints (one JSON line) when it is done.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerReport {
+    pub delivered: u64,
+    pub stale: u64,
+    pub failed: u64,
+    pub retried: u64,
+    pub continuations: u64,
+    pub pages: u64,
+    /// Batches run: the first job, then whatever it handed back to the queue.
+    pub rounds: u32,
+    pub store_deletes: u64,
+    pub foreign_deletes: u64,
+    pub started_us: u64,
+    pub finished_us: u64,
+    pub elapsed_s: f64,
+    /// CPU seconds of the fan-out itself (set-up excluded), and its user and system parts.
+    pub cpu_s: f64,
+    pub cpu_user_s: f64,
+    pub cpu_system_s: f64,
+    pub peak_rss_kib: u64,
+    /// RSS once the SDK client is built, before the fan-out.
+    pub baseline_rss_kib: u64,
+    pub frame_bytes: usize,
+}
+
+pub const ROOM: &str = "bench";
+pub const STAGE: &str = "bench";
+
+pub async fn run(config: WorkerConfig) -> WorkerReport {
+    let room = RoomName::parse(ROOM).expect("valid room");
+    let store = Arc::new(SyntheticStore::new(
+        room.clone(),
+        config.members,
+        config.page_size,
+        config.page_latency,
+    ));
+    // The real SDK client, SigV4 and all, with dummy credentials: the endpoint does not check
+    // signatures but counts unsigned calls.
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "AKIDBENCHMARK",
+            "benchmark-secret",
+            None,
+            None,
+            "bench",
+        ))
+        .http_client(https_client())
+        .load()
+        .await;
+    let gateway = Arc::new(ManagementGateway::new(&sdk));
+    let endpoint = format!("http://127.0.0.1:{}/{STAGE}", config.port);
+    let payload = serde_json::json!({
+        "text": "x".repeat(config.payload_bytes.saturating_sub(12)),
+    });
+    let body = serde_json::json!({
+        "v": 1,
+        "id": "bench-message-1",
+        "target": {"room": ROOM},
+        "payload": payload,
+        "sender": "bench-sender",
+        "sentAt": epoch_us() / 1000,
+    })
+    .to_string();
+    let job = Job::parse(&body).expect("the benchmark's job is valid");
+    let frame_bytes = job.render(DeliveryMode::Envelope).len();
+
+    let baseline_rss_kib = proc_stats::rss_kib().unwrap_or(0);
+    let cpu_before = proc_stats::cpu_seconds().unwrap_or(0.0);
+    let (user_before, system_before) = proc_stats::cpu_user_system_seconds().unwrap_or_default();
+    let started_us = epoch_us();
+    let start = Instant::now();
+    let mut report = match config.strategy {
+        Strategy::Ours => ours(&config, store.clone(), gateway, endpoint, body).await,
+        Strategy::Naive => naive(store.clone(), gateway, &endpoint, &job, &room).await,
+    };
+    report.elapsed_s = start.elapsed().as_secs_f64();
+    report.finished_us = epoch_us();
+    report.started_us = started_us;
+    report.cpu_s = proc_stats::cpu_seconds().unwrap_or(0.0) - cpu_before;
+    let (user, system) = proc_stats::cpu_user_system_seconds().unwrap_or_default();
+    report.cpu_user_s = user - user_before;
+    report.cpu_system_s = system - system_before;
+    report.peak_rss_kib = proc_stats::peak_rss_kib().unwrap_or(0);
+    report.baseline_rss_kib = baseline_rss_kib;
+    report.store_deletes = store.deleted();
+    report.foreign_deletes = store.foreign_deletes();
+    report.pages = store.pages();
+    report.frame_bytes = frame_bytes;
+    report
+}
+
+/// The engine, as the worker Lambda runs it: one SQS batch with the job, then (as SQS would
+/// deliver them) the batches of whatever it handed back, until nothing is left.
+async fn ours(
+    config: &WorkerConfig,
+    store: Arc<SyntheticStore>,
+    gateway: Arc<ManagementGateway>,
+    endpoint: String,
+    body: String,
+) -> WorkerReport {
+    let queue = Arc::new(MemoryQueue::new());
+    let engine = Engine::new(
+        store,
+        gateway,
+        queue.clone(),
+        EngineConfig {
+            concurrency: config.concurrency,
+            management_endpoint: Some(endpoint),
+            ..EngineConfig::default()
+        },
+    );
+    let mut report = WorkerReport::default();
+    let mut items = vec![BatchItem {
+        message_id: "bench-1".into(),
+        body,
+    }];
+    // Far enough that the deadline never interferes: this measures throughput.
+    let deadline = Instant::now() + Duration::from_secs(24 * 3600);
+    while !items.is_empty() && report.rounds < 20 {
+        report.rounds += 1;
+        let batch = engine.run_batch(items, deadline).await;
+        let stats = batch.stats;
+        report.delivered += stats.delivered;
+        report.stale += stats.stale;
+        report.failed += stats.failed + stats.failed_jobs;
+        report.retried += stats.retried;
+        report.continuations += stats.continuations;
+        items = queue
+            .drain()
+            .into_iter()
+            .enumerate()
+            .map(|(i, job)| BatchItem {
+                message_id: format!("bench-{}-{i}", report.rounds + 1),
+                body: job.to_json(),
+            })
+            .collect();
+    }
+    report
+}
+
+/// The seed tutorial's fan-out: read one page, post to all of it at once, no retries; a 410
+/// deletes the connection (the seed did that much), any other error is swallowed.
+async fn naive(
+    store: Arc<SyntheticStore>,
+    gateway: Arc<ManagementGateway>,
+    endpoint: &str,
+    job: &Job,
+    room: &RoomName,
+) -> WorkerReport {
+    let mut report = WorkerReport {
+        rounds: 1,
+        ..WorkerReport::default()
+    };
+    let page = match store.room_page(room, None).await {
+        Ok(page) => page,
+        Err(_) => return report,
+    };
+    let frame = job.render(DeliveryMode::Envelope);
+    let posts = page.ids.iter().map(|id| {
+        let (gateway, frame) = (&gateway, frame.clone());
+        async move { (id, gateway.post(endpoint, id, frame).await) }
+    });
+    for (id, result) in futures::future::join_all(posts).await {
+        match result {
+            Ok(()) => report.delivered += 1,
+            Err(PostError::Gone) => {
+                let _ = store.delete(id).await;
+                report.stale += 1;
+            }
+            Err(_) => report.failed += 1,
+        }
+    }
+    report
+}
+
+pub fn epoch_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
