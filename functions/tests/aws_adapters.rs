@@ -155,18 +155,23 @@ mod sqs {
         .unwrap()
     }
 
-    #[tokio::test]
-    async fn a_job_round_trips_through_the_queue() {
-        let sdk = moto_sdk_config().await;
-        let client = aws_sdk_sqs::Client::new(&sdk);
+    /// A new queue in moto, and a client for it.
+    async fn fresh_queue() -> (aws_sdk_sqs::Client, String) {
+        let client = aws_sdk_sqs::Client::new(&moto_sdk_config().await);
         let url = client
             .create_queue()
             .queue_name(unique("fanout"))
             .send()
             .await
-            .unwrap()
+            .expect("create a queue in moto")
             .queue_url
-            .unwrap();
+            .expect("moto returns the queue URL");
+        (client, url)
+    }
+
+    #[tokio::test]
+    async fn a_job_round_trips_through_the_queue() {
+        let (client, url) = fresh_queue().await;
         let queue = SqsQueue::from_client(client.clone(), url.clone());
 
         queue.enqueue(&job()).await.unwrap();
@@ -187,16 +192,7 @@ mod sqs {
 
     #[tokio::test]
     async fn refuses_oversized_jobs_and_reports_a_missing_queue() {
-        let sdk = moto_sdk_config().await;
-        let client = aws_sdk_sqs::Client::new(&sdk);
-        let url = client
-            .create_queue()
-            .queue_name(unique("fanout"))
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
+        let (client, url) = fresh_queue().await;
         let queue = SqsQueue::from_client(client.clone(), url);
         let mut big = job();
         big.payload =
