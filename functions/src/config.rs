@@ -1,8 +1,12 @@
 //! Configuration from environment variables, read once at start-up. Every error names the
 //! variable and says what it accepts.
 
+use crate::adapters::dynamodb::TableConfig;
 use crate::domain::DeliveryMode;
 use crate::engine::EngineConfig;
+use crate::handlers::connect::ConnectConfig;
+use crate::handlers::sendmessage::SendConfig;
+use crate::metrics::EmfConfig;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -112,17 +116,6 @@ fn endpoint(env: &impl Source, var: &'static str) -> Result<Option<String>, Conf
     Ok(Some(url.to_owned()))
 }
 
-/// The DynamoDB connections table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableConfig {
-    /// `CONNECTIONS_TABLE`.
-    pub table: String,
-    /// `ROOM_INDEX_NAME`, default `room-index`.
-    pub room_index: String,
-    /// `PAGE_LIMIT`: items per Query/Scan page; unset reads DynamoDB's full 1 MB pages.
-    pub page_limit: Option<i32>,
-}
-
 impl TableConfig {
     pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
         Ok(Self {
@@ -133,7 +126,7 @@ impl TableConfig {
             )?,
             room_index: env
                 .var("ROOM_INDEX_NAME")
-                .unwrap_or_else(|| "room-index".into()),
+                .unwrap_or_else(|| TableConfig::DEFAULT_ROOM_INDEX.into()),
             page_limit: match env.var("PAGE_LIMIT") {
                 Some(_) => Some(number(env, "PAGE_LIMIT", 0, 1..=1_000_000)?),
                 None => None,
@@ -142,17 +135,7 @@ impl TableConfig {
     }
 }
 
-/// `$connect`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectConfig {
-    /// `CONNECTION_TTL_SECONDS`: how long a stored connection lives if `$disconnect` never
-    /// comes. API Gateway closes connections after 2 h; the default adds 5 minutes.
-    pub ttl: Duration,
-}
-
 impl ConnectConfig {
-    pub const DEFAULT_TTL_SECONDS: u64 = 2 * 3600 + 300;
-
     pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
         let ttl = number(
             env,
@@ -166,27 +149,7 @@ impl ConnectConfig {
     }
 }
 
-impl Default for ConnectConfig {
-    fn default() -> Self {
-        Self {
-            ttl: Duration::from_secs(Self::DEFAULT_TTL_SECONDS),
-        }
-    }
-}
-
-/// `sendmessage`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendConfig {
-    /// `MAX_DATA_BYTES`: the largest `data` accepted, as JSON text.
-    pub max_data_bytes: usize,
-}
-
 impl SendConfig {
-    pub const DEFAULT_MAX_DATA_BYTES: usize = 64 * 1024;
-    /// API Gateway's 128 KB message limit less room for the envelope around `data` (id, room,
-    /// sender, timestamp and keys take under 300 bytes).
-    pub const LIMIT_MAX_DATA_BYTES: usize = 128 * 1024 - 1024;
-
     pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
         Ok(Self {
             max_data_bytes: number(
@@ -199,10 +162,16 @@ impl SendConfig {
     }
 }
 
-impl Default for SendConfig {
-    fn default() -> Self {
+impl EmfConfig {
+    pub fn from_env(env: &impl Source) -> Self {
         Self {
-            max_data_bytes: Self::DEFAULT_MAX_DATA_BYTES,
+            namespace: env
+                .var("METRICS_NAMESPACE")
+                .unwrap_or_else(|| EmfConfig::DEFAULT_NAMESPACE.into()),
+            workspace: env.var("WORKSPACE").unwrap_or_else(|| "default".into()),
+            function: env
+                .var("AWS_LAMBDA_FUNCTION_NAME")
+                .unwrap_or_else(|| "worker".into()),
         }
     }
 }
@@ -276,9 +245,213 @@ impl EngineConfig {
     }
 }
 
+/// What the connect Lambda reads.
+pub struct ConnectSettings {
+    pub table: TableConfig,
+    pub connect: ConnectConfig,
+}
+
+impl ConnectSettings {
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: TableConfig::from_env(env)?,
+            connect: ConnectConfig::from_env(env)?,
+        })
+    }
+}
+
+/// What the sendmessage Lambda reads.
+pub struct SendSettings {
+    pub table: TableConfig,
+    pub queue_url: String,
+    pub send: SendConfig,
+}
+
+impl SendSettings {
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: TableConfig::from_env(env)?,
+            queue_url: queue_url(env)?,
+            send: SendConfig::from_env(env)?,
+        })
+    }
+}
+
+/// What the worker Lambda reads.
+pub struct WorkerSettings {
+    pub table: TableConfig,
+    pub queue_url: String,
+    pub engine: EngineConfig,
+    pub metrics: EmfConfig,
+}
+
+impl WorkerSettings {
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: TableConfig::from_env(env)?,
+            queue_url: queue_url(env)?,
+            engine: EngineConfig::from_env(env)?,
+            metrics: EmfConfig::from_env(env),
+        })
+    }
+}
+
+/// Read by every binary's logging (`runtime::init_logging`); Lambda itself sets
+/// `AWS_LAMBDA_LOG_FORMAT` and `AWS_LAMBDA_LOG_LEVEL`.
+pub const LOGGING_VARS: &[&str] = &["RUST_LOG"];
+
+/// Variables Lambda sets in every function's environment; a deployment must not set them.
+pub const RESERVED_VARS: &[&str] = &["AWS_LAMBDA_FUNCTION_NAME"];
+
+/// The Lambda functions this crate builds, one `[[bin]]` each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Connect,
+    Disconnect,
+    SendMessage,
+    Default,
+    Worker,
+}
+
+/// An environment variable a function reads.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EnvVar {
+    pub name: String,
+    /// Start-up fails without it.
+    pub required: bool,
+}
+
+impl Function {
+    pub const ALL: [Function; 5] = [
+        Function::Connect,
+        Function::Disconnect,
+        Function::SendMessage,
+        Function::Default,
+        Function::Worker,
+    ];
+
+    /// The binary's name: the `[[bin]]` in Cargo.toml and the zip `cargo lambda build` writes.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Function::Connect => "connect",
+            Function::Disconnect => "disconnect",
+            Function::SendMessage => "sendmessage",
+            Function::Default => "default",
+            Function::Worker => "worker",
+        }
+    }
+
+    /// Reads the function's settings as its binary does at start-up.
+    pub fn read_settings(self, env: &impl Source) -> Result<(), ConfigError> {
+        match self {
+            Function::Connect => ConnectSettings::from_env(env).map(drop),
+            Function::Disconnect => TableConfig::from_env(env).map(drop),
+            Function::SendMessage => SendSettings::from_env(env).map(drop),
+            Function::Default => Ok(()),
+            Function::Worker => WorkerSettings::from_env(env).map(drop),
+        }
+    }
+
+    /// Every variable the binary reads, found by reading its settings the way it does (so the
+    /// list cannot drift from the code), less those Lambda reserves, plus the logging ones.
+    pub fn env_vars(self) -> Vec<EnvVar> {
+        let mut required = std::collections::BTreeSet::new();
+        let asked = loop {
+            let recorder = Recorder {
+                present: &required,
+                asked: Default::default(),
+            };
+            let result = self.read_settings(&recorder);
+            let asked = recorder.asked.into_inner();
+            match result {
+                Err(ConfigError::Missing { var, .. }) if !required.contains(var) => {
+                    required.insert(var);
+                }
+                _ => break asked,
+            }
+        };
+        let mut vars: Vec<EnvVar> = asked
+            .into_iter()
+            .chain(LOGGING_VARS.iter().copied().map(str::to_owned))
+            .filter(|name| !RESERVED_VARS.contains(&name.as_str()))
+            .map(|name| EnvVar {
+                required: required.contains(name.as_str()),
+                name,
+            })
+            .collect();
+        vars.sort();
+        vars.dedup();
+        vars
+    }
+}
+
+/// A source that records what is asked for and has a placeholder for the required variables
+/// found so far.
+struct Recorder<'a> {
+    present: &'a std::collections::BTreeSet<&'static str>,
+    asked: std::cell::RefCell<std::collections::BTreeSet<String>>,
+}
+
+impl Source for Recorder<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.asked.borrow_mut().insert(name.to_owned());
+        self.present
+            .contains(name)
+            .then(|| "placeholder".to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_function_lists_what_its_binary_reads() {
+        let names = |function: Function| -> Vec<(String, bool)> {
+            function
+                .env_vars()
+                .into_iter()
+                .map(|var| (var.name, var.required))
+                .collect()
+        };
+        let owned = |list: &[(&str, bool)]| -> Vec<(String, bool)> {
+            list.iter().map(|(n, r)| ((*n).to_owned(), *r)).collect()
+        };
+        assert_eq!(names(Function::Default), owned(&[("RUST_LOG", false)]));
+        assert_eq!(
+            names(Function::Connect),
+            owned(&[
+                ("CONNECTIONS_TABLE", true),
+                ("CONNECTION_TTL_SECONDS", false),
+                ("PAGE_LIMIT", false),
+                ("ROOM_INDEX_NAME", false),
+                ("RUST_LOG", false),
+            ])
+        );
+        let worker = names(Function::Worker);
+        for expected in [
+            ("CONNECTIONS_TABLE", true),
+            ("FANOUT_QUEUE_URL", true),
+            ("MAX_POST_ATTEMPTS", false),
+            ("BACKOFF_BASE_MS", false),
+            ("BACKOFF_CAP_MS", false),
+            ("SCAN_SEGMENTS", false),
+            ("MAX_JOB_ATTEMPTS", false),
+            ("PAGE_LIMIT", false),
+            ("METRICS_NAMESPACE", false),
+            ("WORKSPACE", false),
+        ] {
+            assert!(
+                worker.contains(&((expected.0).to_owned(), expected.1)),
+                "{expected:?} in {worker:?}"
+            );
+        }
+        assert!(
+            !worker
+                .iter()
+                .any(|(name, _)| name == "AWS_LAMBDA_FUNCTION_NAME")
+        );
+    }
 
     #[test]
     fn defaults_apply_when_unset() {

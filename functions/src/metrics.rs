@@ -2,22 +2,15 @@
 //! invocation on stdout, which Lambda ships to CloudWatch Logs and CloudWatch turns into
 //! metrics, without an API call on the hot path.
 
+use crate::domain::now_epoch_millis;
 use crate::engine::FanoutStats;
 use serde_json::{Map, Value, json};
 use std::io::Write;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Where a handler reports what an invocation did.
 pub trait MetricsSink: Send + Sync {
     fn record(&self, stats: &FanoutStats);
-}
-
-/// Ignores everything.
-pub struct NoMetrics;
-
-impl MetricsSink for NoMetrics {
-    fn record(&self, _: &FanoutStats) {}
 }
 
 /// Names and dimensions of the EMF lines.
@@ -32,17 +25,7 @@ pub struct EmfConfig {
 }
 
 impl EmfConfig {
-    pub fn from_env(env: &impl crate::config::Source) -> Self {
-        Self {
-            namespace: env
-                .var("METRICS_NAMESPACE")
-                .unwrap_or_else(|| "WsFanout".into()),
-            workspace: env.var("WORKSPACE").unwrap_or_else(|| "default".into()),
-            function: env
-                .var("AWS_LAMBDA_FUNCTION_NAME")
-                .unwrap_or_else(|| "worker".into()),
-        }
-    }
+    pub const DEFAULT_NAMESPACE: &str = "WsFanout";
 }
 
 /// Writes EMF lines to a writer (stdout in Lambda).
@@ -74,9 +57,7 @@ impl<W: Write + Send> EmfSink<W> {
 
 impl<W: Write + Send> MetricsSink for EmfSink<W> {
     fn record(&self, stats: &FanoutStats) {
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_millis() as u64);
+        let timestamp = now_epoch_millis();
         let line = emf_line(&self.config, stats, timestamp);
         let mut out = self
             .out
@@ -89,7 +70,7 @@ impl<W: Write + Send> MetricsSink for EmfSink<W> {
 }
 
 /// One EMF document for one invocation.
-pub fn emf_line(config: &EmfConfig, stats: &FanoutStats, timestamp_ms: u64) -> String {
+pub fn emf_line(config: &EmfConfig, stats: &FanoutStats, timestamp_ms: i64) -> String {
     let counts = [
         ("Delivered", stats.delivered),
         ("Stale", stats.stale),

@@ -3,7 +3,7 @@
 //! Each port has an AWS adapter (`adapters::dynamodb`, `adapters::sqs`, `adapters::management`)
 //! and an in-memory one (`adapters::memory`). Handlers and the engine see only these traits.
 
-use crate::domain::job::MAX_JOB_BYTES;
+use crate::domain::job::JobTooLarge;
 use crate::domain::{Connection, Job, RoomName, Segment};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -46,20 +46,8 @@ pub trait ConnectionStore: Send + Sync {
 pub enum QueueError {
     #[error("job queue unavailable: {0}")]
     Unavailable(String),
-    #[error("job of {size} bytes exceeds the queue's message limit of {limit} bytes")]
-    TooLarge { size: usize, limit: usize },
-}
-
-/// A job as a queue message body, refused if over the message limit.
-pub fn job_body(job: &Job) -> Result<String, QueueError> {
-    let body = job.to_json();
-    if body.len() > MAX_JOB_BYTES {
-        return Err(QueueError::TooLarge {
-            size: body.len(),
-            limit: MAX_JOB_BYTES,
-        });
-    }
-    Ok(body)
+    #[error(transparent)]
+    TooLarge(#[from] JobTooLarge),
 }
 
 /// The SQS fan-out queue.

@@ -1,6 +1,7 @@
 //! What every Lambda binary does at start-up.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use crate::domain::now_epoch_millis;
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// Logs as Lambda's advanced logging controls ask (`AWS_LAMBDA_LOG_FORMAT`,
@@ -11,11 +12,7 @@ pub fn init_logging() {
 
 /// The invocation's deadline (epoch milliseconds, from the Lambda context) on tokio's clock.
 pub fn deadline_instant(deadline_epoch_ms: u64) -> Instant {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        });
+    let now_ms = now_epoch_millis().unsigned_abs();
     Instant::now() + Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms))
 }
 

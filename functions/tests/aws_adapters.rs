@@ -1,19 +1,16 @@
 //! The AWS adapters against moto server (DynamoDB, SQS) and against a small HTTP server that
 //! answers like API Gateway's management API (moto never answers 410).
 
-#[path = "../../tests/support/moto.rs"]
-mod support;
-
 use fanout::adapters::dynamodb::DynamoStore;
+use fanout::adapters::dynamodb::TableConfig;
 use fanout::adapters::management::ManagementGateway;
 use fanout::adapters::sqs::SqsQueue;
-use fanout::config::TableConfig;
 use fanout::domain::{Connection, Job, RoomName, Segment};
 use fanout::ports::{
     ConnectionGateway, ConnectionStore, JobQueue, PostError, QueueError, StoreError,
 };
+use fanout_test_support::moto::{moto_sdk_config, unique};
 use std::collections::BTreeSet;
-use support::{moto_sdk_config, unique};
 
 mod dynamodb {
     use super::*;
@@ -200,14 +197,14 @@ mod sqs {
                 .unwrap();
         assert!(matches!(
             queue.enqueue(&big).await,
-            Err(QueueError::TooLarge { .. })
+            Err(QueueError::TooLarge(_))
         ));
 
         let gone = SqsQueue::from_client(
             client,
             format!(
                 "{}/000000000000/{}",
-                support::moto_endpoint(),
+                fanout_test_support::moto::moto_endpoint(),
                 unique("none")
             ),
         );

@@ -7,9 +7,9 @@ use aws_config::SdkConfig;
 use aws_sdk_sqs::types::QueueAttributeName;
 use fanout::adapters::aws::describe;
 use fanout::adapters::dynamodb::DynamoStore;
+use fanout::adapters::dynamodb::TableConfig;
 use fanout::adapters::memory::MemoryStore;
 use fanout::adapters::sqs::SqsQueue;
-use fanout::config::TableConfig;
 use fanout::ports::{ConnectionStore, JobQueue};
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsMessage;
 use fanout::adapters::aws::describe;
 use fanout::domain::Job;
-use fanout::ports::{JobQueue, QueueError, job_body};
+use fanout::ports::{JobQueue, QueueError};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -175,7 +175,7 @@ impl LocalQueue {
 #[async_trait]
 impl JobQueue for LocalQueue {
     async fn enqueue(&self, job: &Job) -> Result<(), QueueError> {
-        self.send_raw(job_body(job)?);
+        self.send_raw(job.to_queue_body()?);
         Ok(())
     }
 }

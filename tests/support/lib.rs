@@ -1,6 +1,6 @@
 //! Shared helpers for the end-to-end tests: WebSocket clients, a small HTTP client, and moto.
 
-pub mod moto;
+pub use fanout_test_support::moto;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;

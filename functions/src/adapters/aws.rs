@@ -1,7 +1,7 @@
 //! The shared AWS SDK configuration.
 
 use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_apigatewaymanagement::config::SharedHttpClient;
+use aws_sdk_apigatewaymanagement::config::{Credentials, Region, SharedHttpClient};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
 /// One HTTPS client for every SDK: hyper 1 with rustls on ring (builds anywhere zig can link,
@@ -20,6 +20,20 @@ pub async fn load_sdk_config() -> SdkConfig {
         .http_client(https_client())
         .load()
         .await
+}
+
+/// A configuration with fixed dummy credentials and region `us-east-1`, for endpoints that do
+/// not check signatures: moto in tests, the local stack's management API, the benchmark's
+/// simulated endpoint. `endpoint_url`, when given, overrides every service's endpoint.
+pub async fn static_sdk_config(endpoint_url: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "static"));
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
 }
 
 /// A readable error message from an SDK error, with its source chain.

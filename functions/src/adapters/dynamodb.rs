@@ -1,7 +1,6 @@
 //! The connection store on DynamoDB: the `connections` table and its `room-index` GSI.
 
 use super::aws::describe;
-use crate::config::TableConfig;
 use crate::domain::{Connection, RoomName, Segment};
 use crate::ports::{ConnectionStore, Page, StoreError};
 use async_trait::async_trait;
@@ -11,6 +10,21 @@ use aws_sdk_dynamodb::types::{
     KeyType, Projection, ProjectionType, ScalarAttributeType, TableStatus,
 };
 use std::collections::{BTreeMap, HashMap};
+
+/// The DynamoDB connections table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableConfig {
+    /// `CONNECTIONS_TABLE`.
+    pub table: String,
+    /// `ROOM_INDEX_NAME`, default [`TableConfig::DEFAULT_ROOM_INDEX`].
+    pub room_index: String,
+    /// `PAGE_LIMIT`: items per Query/Scan page; unset reads DynamoDB's full 1 MB pages.
+    pub page_limit: Option<i32>,
+}
+
+impl TableConfig {
+    pub const DEFAULT_ROOM_INDEX: &str = "room-index";
+}
 
 pub struct DynamoStore {
     client: Client,

@@ -2,7 +2,7 @@
 
 use super::aws::describe;
 use crate::domain::Job;
-use crate::ports::{JobQueue, QueueError, job_body};
+use crate::ports::{JobQueue, QueueError};
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 
@@ -27,7 +27,7 @@ impl SqsQueue {
 #[async_trait]
 impl JobQueue for SqsQueue {
     async fn enqueue(&self, job: &Job) -> Result<(), QueueError> {
-        let body = job_body(job)?;
+        let body = job.to_queue_body()?;
         self.client
             .send_message()
             .queue_url(&self.queue_url)

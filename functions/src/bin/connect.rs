@@ -2,7 +2,7 @@
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use fanout::adapters::{aws, dynamodb::DynamoStore};
-use fanout::config::{ConnectConfig, ProcessEnv, TableConfig};
+use fanout::config::{ConnectSettings, ProcessEnv};
 use fanout::{handlers, runtime};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use std::time::SystemTime;
@@ -10,10 +10,9 @@ use std::time::SystemTime;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     runtime::init_logging();
-    let table = TableConfig::from_env(&ProcessEnv).map_err(runtime::startup_error)?;
-    let config = ConnectConfig::from_env(&ProcessEnv).map_err(runtime::startup_error)?;
-    let store = DynamoStore::new(&aws::load_sdk_config().await, table);
-    let (store, config) = (&store, &config);
+    let settings = ConnectSettings::from_env(&ProcessEnv).map_err(runtime::startup_error)?;
+    let store = DynamoStore::new(&aws::load_sdk_config().await, settings.table);
+    let (store, config) = (&store, &settings.connect);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
             Ok::<_, Error>(

@@ -1,8 +1,9 @@
 //! `$disconnect` Lambda.
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use fanout::adapters::dynamodb::TableConfig;
 use fanout::adapters::{aws, dynamodb::DynamoStore};
-use fanout::config::{ProcessEnv, TableConfig};
+use fanout::config::ProcessEnv;
 use fanout::{handlers, runtime};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 

@@ -2,9 +2,9 @@
 
 use aws_lambda_events::sqs::SqsEvent;
 use fanout::adapters::{aws, dynamodb::DynamoStore, management::ManagementGateway, sqs::SqsQueue};
-use fanout::config::{self, ProcessEnv, TableConfig};
-use fanout::engine::{Engine, EngineConfig};
-use fanout::metrics::{EmfConfig, EmfSink};
+use fanout::config::{ProcessEnv, WorkerSettings};
+use fanout::engine::Engine;
+use fanout::metrics::EmfSink;
 use fanout::{handlers, runtime};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use std::sync::Arc;
@@ -14,16 +14,14 @@ use std::sync::Arc;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     runtime::init_logging();
-    let table = TableConfig::from_env(&ProcessEnv).map_err(runtime::startup_error)?;
-    let queue_url = config::queue_url(&ProcessEnv).map_err(runtime::startup_error)?;
-    let engine_config = EngineConfig::from_env(&ProcessEnv).map_err(runtime::startup_error)?;
-    let metrics = EmfSink::stdout(EmfConfig::from_env(&ProcessEnv));
+    let settings = WorkerSettings::from_env(&ProcessEnv).map_err(runtime::startup_error)?;
+    let metrics = EmfSink::stdout(settings.metrics);
     let sdk = aws::load_sdk_config().await;
     let engine = Engine::new(
-        Arc::new(DynamoStore::new(&sdk, table)),
+        Arc::new(DynamoStore::new(&sdk, settings.table)),
         Arc::new(ManagementGateway::new(&sdk)),
-        Arc::new(SqsQueue::new(&sdk, queue_url)),
-        engine_config,
+        Arc::new(SqsQueue::new(&sdk, settings.queue_url)),
+        settings.engine,
     );
     let (engine, metrics) = (&engine, &metrics);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

@@ -17,6 +17,14 @@ pub const JOB_VERSION: u32 = 1;
 /// The largest job body: SQS's classic message limit, which every queue accepts.
 pub const MAX_JOB_BYTES: usize = 256 * 1024;
 
+/// A job whose body would exceed the queue's message limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("job of {size} bytes exceeds the queue's message limit of {limit} bytes")]
+pub struct JobTooLarge {
+    pub size: usize,
+    pub limit: usize,
+}
+
 /// Who a job is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawTarget", into = "RawTarget")]
@@ -195,6 +203,18 @@ impl Job {
 
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("jobs always serialize")
+    }
+
+    /// The job as a queue message body, refused if over the queue's message limit.
+    pub fn to_queue_body(&self) -> Result<String, JobTooLarge> {
+        let body = self.to_json();
+        if body.len() > MAX_JOB_BYTES {
+            return Err(JobTooLarge {
+                size: body.len(),
+                limit: MAX_JOB_BYTES,
+            });
+        }
+        Ok(body)
     }
 
     /// A job for the same message with another target, starting from the first page.

@@ -6,9 +6,11 @@ pub mod frame;
 pub mod job;
 pub mod message;
 pub mod room;
+pub mod time;
 
 pub use connection::Connection;
 pub use frame::{ErrorCode, Frame};
 pub use job::{DeliveryMode, Job, Segment, Target};
 pub use message::{ClientError, parse_send_message};
 pub use room::{InvalidRoom, RoomName};
+pub use time::{epoch_millis, now_epoch_millis};

@@ -21,12 +21,11 @@ pub use pacer::Pacer;
 pub use stats::FanoutStats;
 
 use crate::domain::job::MAX_JOB_BYTES;
-use crate::domain::{Job, Segment, Target};
+use crate::domain::{Job, Segment, Target, now_epoch_millis};
 use crate::ports::{ConnectionGateway, ConnectionStore, JobQueue, Page, QueueError, StoreError};
 use bytes::Bytes;
 use deliver::{Batch, Feed, Outcome, Post};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -197,8 +196,8 @@ impl Engine {
         let (not_started, transient) = (outcome.not_started, outcome.transient);
 
         if stats.delivered > 0 {
-            let sent_at = u64::try_from(job.sent_at).unwrap_or(0);
-            stats.fanout_latency_ms = Some(epoch_ms().saturating_sub(sent_at));
+            let latency = now_epoch_millis().saturating_sub(job.sent_at.max(0));
+            stats.fanout_latency_ms = Some(latency.unsigned_abs());
         }
         stats += self
             .hand_off(&job, continuation, not_started, transient)
@@ -311,14 +310,6 @@ fn chunk_for_queue(template: &Job, ids: Vec<String>) -> Vec<Vec<String>> {
         chunks.push(current);
     }
     chunks
-}
-
-fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
 }
 
 #[cfg(test)]

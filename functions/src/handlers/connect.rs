@@ -1,12 +1,31 @@
 //! `$connect`: join a room.
 
 use super::{connection_id, response};
-use crate::config::ConnectConfig;
-use crate::domain::{Connection, RoomName};
+use crate::domain::{Connection, RoomName, epoch_millis};
 use crate::ports::ConnectionStore;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use tracing::{error, info};
+
+/// `$connect`'s settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectConfig {
+    /// `CONNECTION_TTL_SECONDS`: how long a stored connection lives if `$disconnect` never
+    /// comes. API Gateway closes connections after 2 h; the default adds 5 minutes.
+    pub ttl: Duration,
+}
+
+impl ConnectConfig {
+    pub const DEFAULT_TTL_SECONDS: u64 = 2 * 3600 + 300;
+}
+
+impl Default for ConnectConfig {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(Self::DEFAULT_TTL_SECONDS),
+        }
+    }
+}
 
 /// Stores the connection in the room named by `?room=` (default `lobby`). A bad room name
 /// refuses the handshake with 400 and the reason.
@@ -26,12 +45,11 @@ pub async fn handle(
             Err(reason) => return response(400, Some(format!("invalid room: {reason}"))),
         },
     };
-    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let connection = Connection {
         connection_id: connection_id.to_owned(),
         room,
-        connected_at: i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX),
-        expires_at: i64::try_from((since_epoch + config.ttl).as_secs()).unwrap_or(i64::MAX),
+        connected_at: epoch_millis(now),
+        expires_at: epoch_millis(now + config.ttl) / 1000,
         principal: principal(&request),
     };
     match store.put(&connection).await {
@@ -66,6 +84,7 @@ mod tests {
     use crate::adapters::memory::MemoryStore;
     use crate::handlers::fixtures::websocket;
     use std::time::Duration;
+    use std::time::UNIX_EPOCH;
 
     const NOW: Duration = Duration::from_millis(1_795_780_800_123);
 

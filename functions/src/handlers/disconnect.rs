@@ -36,7 +36,7 @@ pub async fn handle(
 mod tests {
     use super::*;
     use crate::adapters::memory::MemoryStore;
-    use crate::config::ConnectConfig;
+    use crate::handlers::connect::ConnectConfig;
     use crate::handlers::{connect, fixtures::websocket};
     use std::time::SystemTime;
 

@@ -1,13 +1,34 @@
 //! `sendmessage`: validate, enqueue one job, answer the sender.
 
 use super::{connection_id, error_response, response};
-use crate::config::SendConfig;
 use crate::domain::job::JOB_VERSION;
-use crate::domain::{ClientError, ErrorCode, Frame, Job, Target, parse_send_message};
+use crate::domain::{ClientError, ErrorCode, Frame, Job, Target, epoch_millis, parse_send_message};
 use crate::ports::{ConnectionStore, JobQueue};
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 use tracing::{error, info};
+
+/// sendmessage's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendConfig {
+    /// `MAX_DATA_BYTES`: the largest `data` accepted, as JSON text.
+    pub max_data_bytes: usize,
+}
+
+impl SendConfig {
+    pub const DEFAULT_MAX_DATA_BYTES: usize = 64 * 1024;
+    /// API Gateway's 128 KB message limit less room for the envelope around `data` (id, room,
+    /// sender, timestamp and keys take under 300 bytes).
+    pub const LIMIT_MAX_DATA_BYTES: usize = 128 * 1024 - 1024;
+}
+
+impl Default for SendConfig {
+    fn default() -> Self {
+        Self {
+            max_data_bytes: Self::DEFAULT_MAX_DATA_BYTES,
+        }
+    }
+}
 
 /// The ports sendmessage uses.
 pub struct SendMessage<'a> {
@@ -68,9 +89,7 @@ impl SendMessage<'_> {
             target: Target::Room(connection.room),
             payload,
             sender: Some(sender.to_owned()),
-            sent_at: now.duration_since(UNIX_EPOCH).map_or(0, |since| {
-                i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-            }),
+            sent_at: epoch_millis(now),
             cursor: None,
             segment: None,
             endpoint: management_endpoint(request),
@@ -107,8 +126,8 @@ pub fn management_endpoint(request: &ApiGatewayWebsocketProxyRequest) -> Option<
 mod tests {
     use super::*;
     use crate::adapters::memory::{MemoryQueue, MemoryStore};
-    use crate::config::ConnectConfig;
     use crate::handlers::connect;
+    use crate::handlers::connect::ConnectConfig;
     use crate::handlers::fixtures::{body_json, websocket, with_body};
     use crate::ports::QueueError;
     use async_trait::async_trait;

@@ -57,8 +57,8 @@ pub async fn handle(
 mod tests {
     use super::*;
     use crate::adapters::memory::{MemoryGateway, MemoryQueue, MemoryStore};
-    use crate::config::ConnectConfig;
     use crate::engine::{EngineConfig, FanoutStats};
+    use crate::handlers::connect::ConnectConfig;
     use crate::handlers::{connect, fixtures::websocket};
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, SystemTime};

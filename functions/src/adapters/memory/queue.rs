@@ -1,5 +1,5 @@
 use crate::domain::Job;
-use crate::ports::{JobQueue, QueueError, job_body};
+use crate::ports::{JobQueue, QueueError};
 use async_trait::async_trait;
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -46,7 +46,7 @@ impl Default for MemoryQueue {
 #[async_trait]
 impl JobQueue for MemoryQueue {
     async fn enqueue(&self, job: &Job) -> Result<(), QueueError> {
-        job_body(job)?;
+        job.to_queue_body()?;
         self.lock().push_back(job.clone());
         Ok(())
     }

@@ -1,15 +1,10 @@
 //! A moto server for tests that talk to DynamoDB and SQS.
 //!
-//! Shared by `functions/tests/aws_adapters.rs` (through `#[path]`) and the end-to-end tests.
-//!
 //! Uses `AWS_ENDPOINT_URL` when set (CI starts moto and exports it); otherwise starts
 //! `moto_server` from PATH or the repository's `.venv` on a free port, for the life of the test
 //! process. Without either, tests fail and say how to get moto: they never pass vacuously.
 
-#![allow(dead_code)]
-
-use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_dynamodb::config::{Credentials, Region};
+use aws_config::SdkConfig;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -37,17 +32,10 @@ pub async fn moto_sdk_config() -> SdkConfig {
 }
 
 pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(fanout::adapters::aws::https_client())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-        .endpoint_url(endpoint)
-        .load()
-        .await
+    fanout::adapters::aws::static_sdk_config(Some(endpoint)).await
 }
 
 fn moto_binary() -> Option<String> {
-    // Both crates that use this file sit one level below the repository root.
     let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/moto_server");
     if std::path::Path::new(venv).exists() {
         return Some(venv.to_owned());
