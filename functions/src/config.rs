@@ -2,6 +2,7 @@
 //! variable and says what it accepts.
 
 use crate::adapters::dynamodb::TableConfig;
+use crate::adapters::progress_table::ProgressTableConfig;
 use crate::domain::DeliveryMode;
 use crate::engine::EngineConfig;
 use crate::handlers::connect::ConnectConfig;
@@ -90,6 +91,15 @@ where
     Ok(parsed)
 }
 
+fn seconds(
+    env: &impl Source,
+    var: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, ConfigError> {
+    number(env, var, default, range).map(Duration::from_secs)
+}
+
 fn millis(
     env: &impl Source,
     var: &'static str,
@@ -176,6 +186,33 @@ impl EmfConfig {
     }
 }
 
+impl ProgressTableConfig {
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: required(
+                env,
+                "PROGRESS_TABLE",
+                "the DynamoDB table of job progress records",
+            )?,
+            ttl: seconds(
+                env,
+                "PROGRESS_TTL_SECONDS",
+                Self::DEFAULT_TTL_SECONDS,
+                3_600..=1_209_600,
+            )?,
+        })
+    }
+}
+
+/// The SQS dead-letter queue the worker parks what it gives up on: `DEAD_LETTER_QUEUE_URL`.
+pub fn dead_letter_queue_url(env: &impl Source) -> Result<String, ConfigError> {
+    required(
+        env,
+        "DEAD_LETTER_QUEUE_URL",
+        "the URL of the SQS dead-letter queue",
+    )
+}
+
 /// The SQS fan-out queue: `FANOUT_QUEUE_URL`.
 pub fn queue_url(env: &impl Source) -> Result<String, ConfigError> {
     required(env, "FANOUT_QUEUE_URL", "the URL of the SQS fan-out queue")
@@ -183,8 +220,9 @@ pub fn queue_url(env: &impl Source) -> Result<String, ConfigError> {
 
 impl EngineConfig {
     /// `FANOUT_CONCURRENCY`, `POST_TIMEOUT_MS`, `MAX_POST_ATTEMPTS`, `BACKOFF_BASE_MS`,
-    /// `BACKOFF_CAP_MS`, `DEADLINE_MARGIN_MS`, `DELIVERY_MODE`, `MANAGEMENT_ENDPOINT`,
-    /// `SCAN_SEGMENTS`, `MAX_JOB_ATTEMPTS`.
+    /// `BACKOFF_CAP_MS`, `DEADLINE_MARGIN_MS`, `HANDOFF_RESERVE_MS`, `DELIVERY_MODE`,
+    /// `MANAGEMENT_ENDPOINT`, `SCAN_SEGMENTS`, `RETRY_BUDGET_SECONDS`, `RETRY_DELAY_BASE_MS`,
+    /// `GONE_GRACE_SECONDS`, `CHECKPOINT_EVERY`.
     pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
         let defaults = EngineConfig::default();
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
@@ -229,7 +267,36 @@ impl EngineConfig {
             },
             management_endpoint: endpoint(env, "MANAGEMENT_ENDPOINT")?,
             scan_segments: number(env, "SCAN_SEGMENTS", defaults.scan_segments, 1..=1000)?,
-            max_job_attempts: number(env, "MAX_JOB_ATTEMPTS", defaults.max_job_attempts, 0..=100)?,
+            handoff_reserve: millis(
+                env,
+                "HANDOFF_RESERVE_MS",
+                ms(defaults.handoff_reserve),
+                200..=60_000,
+            )?,
+            retry_budget: seconds(
+                env,
+                "RETRY_BUDGET_SECONDS",
+                defaults.retry_budget.as_secs(),
+                60..=86_400,
+            )?,
+            retry_delay_base: millis(
+                env,
+                "RETRY_DELAY_BASE_MS",
+                ms(defaults.retry_delay_base),
+                100..=60_000,
+            )?,
+            gone_grace: seconds(
+                env,
+                "GONE_GRACE_SECONDS",
+                defaults.gone_grace.as_secs(),
+                0..=3_600,
+            )?,
+            checkpoint_every: number(
+                env,
+                "CHECKPOINT_EVERY",
+                defaults.checkpoint_every,
+                0..=100_000,
+            )?,
         };
         if config.deadline_margin <= config.post_timeout {
             return Err(ConfigError::Invalid {
@@ -238,6 +305,16 @@ impl EngineConfig {
                 reason: format!(
                     "must exceed POST_TIMEOUT_MS ({}) so posts in flight finish before the deadline",
                     ms(config.post_timeout)
+                ),
+            });
+        }
+        if config.handoff_reserve >= config.deadline_margin {
+            return Err(ConfigError::Invalid {
+                var: "HANDOFF_RESERVE_MS",
+                value: ms(config.handoff_reserve).to_string(),
+                reason: format!(
+                    "must be less than DEADLINE_MARGIN_MS ({}): posts stop before the hand-off's reserve begins",
+                    ms(config.deadline_margin)
                 ),
             });
         }
@@ -280,7 +357,9 @@ impl SendSettings {
 /// What the worker Lambda reads.
 pub struct WorkerSettings {
     pub table: TableConfig,
+    pub progress: ProgressTableConfig,
     pub queue_url: String,
+    pub dead_letter_url: String,
     pub engine: EngineConfig,
     pub metrics: EmfConfig,
 }
@@ -289,7 +368,9 @@ impl WorkerSettings {
     pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
         Ok(Self {
             table: TableConfig::from_env(env)?,
+            progress: ProgressTableConfig::from_env(env)?,
             queue_url: queue_url(env)?,
+            dead_letter_url: dead_letter_queue_url(env)?,
             engine: EngineConfig::from_env(env)?,
             metrics: EmfConfig::from_env(env),
         })
@@ -436,7 +517,9 @@ mod tests {
             ("BACKOFF_BASE_MS", false),
             ("BACKOFF_CAP_MS", false),
             ("SCAN_SEGMENTS", false),
-            ("MAX_JOB_ATTEMPTS", false),
+            ("RETRY_BUDGET_SECONDS", false),
+            ("PROGRESS_TABLE", true),
+            ("DEAD_LETTER_QUEUE_URL", true),
             ("PAGE_LIMIT", false),
             ("METRICS_NAMESPACE", false),
             ("WORKSPACE", false),

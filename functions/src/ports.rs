@@ -2,11 +2,13 @@
 //!
 //! Each port has an AWS adapter (`adapters::dynamodb`, `adapters::sqs`, `adapters::management`)
 //! and an in-memory one (`adapters::memory`). Handlers and the engine see only these traits.
+//! Every method may hang or fail: callers bound each call by their own deadline.
 
 use crate::domain::job::JobTooLarge;
-use crate::domain::{Connection, Job, RoomName, Segment};
+use crate::domain::{Checkpoint, Connection, Job, RoomName, Segment};
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::time::Duration;
 
 /// One page of connection ids and where the next one starts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,6 +29,15 @@ pub enum StoreError {
     /// An item that does not have the shape of a connection.
     #[error("malformed connection item: {0}")]
     Malformed(String),
+    /// A conditional write found the record held by another run.
+    #[error("conflict: {0}")]
+    Conflict(String),
+}
+
+impl From<tokio::time::error::Elapsed> for StoreError {
+    fn from(_: tokio::time::error::Elapsed) -> Self {
+        StoreError::Unavailable("no answer in time".into())
+    }
 }
 
 /// The `connections` table.
@@ -36,10 +47,21 @@ pub trait ConnectionStore: Send + Sync {
     async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError>;
     /// Deleting a connection that is already gone succeeds.
     async fn delete(&self, connection_id: &str) -> Result<(), StoreError>;
+    /// Deletes the connection only if it connected before `connected_before` (epoch ms):
+    /// API Gateway answers 410 for a connection whose `$connect` is still running, and that
+    /// one must stay. Whether it deleted anything.
+    async fn delete_stale(
+        &self,
+        connection_id: &str,
+        connected_before: i64,
+    ) -> Result<bool, StoreError>;
     /// One page of the room's members, from the room index.
     async fn room_page(&self, room: &RoomName, cursor: Option<&str>) -> Result<Page, StoreError>;
     /// One page of one Scan segment of the whole table.
     async fn scan_page(&self, segment: Segment, cursor: Option<&str>) -> Result<Page, StoreError>;
+    /// The cursor that goes on right after `connection_id`, in the room's pages (`Some(room)`)
+    /// or the Scan's (`None`): how a run that stopped mid-page hands on exactly the rest.
+    fn cursor_after(&self, room: Option<&RoomName>, connection_id: &str) -> String;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,10 +72,60 @@ pub enum QueueError {
     TooLarge(#[from] JobTooLarge),
 }
 
-/// The SQS fan-out queue.
+impl From<tokio::time::error::Elapsed> for QueueError {
+    fn from(_: tokio::time::error::Elapsed) -> Self {
+        QueueError::Unavailable("no answer in time".into())
+    }
+}
+
+/// SQS's largest `DelaySeconds`.
+pub const MAX_QUEUE_DELAY: Duration = Duration::from_secs(900);
+
+/// The SQS fan-out queue and its dead-letter queue.
 #[async_trait]
 pub trait JobQueue: Send + Sync {
-    async fn enqueue(&self, job: &Job) -> Result<(), QueueError>;
+    /// Puts a job on the queue, to be received no sooner than `delay` from now (at most
+    /// [`MAX_QUEUE_DELAY`]; adapters cap it).
+    async fn enqueue(&self, job: &Job, delay: Duration) -> Result<(), QueueError>;
+    /// Parks a message the worker gives up on in the dead-letter queue, with the reason.
+    async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), QueueError>;
+    /// Makes a received message visible again after `delay` instead of the queue's visibility
+    /// timeout (SQS `ChangeMessageVisibility`); for a job reported failed.
+    async fn retry_later(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError>;
+}
+
+/// What claiming a job's progress record found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// No run has recorded anything: start from the job itself.
+    Fresh,
+    /// An earlier run stopped here.
+    Resume(Checkpoint),
+    /// Everything is done and handed off.
+    Finished,
+    /// Another run holds the record and its lease has not expired.
+    Busy,
+}
+
+/// Jobs' progress records (see [`Checkpoint`]): one per job hop, kept for a while after it
+/// finishes so that a late redelivery finds it.
+#[async_trait]
+pub trait ProgressStore: Send + Sync {
+    /// Takes the record `key` for `owner` until `lease_until`, unless another owner holds it
+    /// and its lease has not expired by `now` (both epoch ms, on the caller's clock).
+    async fn claim(
+        &self,
+        key: &str,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Claim, StoreError>;
+    /// Writes the checkpoint if `owner` still holds the record; [`StoreError::Conflict`] if not.
+    async fn save(&self, key: &str, owner: &str, checkpoint: &Checkpoint)
+    -> Result<(), StoreError>;
+    /// Gives the record up before the lease ends, so that a redelivery need not wait for it:
+    /// for a run that failed and asked SQS to redeliver soon.
+    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError>;
 }
 
 /// How a post to one connection failed.

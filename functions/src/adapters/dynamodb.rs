@@ -220,6 +220,35 @@ impl ConnectionStore for DynamoStore {
         Ok(())
     }
 
+    async fn delete_stale(
+        &self,
+        connection_id: &str,
+        connected_before: i64,
+    ) -> Result<bool, StoreError> {
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.config.table)
+            .set_key(Some(Self::key(connection_id)))
+            .condition_expression("#connectedAt < :before")
+            .expression_attribute_names("#connectedAt", "connectedAt")
+            .expression_attribute_values(":before", AttributeValue::N(connected_before.to_string()))
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(true),
+            // Too young, or already gone.
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
     async fn room_page(&self, room: &RoomName, cursor: Option<&str>) -> Result<Page, StoreError> {
         let output = self
             .client
@@ -252,6 +281,16 @@ impl ConnectionStore for DynamoStore {
         }
         let output = scan.send().await.map_err(unavailable)?;
         page(output.items, output.last_evaluated_key)
+    }
+
+    fn cursor_after(&self, room: Option<&RoomName>, connection_id: &str) -> String {
+        // The LastEvaluatedKey DynamoDB would have returned with this item last: the table's
+        // key, plus the index's for a room (whose sort key is connectionId).
+        let mut key = BTreeMap::from([("connectionId", connection_id.to_owned())]);
+        if let Some(room) = room {
+            key.insert("room", room.to_string());
+        }
+        serde_json::to_string(&key).expect("a map of strings serializes")
     }
 }
 

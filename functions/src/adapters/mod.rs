@@ -4,4 +4,5 @@ pub mod aws;
 pub mod dynamodb;
 pub mod management;
 pub mod memory;
+pub mod progress_table;
 pub mod sqs;

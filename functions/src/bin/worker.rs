@@ -1,6 +1,7 @@
 //! Worker Lambda: the SQS event source's batches.
 
 use aws_lambda_events::sqs::SqsEvent;
+use fanout::adapters::progress_table::DynamoProgress;
 use fanout::adapters::{aws, dynamodb::DynamoStore, management::ManagementGateway, sqs::SqsQueue};
 use fanout::config::{ProcessEnv, WorkerSettings};
 use fanout::engine::Engine;
@@ -20,7 +21,11 @@ async fn main() -> Result<(), Error> {
     let engine = Engine::new(
         Arc::new(DynamoStore::new(&sdk, settings.table)),
         Arc::new(ManagementGateway::new(&sdk)),
-        Arc::new(SqsQueue::new(&sdk, settings.queue_url)),
+        Arc::new(
+            SqsQueue::new(&sdk, settings.queue_url)
+                .with_dead_letter_queue(settings.dead_letter_url),
+        ),
+        Arc::new(DynamoProgress::new(&sdk, settings.progress)),
         settings.engine,
     );
     let (engine, metrics) = (&engine, &metrics);

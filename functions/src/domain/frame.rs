@@ -3,6 +3,9 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+/// API Gateway's largest WebSocket message: a post over this is refused with 413.
+pub const MAX_FRAME_BYTES: usize = 128 * 1024;
+
 /// Machine-readable error codes, stable across releases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -157,14 +157,35 @@ pub struct Job {
     /// producers may leave it out when that is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// How many times the worker has re-enqueued transient failures of this message; bounds
-    /// retries of connections that keep failing.
+    /// How many times the worker has re-enqueued transient failures of this message; grows
+    /// the delay before the next try. Saturates: a producer's huge value cannot overflow it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempt: u32,
+    /// Epoch milliseconds when these deliveries were first handed back after a transient
+    /// failure: the retry budget runs from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_since: Option<i64>,
+    /// Which hand-off of the message this job is: absent on the first job, then a name derived
+    /// from the parent's hop and the hand-off's place among the parent's (see [`Job::child_hop`]).
+    /// With `id` it names the job's progress record, so a job delivered twice resumes instead
+    /// of repeating, and a hand-off written twice is the same job, not a fork.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hop: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+fn is_hop_path(hop: &str) -> bool {
+    (1..=MAX_HOP_BYTES).contains(&hop.len()) && hop.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// FNV-1a, 64 bits: the same in every process and release, unlike std's hasher.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Why a job body was refused.
@@ -180,12 +201,19 @@ pub enum InvalidJob {
     Segment(String),
     #[error("a segment only applies to an \"all\" target")]
     SegmentWithoutScan,
+    #[error("hop {0:?} is not 1 to {MAX_HOP_BYTES} ASCII letters and digits")]
+    Hop(String),
+    #[error("a cursor of a \"connections\" target must be one of its ids")]
+    CursorNotAnId,
 }
+
+/// The longest hop name accepted.
+pub const MAX_HOP_BYTES: usize = 64;
 
 impl Job {
     /// Parses and validates a job body from the queue.
     pub fn parse(body: &str) -> Result<Job, InvalidJob> {
-        let job: Job = serde_json::from_str(body)?;
+        let mut job: Job = serde_json::from_str(body)?;
         if job.v != JOB_VERSION {
             return Err(InvalidJob::Version(job.v));
         }
@@ -197,6 +225,21 @@ impl Job {
                 return Err(InvalidJob::SegmentWithoutScan);
             }
             segment.validate().map_err(InvalidJob::Segment)?;
+        }
+        if let Some(hop) = &job.hop
+            && !is_hop_path(hop)
+        {
+            return Err(InvalidJob::Hop(hop.clone()));
+        }
+        if let Target::Connections { ids, .. } = &mut job.target {
+            // A repeated id is posted once.
+            let mut seen = std::collections::HashSet::with_capacity(ids.len());
+            ids.retain(|id| seen.insert(id.clone()));
+            if let Some(cursor) = &job.cursor
+                && !ids.contains(cursor)
+            {
+                return Err(InvalidJob::CursorNotAnId);
+            }
         }
         Ok(job)
     }
@@ -225,6 +268,25 @@ impl Job {
             segment: None,
             ..self.clone()
         }
+    }
+
+    /// The key of this job's progress record: the message id and the hop path.
+    pub fn progress_key(&self) -> String {
+        match &self.hop {
+            Some(hop) => format!("{}#{hop}", self.id),
+            None => self.id.clone(),
+        }
+    }
+
+    /// The hop of this job's hand-off named `step` (`c` the continuation, `r3` a retry, `s0` a
+    /// Scan segment): a hash of the parent's hop and the step, so it has a fixed size however
+    /// long the chain, and the same hand-off written twice gets the same name.
+    pub fn child_hop(&self, step: &str) -> String {
+        let parent = self.hop.as_deref().unwrap_or("");
+        format!(
+            "{:016x}",
+            stable_hash(format!("{parent}/{step}").as_bytes())
+        )
     }
 
     /// The bytes posted to each member.
@@ -347,11 +409,11 @@ mod tests {
     #[test]
     fn round_trips_through_json() {
         let mut job = Job::parse(&body(json!({"connections":["x"],"room":"r1"}))).unwrap();
-        job.cursor = Some("c".into());
+        job.cursor = Some("x".into());
         job.attempt = 2;
         let again = Job::parse(&job.to_json()).unwrap();
         assert_eq!(again.target, job.target);
-        assert_eq!(again.cursor.as_deref(), Some("c"));
+        assert_eq!(again.cursor.as_deref(), Some("x"));
         assert_eq!(again.attempt, 2);
         assert_eq!(again.payload.get(), job.payload.get());
     }

@@ -5,6 +5,7 @@ pub mod connection;
 pub mod frame;
 pub mod job;
 pub mod message;
+pub mod progress;
 pub mod room;
 pub mod time;
 
@@ -12,5 +13,6 @@ pub use connection::Connection;
 pub use frame::{ErrorCode, Frame};
 pub use job::{DeliveryMode, Job, Segment, Target};
 pub use message::{ClientError, parse_send_message};
+pub use progress::{Checkpoint, Handoff, Rest};
 pub use room::{InvalidRoom, RoomName};
 pub use time::{epoch_millis, now_epoch_millis};

@@ -9,22 +9,45 @@ pub struct EngineConfig {
     pub concurrency: usize,
     /// Each post gives up after this long and counts as a transient failure.
     pub post_timeout: Duration,
-    /// Tries per connection within one invocation, the first included.
+    /// Tries per connection within one invocation for 5xx and timeouts, the first included.
+    /// 429s do not count: they slow the whole worker down instead (see `pacer`).
     pub max_post_attempts: u32,
     /// Full-jitter backoff: the n-th retry waits up to `min(cap, base * 2^(n-1))`.
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
-    /// Stop taking pages this long before the Lambda deadline, leaving time for the posts in
-    /// flight to finish and the continuation to be enqueued.
+    /// Stop taking pages and starting posts this long before the Lambda deadline, leaving
+    /// time for the posts in flight to finish and the hand-off to be written.
     pub deadline_margin: Duration,
+    /// Posts still running this long before the deadline are abandoned and handed back as
+    /// possibly delivered: the time the hand-off is sure to have. Less than `deadline_margin`.
+    pub handoff_reserve: Duration,
     pub delivery_mode: DeliveryMode,
     /// Overrides the endpoint carried in jobs (custom domains, other producers).
     pub management_endpoint: Option<String>,
     /// An `all` job without a segment is split into this many parallel Scan segments.
     pub scan_segments: u32,
-    /// How many times transient failures of one message are re-enqueued before they count as
-    /// failed.
-    pub max_job_attempts: u32,
+    /// How long transient failures of a delivery are retried, from the first hand-back, before
+    /// its ids go to the dead-letter queue.
+    pub retry_budget: Duration,
+    /// Re-enqueued transient failures wait about `base * 2^attempt` (with jitter, at most
+    /// SQS's 900 s) before they are tried again.
+    pub retry_delay_base: Duration,
+    /// A connection that answers 410 is deleted only if it connected longer ago than this: API
+    /// Gateway answers 410 while a `$connect` is still running.
+    pub gone_grace: Duration,
+    /// A checkpoint is written at least every this many posts started, which bounds what a
+    /// crash can make a job post twice; 0 means `concurrency`.
+    pub checkpoint_every: usize,
+}
+
+impl EngineConfig {
+    /// Posts started between checkpoints.
+    pub fn checkpoint_window(&self) -> usize {
+        match self.checkpoint_every {
+            0 => self.concurrency.max(1),
+            every => every,
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -36,10 +59,14 @@ impl Default for EngineConfig {
             backoff_base: Duration::from_millis(50),
             backoff_cap: Duration::from_secs(2),
             deadline_margin: Duration::from_secs(5),
+            handoff_reserve: Duration::from_secs(2),
             delivery_mode: DeliveryMode::Envelope,
             management_endpoint: None,
             scan_segments: 1,
-            max_job_attempts: 3,
+            retry_budget: Duration::from_secs(15 * 60),
+            retry_delay_base: Duration::from_secs(1),
+            gone_grace: Duration::from_secs(60),
+            checkpoint_every: 0,
         }
     }
 }

@@ -2,40 +2,74 @@
 //! and hands whatever it cannot finish back to the queue so no one is skipped.
 //!
 //! - [`Engine::run_batch`] runs every job of an SQS batch concurrently under one
-//!   [`tokio::sync::Semaphore`] (`FANOUT_CONCURRENCY`) and one [`pacer::Pacer`].
-//! - A job reads its targets a page at a time and fetches the next page while the current one is
-//!   being posted, so memory is O(page), not O(room). Its posts run in `concurrency` lanes that
-//!   carry on across page boundaries (see [`deliver`]).
-//! - Near the deadline it stops taking pages and enqueues a continuation (the cursor) plus a
-//!   `connections` job for the posts it did not start or that failed transiently.
-//! - A job that fails before delivering anything is reported for SQS to redeliver.
+//!   [`tokio::sync::Semaphore`] (`FANOUT_CONCURRENCY`) and one [`pacer::Pacer`], and returns
+//!   before the deadline whatever hangs (see [`deliver`]).
+//! - A job run ([`run`]) claims the job's progress record, reads its targets a page at a time
+//!   (prefetching the next), posts through lanes that carry on across pages, and checkpoints
+//!   as it goes, so a job delivered again resumes instead of starting over.
+//! - Near the deadline it stops and hands back ([`handoff`]) the rest of the target (a cursor),
+//!   the posts it did not make, and transient failures as a later attempt after a growing
+//!   delay; past the retry budget, those go to the dead-letter queue with their ids.
+//! - A job that cannot be processed at all is reported for SQS to redeliver, soon; one that
+//!   never could be (invalid, too large a frame) goes to the dead-letter queue with the reason.
 
 mod backoff;
 mod config;
 mod deliver;
+mod feed;
+mod handoff;
 mod pacer;
+mod run;
 mod stats;
 
 pub use config::EngineConfig;
 pub use pacer::Pacer;
 pub use stats::FanoutStats;
 
-use crate::domain::job::MAX_JOB_BYTES;
-use crate::domain::{Job, Segment, Target, now_epoch_millis};
-use crate::ports::{ConnectionGateway, ConnectionStore, JobQueue, Page, QueueError, StoreError};
-use bytes::Bytes;
-use deliver::{Batch, Feed, Outcome, Post};
+use crate::domain::{Job, now_epoch_millis};
+use crate::ports::{
+    ConnectionGateway, ConnectionStore, JobQueue, ProgressStore, QueueError, StoreError,
+};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
-use tokio::time::Instant;
+use tokio::time::{Instant, timeout_at};
 use tracing::{Instrument, info_span, warn};
 
+/// The last moments before the deadline belong to the runtime: returning the response.
+const RETURN_SLACK: Duration = Duration::from_millis(200);
+
+/// What every job of a batch shares.
+struct Batch {
+    /// The in-flight limit for the whole batch: a post runs only while holding a permit.
+    permits: Arc<Semaphore>,
+    /// Slows every post down together once API Gateway throttles.
+    pacer: Arc<Pacer>,
+    /// Past this instant no post starts and no page is taken.
+    stop_at: Instant,
+    /// Posts still running now are abandoned: the hand-off needs the rest of the time.
+    cutoff: Instant,
+    /// Every call of the hand-off ends by now, so the invocation returns before its deadline.
+    finish_by: Instant,
+    /// The invocation's deadline in epoch ms: how long its progress records are held.
+    lease_until: i64,
+}
+
+impl Batch {
+    fn stopping(&self) -> bool {
+        Instant::now() >= self.stop_at
+    }
+}
+
 /// One SQS record, as the engine needs it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct BatchItem {
     pub message_id: String,
     pub body: String,
+    /// To make a failed record visible again soon (`ChangeMessageVisibility`).
+    pub receipt_handle: Option<String>,
+    /// SQS's `ApproximateReceiveCount`: grows the wait before a failed record comes back.
+    pub receive_count: u32,
 }
 
 /// What a batch did: the records SQS should redeliver, and the counts.
@@ -45,24 +79,32 @@ pub struct BatchReport {
     pub stats: FanoutStats,
 }
 
-/// Why a job could not be processed; it goes back to SQS.
+/// Why a job could not be processed now; SQS redelivers it.
 #[derive(Debug, thiserror::Error)]
 pub enum JobFailure {
-    #[error(transparent)]
-    Invalid(#[from] crate::domain::job::InvalidJob),
-    #[error("no management endpoint: the job carries none and MANAGEMENT_ENDPOINT is not set")]
-    NoEndpoint,
-    #[error("could not read the first page: {0}")]
-    Store(#[from] StoreError),
+    #[error("progress record unavailable: {0}")]
+    Progress(#[source] StoreError),
+    #[error("another run holds the job's progress record")]
+    Busy,
+    #[error("another run took over the job's progress record")]
+    LeaseLost,
     #[error("could not hand the rest of the job back to the queue: {0}")]
-    Handoff(#[from] QueueError),
+    Handoff(#[source] QueueError),
+    #[error("could not park the job in the dead-letter queue: {0}")]
+    DeadLetter(#[source] QueueError),
 }
 
+/// The worker's fan-out engine: the ports it works through and its tuning. One per process,
+/// shared by every invocation; each [`Engine::run_batch`] brings its own deadline.
 pub struct Engine {
     store: Arc<dyn ConnectionStore>,
     gateway: Arc<dyn ConnectionGateway>,
     queue: Arc<dyn JobQueue>,
+    progress: Arc<dyn ProgressStore>,
     config: EngineConfig,
+    /// Wall-clock time as tokio's clock counts it (epoch ms at `origin`), so that leases and
+    /// retry budgets follow paused time in tests exactly as deadlines do.
+    origin: (Instant, i64),
 }
 
 impl Engine {
@@ -70,13 +112,16 @@ impl Engine {
         store: Arc<dyn ConnectionStore>,
         gateway: Arc<dyn ConnectionGateway>,
         queue: Arc<dyn JobQueue>,
+        progress: Arc<dyn ProgressStore>,
         config: EngineConfig,
     ) -> Self {
         Self {
             store,
             gateway,
             queue,
+            progress,
             config,
+            origin: (Instant::now(), now_epoch_millis()),
         }
     }
 
@@ -84,232 +129,91 @@ impl Engine {
         &self.config
     }
 
-    /// Runs a batch of jobs; must return before `deadline` (the Lambda's).
+    /// Epoch milliseconds at `at`, on the engine's clock.
+    fn epoch_ms(&self, at: Instant) -> i64 {
+        let (origin, epoch) = self.origin;
+        let since =
+            i64::try_from(at.saturating_duration_since(origin).as_millis()).unwrap_or(i64::MAX);
+        epoch.saturating_add(since)
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.epoch_ms(Instant::now())
+    }
+
+    /// Runs a batch of jobs; returns before `deadline` (the Lambda's), whatever hangs.
     pub async fn run_batch(&self, items: Vec<BatchItem>, deadline: Instant) -> BatchReport {
+        let before = |margin: Duration| deadline.checked_sub(margin).unwrap_or_else(Instant::now);
         let batch = Batch {
             permits: Arc::new(Semaphore::new(self.config.concurrency.max(1))),
             pacer: Arc::new(Pacer::new()),
-            stop_at: deadline
-                .checked_sub(self.config.deadline_margin)
-                .unwrap_or_else(Instant::now),
+            stop_at: before(self.config.deadline_margin),
+            cutoff: before(self.config.handoff_reserve),
+            finish_by: before(RETURN_SLACK.min(self.config.handoff_reserve / 2)),
+            lease_until: self.epoch_ms(deadline),
         };
-        let runs = items.into_iter().map(|item| {
+        let runs = items.iter().map(|item| {
             let span = info_span!("job", message_id = %item.message_id);
-            let batch = &batch;
-            async move {
-                let result = match Job::parse(&item.body) {
-                    Ok(job) => self.run_job(batch, job).await,
-                    Err(invalid) => Err(JobFailure::Invalid(invalid)),
-                };
-                (item.message_id, result)
-            }
-            .instrument(span)
+            self.run_item(&batch, item).instrument(span)
         });
+        let results = futures::future::join_all(runs).await;
         let mut report = BatchReport::default();
-        for (message_id, result) in futures::future::join_all(runs).await {
+        let mut comebacks = Vec::new();
+        for (item, result) in items.iter().zip(results) {
             match result {
                 Ok(stats) => report.stats += stats,
                 Err(failure) => {
-                    warn!(%message_id, error = %failure, "job failed; SQS will redeliver it");
+                    warn!(message_id = %item.message_id, error = %failure, "job failed; SQS will redeliver it");
                     report.stats.failed_jobs += 1;
-                    report.failed_message_ids.push(message_id);
+                    report.failed_message_ids.push(item.message_id.clone());
+                    if let Some(receipt) = &item.receipt_handle {
+                        let delay =
+                            handoff::retry_delay(self.config.retry_delay_base, item.receive_count);
+                        comebacks.push(self.queue.retry_later(receipt, delay));
+                    }
                 }
             }
+        }
+        // Best effort: without it the record comes back after the queue's visibility timeout.
+        if let Err(_elapsed) =
+            timeout_at(batch.finish_by, futures::future::join_all(comebacks)).await
+        {
+            warn!("could not shorten the visibility of failed records in time");
         }
         report
     }
 
-    async fn run_job(&self, batch: &Batch, job: Job) -> Result<FanoutStats, JobFailure> {
-        let endpoint = self
-            .config
-            .management_endpoint
-            .clone()
-            .or_else(|| job.endpoint.clone())
-            .ok_or(JobFailure::NoEndpoint)?;
-        let mut stats = FanoutStats::default();
-
-        if job.target == Target::All && job.segment.is_none() && self.config.scan_segments > 1 {
-            return self.split_scan(&job).await;
-        }
-
-        let frame: Bytes = job.render(self.config.delivery_mode);
-        let mut page = self.fetch(&job, job.cursor.as_deref()).await?;
-        let post = Arc::new(Post {
-            gateway: self.gateway.clone(),
-            store: self.store.clone(),
-            pacer: batch.pacer.clone(),
-            permits: batch.permits.clone(),
-            endpoint: endpoint.into(),
-            frame,
-            config: self.config.clone(),
-            stop_at: batch.stop_at,
-        });
-        let feed = Arc::new(Feed::new());
-        // As many lanes as posts may be in flight; fewer for a job that fits in fewer.
-        let lanes = match page.next {
-            Some(_) => self.config.concurrency.max(1),
-            None => self.config.concurrency.max(1).min(page.ids.len()),
-        };
-        let mut tasks = JoinSet::new();
-        for _ in 0..lanes {
-            tasks.spawn(deliver::lane(post.clone(), feed.clone()).in_current_span());
-        }
-        let mut continuation = None;
-        loop {
-            stats.pages += 1;
-            let next = page.next.take();
-            feed.push(std::mem::take(&mut page.ids));
-            let Some(cursor) = next else { break };
-            // Fetch the next page while this one is posted; feed it once this one is all taken.
-            let prefetch = async {
-                if batch.stopping() {
-                    None
-                } else {
-                    Some(self.fetch(&job, Some(&cursor)).await)
-                }
-            };
-            let (prefetched, drained) = tokio::join!(prefetch, feed.drained(batch.stop_at));
-            match prefetched {
-                Some(Ok(fetched)) if drained && !batch.stopping() => page = fetched,
-                Some(Err(error)) => {
-                    warn!(%error, "page read failed mid-job; continuing from this cursor in a new job");
-                    continuation = Some(cursor);
-                    break;
-                }
-                _ => {
-                    continuation = Some(cursor);
-                    break;
-                }
-            }
-        }
-        feed.close();
-        let mut outcome = Outcome::default();
-        while let Some(done) = tasks.join_next().await {
-            match done {
-                Ok(lane) => outcome.merge(lane),
-                // Lanes catch panics of the gateway; anything else is a bug in the lane itself.
-                Err(error) => warn!(%error, "delivery lane failed"),
-            }
-        }
-        outcome.not_started.extend(feed.rest());
-        stats += outcome.stats;
-        let (not_started, transient) = (outcome.not_started, outcome.transient);
-
-        if stats.delivered > 0 {
-            let latency = now_epoch_millis().saturating_sub(job.sent_at.max(0));
-            stats.fanout_latency_ms = Some(latency.unsigned_abs());
-        }
-        stats += self
-            .hand_off(&job, continuation, not_started, transient)
-            .await?;
-        Ok(stats)
-    }
-
-    async fn fetch(&self, job: &Job, cursor: Option<&str>) -> Result<Page, StoreError> {
-        match &job.target {
-            Target::Room(room) => self.store.room_page(room, cursor).await,
-            Target::All => {
-                self.store
-                    .scan_page(job.segment.unwrap_or(Segment::WHOLE), cursor)
+    async fn run_item(&self, batch: &Batch, item: &BatchItem) -> Result<FanoutStats, JobFailure> {
+        match Job::parse(&item.body) {
+            // Each run holds its progress record under an owner of its own, so that the same
+            // job twice in one batch is run once.
+            Ok(job) => {
+                self.run_job(batch, &uuid::Uuid::now_v7().to_string(), job)
                     .await
             }
-            // The ids are the job itself: one page, already in memory.
-            Target::Connections { ids, .. } => Ok(Page {
-                ids: ids.clone(),
-                next: None,
-            }),
+            Err(invalid) => self.park(batch, &item.body, &invalid.to_string()).await,
         }
     }
 
-    /// Enqueues one `all` job per Scan segment.
-    async fn split_scan(&self, job: &Job) -> Result<FanoutStats, JobFailure> {
-        let total = self.config.scan_segments;
-        for index in 0..total {
-            let mut part = job.clone();
-            part.segment = Some(Segment { index, total });
-            self.queue.enqueue(&part).await?;
-        }
+    /// Sends a message that can never be delivered to the dead-letter queue with the reason.
+    async fn park(
+        &self,
+        batch: &Batch,
+        body: &str,
+        reason: &str,
+    ) -> Result<FanoutStats, JobFailure> {
+        warn!(reason, "dead-lettering a job");
+        let retryable = |error: &QueueError| matches!(error, QueueError::Unavailable(_));
+        handoff::with_retries(batch.finish_by, self.config.backoff_base, retryable, || {
+            self.queue.dead_letter(body, reason)
+        })
+        .await
+        .map_err(JobFailure::DeadLetter)?;
         Ok(FanoutStats {
-            continuations: u64::from(total),
+            dead_lettered: 1,
             ..FanoutStats::default()
         })
     }
-
-    /// Puts back on the queue everything this run did not finish: the rest of the pages, the
-    /// posts not started, and the transient failures (as a later attempt).
-    async fn hand_off(
-        &self,
-        job: &Job,
-        cursor: Option<String>,
-        not_started: Vec<String>,
-        transient: Vec<String>,
-    ) -> Result<FanoutStats, JobFailure> {
-        let mut stats = FanoutStats::default();
-        if let Some(cursor) = cursor {
-            let mut rest = job.clone();
-            rest.cursor = Some(cursor);
-            self.queue.enqueue(&rest).await?;
-            stats.continuations += 1;
-        }
-        let room = job.target.room().cloned();
-        for (ids, attempt) in [(not_started, job.attempt), (transient, job.attempt + 1)] {
-            if ids.is_empty() {
-                continue;
-            }
-            if attempt > self.config.max_job_attempts {
-                warn!(
-                    count = ids.len(),
-                    attempt, "giving up on connections that kept failing"
-                );
-                stats.failed += ids.len() as u64;
-                continue;
-            }
-            let template = Job {
-                attempt,
-                ..job.retarget(Target::Connections {
-                    ids: Vec::new(),
-                    room: room.clone(),
-                })
-            };
-            for chunk in chunk_for_queue(&template, ids) {
-                let retry = Job {
-                    target: Target::Connections {
-                        ids: chunk,
-                        room: room.clone(),
-                    },
-                    ..template.clone()
-                };
-                self.queue.enqueue(&retry).await?;
-                stats.continuations += 1;
-            }
-        }
-        Ok(stats)
-    }
-}
-
-/// Splits ids into lists that each fit in one queue message alongside the rest of `template`.
-fn chunk_for_queue(template: &Job, ids: Vec<String>) -> Vec<Vec<String>> {
-    // Room for the ids: the message limit less the job without them, less slack for the
-    // separators' rounding.
-    let budget = MAX_JOB_BYTES
-        .saturating_sub(template.to_json().len() + 64)
-        .max(1);
-    let mut chunks = Vec::new();
-    let mut current = Vec::new();
-    let mut used = 0;
-    for id in ids {
-        let cost = serde_json::to_string(&id).map_or(id.len() + 3, |quoted| quoted.len() + 1);
-        if !current.is_empty() && used + cost > budget {
-            chunks.push(std::mem::take(&mut current));
-            used = 0;
-        }
-        used += cost;
-        current.push(id);
-    }
-    if !current.is_empty() {
-        chunks.push(current);
-    }
-    chunks
 }
 
 #[cfg(test)]

@@ -111,19 +111,27 @@ impl Pacer {
         self.lock().rate
     }
 
-    /// Waits for this post's turn.
-    pub async fn acquire(&self) {
+    /// Waits for this post's turn; `false`, at once and without taking a turn, if the turn
+    /// would come after `until` (the queue of paced posts never outlasts the deadline).
+    pub async fn acquire(&self, until: Instant) -> bool {
         let slot = {
             let mut state = self.lock();
             let now = Instant::now();
             state.meter.roll(now);
-            state.meter.sent += 1;
-            let Some(rate) = state.rate else { return };
+            let Some(rate) = state.rate else {
+                state.meter.sent += 1;
+                return true;
+            };
             let slot = state.next_slot.max(now);
+            if slot >= until {
+                return false;
+            }
+            state.meter.sent += 1;
             state.next_slot = slot + Duration::from_secs_f64(1.0 / rate);
             slot
         };
         tokio::time::sleep_until(slot).await;
+        true
     }
 
     pub fn on_success(&self) {
@@ -170,11 +178,15 @@ impl Pacer {
 mod tests {
     use super::*;
 
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
+    }
+
     async fn succeed_for(pacer: &Pacer, per_second: u64, duration: Duration) {
         let step = Duration::from_secs(1) / per_second as u32;
         let end = Instant::now() + duration;
         while Instant::now() < end {
-            pacer.acquire().await;
+            assert!(pacer.acquire(far()).await);
             pacer.on_success();
             tokio::time::advance(step).await;
         }
@@ -196,7 +208,7 @@ mod tests {
         // Paced: 100 posts take about 100 / cap seconds.
         let start = Instant::now();
         for _ in 0..100 {
-            pacer.acquire().await;
+            assert!(pacer.acquire(far()).await);
         }
         let took = start.elapsed().as_secs_f64();
         assert!((took - 99.0 / capped).abs() < 0.01, "took {took}");
@@ -229,10 +241,26 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_turn_after_the_deadline_is_refused_at_once_and_not_taken() {
+        let pacer = Pacer::new();
+        succeed_for(&pacer, 1000, Duration::from_secs(1)).await;
+        pacer.on_throttled();
+        let rate = pacer.rate().unwrap();
+        // Queue a second of turns, then ask for one with only 100 ms left.
+        for _ in 0..(rate as usize) {
+            // Polled once, a turn is reserved; dropped, it is not waited for.
+            let _ = futures::FutureExt::now_or_never(pacer.acquire(far()));
+        }
+        let start = Instant::now();
+        assert!(!pacer.acquire(start + Duration::from_millis(100)).await);
+        assert_eq!(Instant::now(), start, "refused without waiting");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_throttle_before_any_success_uses_the_send_rate() {
         let pacer = Pacer::new();
         for _ in 0..100 {
-            pacer.acquire().await;
+            assert!(pacer.acquire(far()).await);
         }
         tokio::time::advance(Duration::from_millis(100)).await;
         pacer.on_throttled();

@@ -7,18 +7,32 @@ use std::ops::AddAssign;
 pub struct FanoutStats {
     /// Frames the management API accepted.
     pub delivered: u64,
-    /// Connections that answered 410 and were deleted.
+    /// Connections that answered 410.
     pub stale: u64,
-    /// Deliveries given up on: other 4xx, or transient failures past every retry.
+    /// Of those, connections kept: too young to be gone, or the delete failed.
+    pub stale_kept: u64,
+    /// Deletes of gone connections that failed or timed out.
+    pub delete_failed: u64,
+    /// Deliveries refused for good: a 4xx other than 410 and 429.
     pub failed: u64,
+    /// Deliveries given up after the retry budget: their ids are in the dead-letter queue.
+    pub abandoned: u64,
     /// Posts repeated after a 429, 5xx or timeout.
     pub retried: u64,
-    /// Jobs handed back to the queue: continuations and retries of transient failures.
+    /// Posts abandoned at the backstop and handed back as possibly delivered.
+    pub interrupted: u64,
+    /// Jobs handed back to the queue: continuations, retries and Scan segments.
     pub continuations: u64,
     /// Pages read from the store.
     pub pages: u64,
+    /// Jobs that went on from an earlier run's checkpoint.
+    pub resumed: u64,
+    /// Checkpoints written.
+    pub checkpoints: u64,
     /// Jobs reported in `batchItemFailures`.
     pub failed_jobs: u64,
+    /// Messages parked in the dead-letter queue: invalid jobs and retries past the budget.
+    pub dead_lettered: u64,
     /// Milliseconds from the message's `sentAt` to its last delivery, the largest in the batch.
     pub fanout_latency_ms: Option<u64>,
 }
@@ -27,11 +41,18 @@ impl AddAssign for FanoutStats {
     fn add_assign(&mut self, other: Self) {
         self.delivered += other.delivered;
         self.stale += other.stale;
+        self.stale_kept += other.stale_kept;
+        self.delete_failed += other.delete_failed;
         self.failed += other.failed;
+        self.abandoned += other.abandoned;
         self.retried += other.retried;
+        self.interrupted += other.interrupted;
         self.continuations += other.continuations;
         self.pages += other.pages;
+        self.resumed += other.resumed;
+        self.checkpoints += other.checkpoints;
         self.failed_jobs += other.failed_jobs;
+        self.dead_lettered += other.dead_lettered;
         self.fanout_latency_ms = self.fanout_latency_ms.max(other.fanout_latency_ms);
     }
 }

@@ -1,11 +1,12 @@
 //! `sendmessage`: validate, enqueue one job, answer the sender.
 
 use super::{connection_id, error_response, response};
+use crate::domain::frame::MAX_FRAME_BYTES;
 use crate::domain::job::JOB_VERSION;
 use crate::domain::{ClientError, ErrorCode, Frame, Job, Target, epoch_millis, parse_send_message};
 use crate::ports::{ConnectionStore, JobQueue};
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tracing::{error, info};
 
 /// sendmessage's settings.
@@ -19,7 +20,7 @@ impl SendConfig {
     pub const DEFAULT_MAX_DATA_BYTES: usize = 64 * 1024;
     /// API Gateway's 128 KB message limit less room for the envelope around `data` (id, room,
     /// sender, timestamp and keys take under 300 bytes).
-    pub const LIMIT_MAX_DATA_BYTES: usize = 128 * 1024 - 1024;
+    pub const LIMIT_MAX_DATA_BYTES: usize = MAX_FRAME_BYTES - 1024;
 }
 
 impl Default for SendConfig {
@@ -94,8 +95,10 @@ impl SendMessage<'_> {
             segment: None,
             endpoint: management_endpoint(request),
             attempt: 0,
+            retry_since: None,
+            hop: None,
         };
-        if let Err(failure) = self.queue.enqueue(&job).await {
+        if let Err(failure) = self.queue.enqueue(&job, Duration::ZERO).await {
             error!(connection_id = sender, error = %failure, "enqueue failed");
             return Err(unavailable());
         }
@@ -240,8 +243,14 @@ mod tests {
         struct Down;
         #[async_trait]
         impl JobQueue for Down {
-            async fn enqueue(&self, _: &Job) -> Result<(), QueueError> {
+            async fn enqueue(&self, _: &Job, _: Duration) -> Result<(), QueueError> {
                 Err(QueueError::Unavailable("connection refused".into()))
+            }
+            async fn dead_letter(&self, _: &str, _: &str) -> Result<(), QueueError> {
+                unreachable!("sendmessage never dead-letters")
+            }
+            async fn retry_later(&self, _: &str, _: Duration) -> Result<(), QueueError> {
+                unreachable!("sendmessage receives nothing")
             }
         }
         let f = Fixture::connected().await;

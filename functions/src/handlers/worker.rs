@@ -20,6 +20,12 @@ pub async fn handle(
             Some(message_id) => Some(BatchItem {
                 message_id,
                 body: record.body.unwrap_or_default(),
+                receive_count: record
+                    .attributes
+                    .get("ApproximateReceiveCount")
+                    .and_then(|count| count.parse().ok())
+                    .unwrap_or(1),
+                receipt_handle: record.receipt_handle,
             }),
             None => {
                 // Without an id it cannot be reported; SQS redelivers it after the visibility
@@ -56,10 +62,12 @@ pub async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::memory::{MemoryGateway, MemoryQueue, MemoryStore};
+    use crate::adapters::memory::{MemoryGateway, MemoryProgress, MemoryQueue, MemoryStore};
+    use crate::domain::Checkpoint;
     use crate::engine::{EngineConfig, FanoutStats};
     use crate::handlers::connect::ConnectConfig;
     use crate::handlers::{connect, fixtures::websocket};
+    use crate::ports::StoreError;
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, SystemTime};
 
@@ -73,7 +81,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn delivers_good_jobs_and_reports_the_bad_record() {
+    async fn delivers_good_jobs_and_dead_letters_the_bad_record() {
         let store = Arc::new(MemoryStore::new());
         connect::handle(
             &*store,
@@ -83,10 +91,12 @@ mod tests {
         )
         .await;
         let gateway = Arc::new(MemoryGateway::new());
+        let queue = Arc::new(MemoryQueue::new());
         let engine = Engine::new(
             store,
             gateway.clone(),
-            Arc::new(MemoryQueue::new()),
+            queue.clone(),
+            Arc::new(MemoryProgress::new()),
             EngineConfig::default(),
         );
         let path = format!(
@@ -105,12 +115,10 @@ mod tests {
         )
         .await;
 
-        let failed: Vec<_> = response
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.as_str())
-            .collect();
-        assert_eq!(failed, vec!["2e1424d4-f796-459a-8184-9c92662be6da"]);
+        assert!(response.batch_item_failures.is_empty());
+        let dead = queue.dead_letters();
+        assert_eq!(dead.len(), 1);
+        assert!(dead[0].reason.contains("job"), "{}", dead[0].reason);
         let frames = gateway.delivered_to("Dx4sXe1ZoAMCJvw=");
         assert_eq!(frames.len(), 1);
         let frame: serde_json::Value = serde_json::from_slice(&frames[0]).unwrap();
@@ -121,15 +129,64 @@ mod tests {
             (
                 recorded.len(),
                 recorded[0].delivered,
-                recorded[0].failed_jobs
+                recorded[0].dead_lettered
             ),
             (1, 1, 1)
         );
-        // The response serializes as Lambda expects.
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_that_cannot_run_now_is_reported_as_lambda_expects() {
+        struct Down;
+        #[async_trait::async_trait]
+        impl crate::ports::ProgressStore for Down {
+            async fn claim(
+                &self,
+                _: &str,
+                _: &str,
+                _: i64,
+                _: i64,
+            ) -> Result<crate::ports::Claim, StoreError> {
+                Err(StoreError::Unavailable("down".into()))
+            }
+            async fn save(&self, _: &str, _: &str, _: &Checkpoint) -> Result<(), StoreError> {
+                Err(StoreError::Unavailable("down".into()))
+            }
+            async fn release(&self, _: &str, _: &str) -> Result<(), StoreError> {
+                Err(StoreError::Unavailable("down".into()))
+            }
+        }
+        let queue = Arc::new(MemoryQueue::new());
+        let engine = Engine::new(
+            Arc::new(MemoryStore::new()),
+            Arc::new(MemoryGateway::new()),
+            queue.clone(),
+            Arc::new(Down),
+            EngineConfig::default(),
+        );
+        let path = format!(
+            "{}/tests/fixtures/sqs-batch.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let event: SqsEvent =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let good = event.records[0].message_id.clone().unwrap();
+
+        let response = handle(
+            &engine,
+            &Recorded::default(),
+            event,
+            Instant::now() + Duration::from_secs(30),
+        )
+        .await;
+
         let json = serde_json::to_value(&response).unwrap();
         assert_eq!(
             json["batchItemFailures"][0]["itemIdentifier"],
-            "2e1424d4-f796-459a-8184-9c92662be6da"
+            good.as_str()
         );
+        assert_eq!(json["batchItemFailures"].as_array().unwrap().len(), 1);
+        // It comes back soon, not after the queue's visibility timeout.
+        assert_eq!(queue.retried_later().len(), 1);
     }
 }

@@ -2,9 +2,11 @@
 //! stack's embedded default.
 
 mod gateway;
+mod progress;
 mod queue;
 mod store;
 
 pub use gateway::{GatewayBehaviour, MemoryGateway};
-pub use queue::MemoryQueue;
+pub use progress::MemoryProgress;
+pub use queue::{DeadLetter, MemoryQueue};
 pub use store::MemoryStore;

@@ -1,3 +1,4 @@
+use crate::domain::job::stable_hash;
 use crate::domain::{Connection, RoomName, Segment};
 use crate::ports::{ConnectionStore, Page, StoreError};
 use async_trait::async_trait;
@@ -81,13 +82,7 @@ impl Default for MemoryStore {
 
 /// Which Scan segment an id falls in: a stable hash, like DynamoDB's partition hashing.
 fn segment_of(connection_id: &str, total: u32) -> u32 {
-    // FNV-1a: stable across processes, unlike std's RandomState.
-    let hash = connection_id
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-    (hash % u64::from(total)) as u32
+    (stable_hash(connection_id.as_bytes()) % u64::from(total)) as u32
 }
 
 fn after(cursor: Option<&str>) -> (Bound<String>, Bound<String>) {
@@ -133,6 +128,22 @@ impl ConnectionStore for MemoryStore {
         Ok(())
     }
 
+    async fn delete_stale(
+        &self,
+        connection_id: &str,
+        connected_before: i64,
+    ) -> Result<bool, StoreError> {
+        let stale = self
+            .read()
+            .by_id
+            .get(connection_id)
+            .is_some_and(|connection| connection.connected_at < connected_before);
+        if stale {
+            self.delete(connection_id).await?;
+        }
+        Ok(stale)
+    }
+
     async fn room_page(&self, room: &RoomName, cursor: Option<&str>) -> Result<Page, StoreError> {
         let tables = self.read();
         Ok(match tables.rooms.get(room) {
@@ -149,6 +160,11 @@ impl ConnectionStore for MemoryStore {
             .map(|(id, _)| id)
             .filter(|id| segment_of(id, segment.total) == segment.index);
         Ok(self.page(ids))
+    }
+
+    fn cursor_after(&self, _room: Option<&RoomName>, connection_id: &str) -> String {
+        // A cursor is the last id returned, in the room and in the Scan alike.
+        connection_id.to_owned()
     }
 }
 

@@ -1,11 +1,21 @@
 //! Engine behaviour on the in-memory adapters, with tokio's paused clock so that latencies,
 //! backoffs and deadlines are exact and instant.
 
+mod faults;
+mod properties;
+mod sim;
+
 use super::*;
-use crate::adapters::memory::{GatewayBehaviour, MemoryGateway, MemoryQueue, MemoryStore};
-use crate::domain::{Connection, RoomName};
-use crate::ports::PostError;
+use crate::adapters::memory::{
+    GatewayBehaviour, MemoryGateway, MemoryProgress, MemoryQueue, MemoryStore,
+};
+use crate::domain::frame::MAX_FRAME_BYTES;
+use crate::domain::job::MAX_JOB_BYTES;
+use crate::domain::{Connection, RoomName, Segment, Target};
+use crate::ports::{ConnectionGateway, ConnectionStore, Page, PostError};
 use async_trait::async_trait;
+use bytes::Bytes;
+use handoff::chunk_for_queue;
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -17,6 +27,7 @@ struct Fixture {
     store: Arc<MemoryStore>,
     gateway: Arc<MemoryGateway>,
     queue: Arc<MemoryQueue>,
+    progress: Arc<MemoryProgress>,
     engine: Engine,
 }
 
@@ -24,11 +35,19 @@ fn fixture(page_size: usize, config: EngineConfig) -> Fixture {
     let store = Arc::new(MemoryStore::with_page_size(page_size));
     let gateway = Arc::new(MemoryGateway::with_latency(LATENCY));
     let queue = Arc::new(MemoryQueue::new());
-    let engine = Engine::new(store.clone(), gateway.clone(), queue.clone(), config);
+    let progress = Arc::new(MemoryProgress::new());
+    let engine = Engine::new(
+        store.clone(),
+        gateway.clone(),
+        queue.clone(),
+        progress.clone(),
+        config,
+    );
     Fixture {
         store,
         gateway,
         queue,
+        progress,
         engine,
     }
 }
@@ -74,6 +93,7 @@ impl Fixture {
             .map(|(i, body)| BatchItem {
                 message_id: format!("sqs-{i}"),
                 body: body.clone(),
+                ..BatchItem::default()
             })
             .collect();
         self.engine.run_batch(items, deadline).await
@@ -92,14 +112,17 @@ impl Fixture {
         self.received().into_keys().collect()
     }
 
-    /// Runs whatever the engine put back on the queue until it is empty.
+    /// Runs whatever the engine put back on the queue until it is empty, each job after the
+    /// delay it was sent with.
     async fn drain_queue(&self) -> FanoutStats {
         let mut stats = FanoutStats::default();
         loop {
-            let jobs: Vec<String> = self.queue.drain().iter().map(Job::to_json).collect();
-            if jobs.is_empty() {
+            let queued = self.queue.drain_with_delays();
+            let Some(longest) = queued.iter().map(|(_, delay)| *delay).max() else {
                 return stats;
-            }
+            };
+            tokio::time::sleep(longest).await;
+            let jobs: Vec<String> = queued.iter().map(|(job, _)| job.to_json()).collect();
             let report = self.run(&jobs).await;
             assert!(report.failed_message_ids.is_empty());
             stats += report.stats;
@@ -275,7 +298,7 @@ async fn a_deadline_mid_room_hands_exactly_the_rest_to_a_continuation() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_malformed_job_is_reported_and_the_rest_of_the_batch_is_delivered() {
+async fn a_malformed_job_is_dead_lettered_with_its_reason_and_the_rest_delivered() {
     let f = fixture(10, config(4));
     let members = f.join("room-a", 30).await;
     let bodies = [
@@ -287,8 +310,18 @@ async fn a_malformed_job_is_reported_and_the_rest_of_the_batch_is_delivered() {
 
     let report = f.run(&bodies).await;
 
-    assert_eq!(report.failed_message_ids, vec!["sqs-0", "sqs-2", "sqs-3"]);
-    assert_eq!(report.stats.failed_jobs, 3);
+    assert!(report.failed_message_ids.is_empty());
+    assert_eq!(report.stats.dead_lettered, 3);
+    let dead = f.queue.dead_letters();
+    let bodies_parked: Vec<&str> = dead.iter().map(|d| d.body.as_str()).collect();
+    assert_eq!(bodies_parked, vec![&bodies[0], &bodies[2], &bodies[3]]);
+    assert!(
+        dead[0].reason.contains("not valid JSON"),
+        "{}",
+        dead[0].reason
+    );
+    assert!(dead[1].reason.contains("version 9"), "{}", dead[1].reason);
+    assert!(dead[2].reason.contains("room"), "{}", dead[2].reason);
     assert_exactly_once(&f, &members);
 }
 
@@ -383,25 +416,52 @@ async fn transient_failures_past_retries_come_back_as_a_later_attempt() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_connection_that_keeps_failing_is_given_up_after_the_job_attempts() {
+async fn a_connection_that_keeps_failing_goes_to_the_dead_letter_queue_after_the_budget() {
     let f = fixture(
         10,
         EngineConfig {
             max_post_attempts: 1,
-            max_job_attempts: 2,
+            retry_budget: Duration::from_secs(120),
             ..config(4)
         },
     );
     f.join("room-a", 3).await;
     f.gateway
-        .script("room-a-0001", vec![PostError::Server(500); 10]);
+        .script("room-a-0001", vec![PostError::Server(500); 1000]);
 
+    let start = Instant::now();
     let first = f.run(&[job("m1", json!({"room":"room-a"}))]).await;
     let rest = f.drain_queue().await;
 
     assert_eq!(first.stats.delivered + rest.delivered, 2);
-    assert_eq!(rest.failed, 1, "given up after two re-enqueued attempts");
-    assert_eq!(first.stats.continuations + rest.continuations, 2);
+    assert_eq!(rest.abandoned, 1, "given up, not dropped");
+    assert_eq!(rest.dead_lettered, 1);
+    let dead = f.queue.dead_letters();
+    assert_eq!(dead.len(), 1);
+    let parked = Job::parse(&dead[0].body).unwrap();
+    assert_eq!(
+        parked.target,
+        Target::Connections {
+            ids: vec!["room-a-0001".into()],
+            room: Some(RoomName::parse("room-a").unwrap())
+        }
+    );
+    assert!(
+        dead[0].reason.contains("retry budget"),
+        "{}",
+        dead[0].reason
+    );
+    // Retried for the budget, not for a handful of quick attempts.
+    assert!(
+        start.elapsed() >= Duration::from_secs(120),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(400),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -458,12 +518,14 @@ async fn a_post_that_hangs_times_out_and_is_retried() {
         store.clone(),
         gateway.clone(),
         Arc::new(MemoryQueue::new()),
+        Arc::new(MemoryProgress::new()),
         config(2),
     );
     let f = Fixture {
         store,
         gateway: Arc::new(MemoryGateway::new()),
         queue: Arc::new(MemoryQueue::new()),
+        progress: Arc::new(MemoryProgress::new()),
         engine,
     };
     f.join("room-a", 3).await;
@@ -475,48 +537,30 @@ async fn a_post_that_hangs_times_out_and_is_retried() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_store_that_fails_first_reports_the_job_for_redelivery() {
-    struct Down;
-    #[async_trait]
-    impl ConnectionStore for Down {
-        async fn put(&self, _: &Connection) -> Result<(), StoreError> {
-            Err(StoreError::Unavailable("down".into()))
-        }
-        async fn get(&self, _: &str) -> Result<Option<Connection>, StoreError> {
-            Err(StoreError::Unavailable("down".into()))
-        }
-        async fn delete(&self, _: &str) -> Result<(), StoreError> {
-            Err(StoreError::Unavailable("down".into()))
-        }
-        async fn room_page(&self, _: &RoomName, _: Option<&str>) -> Result<Page, StoreError> {
-            Err(StoreError::Unavailable("down".into()))
-        }
-        async fn scan_page(&self, _: Segment, _: Option<&str>) -> Result<Page, StoreError> {
-            Err(StoreError::Unavailable("down".into()))
-        }
-    }
-    let gateway = Arc::new(MemoryGateway::new());
-    let engine = Engine::new(
-        Arc::new(Down),
-        gateway.clone(),
-        Arc::new(MemoryQueue::new()),
-        config(4),
+async fn a_store_that_fails_first_hands_the_job_back_later_as_a_new_attempt() {
+    let (f, faults) = sim::faulty(10, config(4));
+    f.join("room-a", 3).await;
+    faults.set(|s| s.pages_fail_after = Some(0));
+
+    let report = f.run(&[job("m1", json!({"room":"room-a"}))]).await;
+
+    assert!(report.failed_message_ids.is_empty());
+    assert_eq!(f.gateway.calls(), 0);
+    let queued = f.queue.drain_with_delays();
+    assert_eq!(queued.len(), 1);
+    let (again, delay) = &queued[0];
+    assert_eq!(
+        (again.attempt, again.target.clone()),
+        (1, Target::Room(RoomName::parse("room-a").unwrap()))
     );
-    let items = vec![BatchItem {
-        message_id: "sqs-0".into(),
-        body: job("m1", json!({"room":"a"})),
-    }];
-
-    let report = engine
-        .run_batch(items, Instant::now() + Duration::from_secs(60))
-        .await;
-
-    assert_eq!(report.failed_message_ids, vec!["sqs-0"]);
-    assert_eq!(gateway.calls(), 0);
+    assert!(
+        again.retry_since.is_some() && *delay >= Duration::from_millis(500),
+        "{delay:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_job_without_an_endpoint_is_reported() {
+async fn a_job_without_an_endpoint_is_dead_lettered() {
     let f = fixture(
         10,
         EngineConfig {
@@ -532,7 +576,13 @@ async fn a_job_without_an_endpoint_is_reported() {
         .run(&[job("m1", json!({"room":"room-a"})), with_endpoint.to_json()])
         .await;
 
-    assert_eq!(report.failed_message_ids, vec!["sqs-0"]);
+    assert!(report.failed_message_ids.is_empty());
+    assert_eq!(report.stats.dead_lettered, 1);
+    assert!(
+        f.queue.dead_letters()[0]
+            .reason
+            .contains("MANAGEMENT_ENDPOINT")
+    );
     assert_eq!(report.stats.delivered, 3);
 }
 

@@ -1,0 +1,99 @@
+use crate::domain::Checkpoint;
+use crate::ports::{Claim, ProgressStore, StoreError};
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Progress records in memory, with the same claim and lease rules as the DynamoDB table.
+#[derive(Default)]
+pub struct MemoryProgress {
+    records: Mutex<HashMap<String, Record>>,
+}
+
+#[derive(Debug, Clone)]
+struct Record {
+    owner: String,
+    lease_until: i64,
+    checkpoint: Option<Checkpoint>,
+}
+
+impl MemoryProgress {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The checkpoint last saved under `key`.
+    pub fn checkpoint(&self, key: &str) -> Option<Checkpoint> {
+        self.lock()
+            .get(key)
+            .and_then(|record| record.checkpoint.clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Record>> {
+        self.records
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl ProgressStore for MemoryProgress {
+    async fn claim(
+        &self,
+        key: &str,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Claim, StoreError> {
+        let mut records = self.lock();
+        let record = records.entry(key.to_owned()).or_insert_with(|| Record {
+            owner: owner.to_owned(),
+            lease_until,
+            checkpoint: None,
+        });
+        if record.owner != owner && record.lease_until >= now {
+            return Ok(Claim::Busy);
+        }
+        record.owner = owner.to_owned();
+        record.lease_until = lease_until;
+        Ok(match &record.checkpoint {
+            None => Claim::Fresh,
+            Some(checkpoint) if checkpoint.finished => Claim::Finished,
+            Some(checkpoint) => Claim::Resume(checkpoint.clone()),
+        })
+    }
+
+    async fn save(
+        &self,
+        key: &str,
+        owner: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), StoreError> {
+        match self.lock().get_mut(key) {
+            Some(record) if record.owner == owner => {
+                record.checkpoint = Some(checkpoint.clone());
+                Ok(())
+            }
+            _ => Err(StoreError::Conflict(format!(
+                "progress record {key} is not held by {owner}"
+            ))),
+        }
+    }
+
+    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        if let Some(record) = self.lock().get_mut(key)
+            && record.owner == owner
+        {
+            record.lease_until = i64::MIN;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,88 @@
+//! How far a job has got: the progress record a worker writes as it goes, so that a job
+//! delivered again (SQS at-least-once, an invocation killed at its deadline or by a crash, a
+//! hand-off that failed) resumes where it was instead of starting over.
+
+use serde::{Deserialize, Serialize};
+
+/// A job's progress, as its record holds it. A fresh job has none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    /// Where to go on reading the target: the store's cursor right after the last id taken.
+    /// Absent: from the job's own cursor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Ids taken but not yet settled (in flight, or waiting to be handed back): a run that
+    /// resumes posts these first. At most the in-flight limit plus what waits for hand-off.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
+    /// The run has ended and this is what it hands back; written before the first hand-off is
+    /// enqueued, so a run that dies while enqueueing is redone from here, to the same jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<Handoff>,
+    /// Everything is handed off: a redelivered job has nothing left to do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub finished: bool,
+}
+
+/// What a run hands back to the queue when it ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Handoff {
+    /// The part of the target not yet read, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rest: Option<Rest>,
+    /// Posts not made or not finished (the deadline came, or only throttles answered): tried
+    /// again at once, at the same attempt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub later: Vec<String>,
+    /// Posts that failed transiently (5xx, timeouts): tried again after a growing delay, while
+    /// the retry budget lasts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transient: Vec<String>,
+}
+
+/// The part of a room or table a run did not read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rest {
+    /// From this cursor; absent, from the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// The store failed: the rest is tried again after a growing delay, as a later attempt.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub after_failure: bool,
+}
+
+impl Handoff {
+    pub fn is_empty(&self) -> bool {
+        self.rest.is_none() && self.later.is_empty() && self.transient.is_empty()
+    }
+}
+
+impl Checkpoint {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("checkpoints always serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_omits_what_is_empty() {
+        assert_eq!(Checkpoint::default().to_json(), "{}");
+        let checkpoint = Checkpoint {
+            cursor: Some("c".into()),
+            pending: vec!["a".into()],
+            handoff: Some(Handoff {
+                transient: vec!["b".into()],
+                ..Handoff::default()
+            }),
+            finished: false,
+        };
+        let again: Checkpoint = serde_json::from_str(&checkpoint.to_json()).unwrap();
+        assert_eq!(again, checkpoint);
+    }
+}

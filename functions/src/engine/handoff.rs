@@ -1,0 +1,193 @@
+//! What a run hands back when it ends, as jobs: the rest of the target, the posts not made
+//! (at once, same attempt) and the transient failures (after a growing delay, as a later
+//! attempt, while the retry budget lasts; past it, to the dead-letter queue with their ids).
+//!
+//! Every job handed off has a hop named after its place among its parent's hand-offs, so a
+//! hand-off written twice (a run redone from its checkpoint) is the same job twice: the second
+//! finds the first's progress record and does nothing. Chains never fork.
+
+use crate::domain::job::MAX_JOB_BYTES;
+use crate::domain::{Handoff, Job, Rest, Target};
+use crate::ports::MAX_QUEUE_DELAY;
+use rand::Rng;
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::{Instant, timeout_at};
+
+/// One message of a hand-off.
+#[derive(Debug, Clone)]
+pub(super) enum Planned {
+    Enqueue {
+        job: Job,
+        delay: Duration,
+    },
+    /// Past the retry budget: these ids are given up, with the reason.
+    DeadLetter {
+        job: Job,
+        reason: String,
+        ids: u64,
+    },
+}
+
+/// What retry delays and the budget are measured with.
+pub(super) struct Policy {
+    pub now_ms: i64,
+    pub retry_budget: Duration,
+    pub retry_delay_base: Duration,
+}
+
+/// The jobs and dead letters that carry out `handoff` for `job`.
+pub(super) fn plan(job: &Job, handoff: &Handoff, policy: &Policy) -> Vec<Planned> {
+    let mut planned = Vec::new();
+    if let Some(Rest {
+        cursor,
+        after_failure,
+    }) = &handoff.rest
+    {
+        let rest = Job {
+            cursor: cursor.clone(),
+            hop: Some(job.child_hop("c")),
+            ..job.clone()
+        };
+        planned.push(if *after_failure {
+            retry(rest, policy, "its pages could not be read")
+        } else {
+            Planned::Enqueue {
+                job: rest,
+                delay: Duration::ZERO,
+            }
+        });
+    }
+    let room = job.target.room().cloned();
+    let as_connections = |ids: Vec<String>, step: String| Job {
+        target: Target::Connections {
+            ids,
+            room: room.clone(),
+        },
+        hop: Some(job.child_hop(&step)),
+        ..job.retarget(Target::All)
+    };
+    for (i, ids) in chunk_for_queue(job, handoff.later.clone())
+        .into_iter()
+        .enumerate()
+    {
+        planned.push(Planned::Enqueue {
+            job: as_connections(ids, format!("l{i}")),
+            delay: Duration::ZERO,
+        });
+    }
+    for (i, ids) in chunk_for_queue(job, handoff.transient.clone())
+        .into_iter()
+        .enumerate()
+    {
+        planned.push(retry(
+            as_connections(ids, format!("r{i}")),
+            policy,
+            "posts kept failing",
+        ));
+    }
+    planned
+}
+
+/// `job` as a later attempt after a growing delay, or to the dead-letter queue once the
+/// retry budget is spent.
+fn retry(mut job: Job, policy: &Policy, why: &str) -> Planned {
+    job.attempt = job.attempt.saturating_add(1);
+    // A start in the future (another producer's clock) counts from now.
+    let since = job.retry_since.unwrap_or(policy.now_ms).min(policy.now_ms);
+    job.retry_since = Some(since);
+    let spent = Duration::from_millis(u64::try_from(policy.now_ms - since).unwrap_or(0));
+    if spent >= policy.retry_budget {
+        let ids = match &job.target {
+            Target::Connections { ids, .. } => ids.len() as u64,
+            _ => 0,
+        };
+        let reason = format!(
+            "retry budget of {} s spent: {why} for {} s over {} attempts",
+            policy.retry_budget.as_secs(),
+            spent.as_secs(),
+            job.attempt
+        );
+        return Planned::DeadLetter { job, reason, ids };
+    }
+    let delay = retry_delay(policy.retry_delay_base, job.attempt);
+    Planned::Enqueue { job, delay }
+}
+
+/// The wait before attempt `attempt` comes back: `base * 2^(attempt-1)` capped at SQS's
+/// 900 s, half of it fixed and half jittered, so retries after an outage spread out but never
+/// come back at once.
+pub(super) fn retry_delay(base: Duration, attempt: u32) -> Duration {
+    let ceiling = base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+        .min(MAX_QUEUE_DELAY);
+    let half = ceiling / 2;
+    let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
+    half + Duration::from_nanos(rand::rng().random_range(0..=nanos))
+}
+
+/// Runs `call` until it succeeds, fails for good (`retryable` says no), or `until` comes,
+/// backing off between tries.
+pub(super) async fn with_retries<T, E, F, Fut>(
+    until: Instant,
+    base: Duration,
+    retryable: impl Fn(&E) -> bool,
+    mut call: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: From<tokio::time::error::Elapsed>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let error = match timeout_at(until, call()).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(error)) if retryable(&error) => error,
+            Ok(Err(error)) => return Err(error),
+            Err(elapsed) => return Err(E::from(elapsed)),
+        };
+        let wait = super::backoff::full_jitter(base, base * 40, tries);
+        if Instant::now() + wait >= until {
+            return Err(error);
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Splits ids into lists that each fit in one queue message alongside the rest of `template`.
+pub(super) fn chunk_for_queue(template: &Job, ids: Vec<String>) -> Vec<Vec<String>> {
+    // Room for the ids: the message limit less the job without them (and with the longest
+    // hop and attempt fields a hand-off adds), less slack for the separators' rounding.
+    let empty = Job {
+        target: Target::Connections {
+            ids: Vec::new(),
+            room: template.target.room().cloned(),
+        },
+        cursor: None,
+        hop: Some("0".repeat(crate::domain::job::MAX_HOP_BYTES)),
+        attempt: u32::MAX,
+        retry_since: Some(i64::MAX),
+        ..template.clone()
+    };
+    let budget = MAX_JOB_BYTES
+        .saturating_sub(empty.to_json().len() + 64)
+        .max(1);
+    let mut chunks = Vec::new();
+    let mut current = Vec::new();
+    let mut used = 0;
+    for id in ids {
+        let cost = serde_json::to_string(&id).map_or(id.len() + 3, |quoted| quoted.len() + 1);
+        if !current.is_empty() && used + cost > budget {
+            chunks.push(std::mem::take(&mut current));
+            used = 0;
+        }
+        used += cost;
+        current.push(id);
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}

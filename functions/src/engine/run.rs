@@ -1,0 +1,479 @@
+//! One job run: claim the job's progress record, post from where it stands, checkpoint as it
+//! goes, and hand back what is left. Every call to the store, the progress record and the
+//! queue is bounded by the batch's deadlines.
+
+use super::deliver::{self, Post};
+use super::feed::Feed;
+use super::handoff::{self, Planned, Policy, with_retries};
+use super::{Batch, Engine, FanoutStats, JobFailure};
+use crate::domain::frame::MAX_FRAME_BYTES;
+use crate::domain::{Checkpoint, Handoff, Job, Rest, Segment, Target, now_epoch_millis};
+use crate::ports::{Claim, Page, QueueError, StoreError};
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio::time::timeout_at;
+use tracing::{Instrument, debug, warn};
+
+fn store_retryable(error: &StoreError) -> bool {
+    matches!(error, StoreError::Unavailable(_))
+}
+
+fn queue_retryable(error: &QueueError) -> bool {
+    matches!(error, QueueError::Unavailable(_))
+}
+
+fn progress_failure(error: StoreError) -> JobFailure {
+    match error {
+        StoreError::Conflict(_) => JobFailure::LeaseLost,
+        other => JobFailure::Progress(other),
+    }
+}
+
+impl Engine {
+    pub(super) async fn run_job(
+        &self,
+        batch: &Batch,
+        owner: &str,
+        job: Job,
+    ) -> Result<FanoutStats, JobFailure> {
+        let Some(endpoint) = self
+            .config
+            .management_endpoint
+            .clone()
+            .or_else(|| job.endpoint.clone())
+        else {
+            let reason =
+                "no management endpoint: the job carries none and MANAGEMENT_ENDPOINT is not set";
+            return self.park(batch, &job.to_json(), reason).await;
+        };
+        // Checked once per job, not found post by post as 413s.
+        let frame = job.render(self.config.delivery_mode);
+        if frame.len() > MAX_FRAME_BYTES {
+            let reason = format!(
+                "the frame is {} bytes; API Gateway posts at most {MAX_FRAME_BYTES}",
+                frame.len()
+            );
+            return self.park(batch, &job.to_json(), &reason).await;
+        }
+        let key = job.progress_key();
+        let claim = timeout_at(
+            batch.stop_at,
+            self.progress
+                .claim(&key, owner, self.now_ms(), batch.lease_until),
+        )
+        .await
+        .map_err(StoreError::from)
+        .and_then(|claimed| claimed)
+        .map_err(JobFailure::Progress)?;
+        let mut stats = FanoutStats::default();
+        let checkpoint = match claim {
+            Claim::Busy => return Err(JobFailure::Busy),
+            Claim::Finished => {
+                debug!("the job is already done");
+                return Ok(stats);
+            }
+            Claim::Fresh => Checkpoint::default(),
+            Claim::Resume(checkpoint) => {
+                stats.resumed += 1;
+                checkpoint
+            }
+        };
+        let handoff = match checkpoint.handoff {
+            // An earlier run died handing off: hand off exactly that again.
+            Some(handoff) => handoff,
+            None if self.splits(&job) => {
+                stats += self.split_scan(batch, owner, &key, &job).await?;
+                return Ok(stats);
+            }
+            None => {
+                let run = Run {
+                    batch,
+                    owner,
+                    key: &key,
+                    job: &job,
+                };
+                let (delivered, handoff) = self.deliver(&run, endpoint, frame, checkpoint).await?;
+                stats += delivered;
+                handoff
+            }
+        };
+        match self.hand_off(batch, owner, &key, &job, handoff).await {
+            Ok(handed_off) => {
+                stats += handed_off;
+                Ok(stats)
+            }
+            Err(failure) => {
+                // SQS redelivers it soon: let that run take the record at once.
+                let release = self.progress.release(&key, owner);
+                if let Ok(Err(error)) | Err(error) = timeout_at(batch.finish_by, release)
+                    .await
+                    .map_err(StoreError::from)
+                {
+                    warn!(%error, "could not release the progress record");
+                }
+                Err(failure)
+            }
+        }
+    }
+
+    /// An `all` job is split into Scan segments once, before it has read anything.
+    fn splits(&self, job: &Job) -> bool {
+        job.target == Target::All
+            && job.segment.is_none()
+            && job.cursor.is_none()
+            && self.config.scan_segments > 1
+    }
+
+    /// Reads a page of the job's targets. A `connections` job is its own single page; its
+    /// cursor is the last id taken.
+    async fn fetch(&self, job: &Job, cursor: Option<&str>) -> Result<Page, StoreError> {
+        match &job.target {
+            Target::Room(room) => self.store.room_page(room, cursor).await,
+            Target::All => {
+                self.store
+                    .scan_page(job.segment.unwrap_or(Segment::WHOLE), cursor)
+                    .await
+            }
+            Target::Connections { ids, .. } => {
+                let from = cursor.map_or(0, |cursor| {
+                    ids.iter()
+                        .position(|id| id == cursor)
+                        .map_or(ids.len(), |at| at + 1)
+                });
+                Ok(Page {
+                    ids: ids[from..].to_vec(),
+                    next: None,
+                })
+            }
+        }
+    }
+
+    /// The cursor that goes on right after `id` in the job's targets.
+    fn cursor_after(&self, job: &Job, id: &str) -> String {
+        match &job.target {
+            Target::Room(room) => self.store.cursor_after(Some(room), id),
+            Target::All => self.store.cursor_after(None, id),
+            Target::Connections { .. } => id.to_owned(),
+        }
+    }
+
+    /// Posts to the job's targets from `checkpoint`, until they are all taken or the batch
+    /// stops; returns what to hand back.
+    async fn deliver(
+        &self,
+        run: &Run<'_>,
+        endpoint: String,
+        frame: Bytes,
+        checkpoint: Checkpoint,
+    ) -> Result<(FanoutStats, Handoff), JobFailure> {
+        let (batch, job) = (run.batch, run.job);
+        let start = checkpoint.cursor.clone().or_else(|| job.cursor.clone());
+        let feed = Arc::new(Feed::new(
+            checkpoint.pending,
+            self.config.checkpoint_window(),
+        ));
+        let mut stats = FanoutStats::default();
+        let mut failed = false;
+        let mut next = None;
+        let mut all_read = false;
+        if !batch.stopping() {
+            match self.fetch_by(batch, job, start.as_deref()).await {
+                Ok(page) => {
+                    stats.pages += 1;
+                    all_read = page.next.is_none();
+                    next = page.next;
+                    feed.push(page.ids);
+                }
+                Err(error) => {
+                    warn!(%error, "could not read the first page");
+                    failed = true;
+                }
+            }
+        }
+        let concurrency = self.config.concurrency.max(1);
+        let lanes = if all_read {
+            concurrency.min(feed.queued())
+        } else {
+            concurrency
+        };
+        let post = Arc::new(Post {
+            gateway: self.gateway.clone(),
+            store: self.store.clone(),
+            pacer: batch.pacer.clone(),
+            permits: batch.permits.clone(),
+            endpoint: endpoint.into(),
+            frame,
+            config: self.config.clone(),
+            stop_at: batch.stop_at,
+            cutoff: batch.cutoff,
+        });
+        let mut tasks = JoinSet::new();
+        for _ in 0..lanes {
+            tasks.spawn(deliver::lane(post.clone(), feed.clone()).in_current_span());
+        }
+        let paging = async {
+            let mut stats = FanoutStats::default();
+            while let Some(cursor) = next.take() {
+                // Fetch the next page while this one is posted; feed it once this one is all
+                // taken.
+                let prefetch = async {
+                    if batch.stopping() {
+                        None
+                    } else {
+                        Some(self.fetch_by(batch, job, Some(&cursor)).await)
+                    }
+                };
+                let (prefetched, drained) = tokio::join!(prefetch, feed.drained(batch.stop_at));
+                match prefetched {
+                    Some(Ok(page)) if drained && !batch.stopping() => {
+                        stats.pages += 1;
+                        all_read = page.next.is_none();
+                        next = page.next;
+                        feed.push(page.ids);
+                    }
+                    Some(Err(error)) => {
+                        warn!(%error, "page read failed mid-job; the rest goes back, later");
+                        failed = true;
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            feed.close();
+            // Lanes end by the cutoff on their own; the join is bounded all the same.
+            let joined = timeout_at(batch.finish_by, async {
+                while let Some(done) = tasks.join_next().await {
+                    match done {
+                        Ok(lane) => stats += lane,
+                        Err(error) => warn!(%error, "delivery lane failed"),
+                    }
+                }
+            })
+            .await;
+            if joined.is_err() {
+                warn!("lanes outlived the cutoff; aborting them");
+                tasks.abort_all();
+            }
+            feed.finish();
+            stats
+        };
+        let (delivered, checkpoints) =
+            tokio::join!(paging, self.checkpointer(run, start.clone(), &feed));
+        stats += delivered;
+        let checkpoints = checkpoints?;
+        stats.checkpoints += checkpoints;
+        if stats.delivered > 0 {
+            let latency = now_epoch_millis().saturating_sub(job.sent_at.max(0));
+            stats.fanout_latency_ms = Some(latency.unsigned_abs());
+        }
+        let left = feed.leftovers();
+        let mut handoff = Handoff {
+            rest: None,
+            later: left.later,
+            transient: left.transient,
+        };
+        if let Target::Connections { .. } = job.target {
+            handoff.later.extend(left.untaken);
+        } else if !(all_read && left.untaken.is_empty()) {
+            let cursor = match &left.last_taken {
+                Some(id) => Some(self.cursor_after(job, id)),
+                None => start,
+            };
+            handoff.rest = Some(Rest {
+                cursor,
+                after_failure: failed,
+            });
+        }
+        Ok((stats, handoff))
+    }
+
+    async fn fetch_by(
+        &self,
+        batch: &Batch,
+        job: &Job,
+        cursor: Option<&str>,
+    ) -> Result<Page, StoreError> {
+        timeout_at(batch.stop_at, self.fetch(job, cursor))
+            .await
+            .map_err(StoreError::from)
+            .and_then(|page| page)
+    }
+
+    /// Writes a checkpoint every half window of takes, so lanes rarely wait for one; returns
+    /// how many it wrote, or [`JobFailure::LeaseLost`] if another run took the record.
+    async fn checkpointer(
+        &self,
+        run: &Run<'_>,
+        start: Option<String>,
+        feed: &Feed,
+    ) -> Result<u64, JobFailure> {
+        let window = self.config.checkpoint_window();
+        let (mut saved, mut written) = (0, 0);
+        loop {
+            feed.taken_beyond(saved + window / 2).await;
+            if feed.finished() || feed.halted() {
+                return Ok(written);
+            }
+            let snapshot = feed.snapshot();
+            let checkpoint = Checkpoint {
+                cursor: match &snapshot.last_taken {
+                    Some(id) => Some(self.cursor_after(run.job, id)),
+                    None => start.clone(),
+                },
+                pending: snapshot.pending,
+                ..Checkpoint::default()
+            };
+            let result = with_retries(
+                run.batch.cutoff,
+                self.config.backoff_base,
+                store_retryable,
+                || self.progress.save(run.key, run.owner, &checkpoint),
+            )
+            .await;
+            match result {
+                Ok(()) => {
+                    saved = snapshot.taken_count;
+                    written += 1;
+                    feed.allow(saved, window);
+                }
+                Err(StoreError::Conflict(reason)) => {
+                    warn!(%reason, "another run took the job over; stopping");
+                    feed.halt();
+                    feed.until_finished().await;
+                    return Err(JobFailure::LeaseLost);
+                }
+                Err(error) => {
+                    // Lanes wait at the window's end; the deadline ends the run.
+                    warn!(%error, "could not write a checkpoint");
+                    feed.until_finished().await;
+                    return Ok(written);
+                }
+            }
+        }
+    }
+
+    /// Writes what the run hands back ahead, enqueues it, and marks the job finished.
+    async fn hand_off(
+        &self,
+        batch: &Batch,
+        owner: &str,
+        key: &str,
+        job: &Job,
+        handoff: Handoff,
+    ) -> Result<FanoutStats, JobFailure> {
+        let mut stats = FanoutStats::default();
+        if !handoff.is_empty() {
+            let ahead = Checkpoint {
+                handoff: Some(handoff.clone()),
+                ..Checkpoint::default()
+            };
+            with_retries(
+                batch.finish_by,
+                self.config.backoff_base,
+                store_retryable,
+                || self.progress.save(key, owner, &ahead),
+            )
+            .await
+            .map_err(progress_failure)?;
+            let policy = Policy {
+                now_ms: self.now_ms(),
+                retry_budget: self.config.retry_budget,
+                retry_delay_base: self.config.retry_delay_base,
+            };
+            for planned in handoff::plan(job, &handoff, &policy) {
+                match planned {
+                    Planned::Enqueue { job, delay } => {
+                        self.enqueue_by(batch, &job, delay).await?;
+                        stats.continuations += 1;
+                    }
+                    Planned::DeadLetter { job, reason, ids } => {
+                        warn!(ids, %reason, "giving up on deliveries; to the dead-letter queue");
+                        let body = job.to_json();
+                        with_retries(
+                            batch.finish_by,
+                            self.config.backoff_base,
+                            queue_retryable,
+                            || self.queue.dead_letter(&body, &reason),
+                        )
+                        .await
+                        .map_err(JobFailure::Handoff)?;
+                        stats.dead_lettered += 1;
+                        stats.abandoned += ids;
+                    }
+                }
+            }
+        }
+        self.mark_finished(batch, owner, key).await;
+        Ok(stats)
+    }
+
+    async fn enqueue_by(
+        &self,
+        batch: &Batch,
+        job: &Job,
+        delay: Duration,
+    ) -> Result<(), JobFailure> {
+        with_retries(
+            batch.finish_by,
+            self.config.backoff_base,
+            queue_retryable,
+            || self.queue.enqueue(job, delay),
+        )
+        .await
+        .map_err(JobFailure::Handoff)
+    }
+
+    /// Best effort: a job whose record is not marked finished is only ever redelivered by an
+    /// SQS duplicate, which then hands off the same jobs again (no-ops by their hops) or, with
+    /// nothing to hand off, re-posts at most the last checkpoint's pending ids and window.
+    async fn mark_finished(&self, batch: &Batch, owner: &str, key: &str) {
+        let done = Checkpoint {
+            finished: true,
+            ..Checkpoint::default()
+        };
+        let result = with_retries(
+            batch.finish_by,
+            self.config.backoff_base,
+            store_retryable,
+            || self.progress.save(key, owner, &done),
+        )
+        .await;
+        if let Err(error) = result {
+            warn!(%error, "could not mark the job finished");
+        }
+    }
+
+    /// Enqueues one `all` job per Scan segment, each a hop of its own.
+    async fn split_scan(
+        &self,
+        batch: &Batch,
+        owner: &str,
+        key: &str,
+        job: &Job,
+    ) -> Result<FanoutStats, JobFailure> {
+        let total = self.config.scan_segments;
+        for index in 0..total {
+            let part = Job {
+                segment: Some(Segment { index, total }),
+                hop: Some(job.child_hop(&format!("s{index}"))),
+                ..job.clone()
+            };
+            self.enqueue_by(batch, &part, Duration::ZERO).await?;
+        }
+        self.mark_finished(batch, owner, key).await;
+        Ok(FanoutStats {
+            continuations: u64::from(total),
+            ..FanoutStats::default()
+        })
+    }
+}
+
+/// Who is running which job, for the checkpointer.
+pub(super) struct Run<'a> {
+    pub batch: &'a Batch,
+    pub owner: &'a str,
+    pub key: &'a str,
+    pub job: &'a Job,
+}
