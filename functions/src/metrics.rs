@@ -69,17 +69,31 @@ impl<W: Write + Send> MetricsSink for EmfSink<W> {
     }
 }
 
+/// The worker's count metrics: their names, and where each one's value comes from. The one
+/// list; the dashboard and alarms in terraform/ may name only these.
+pub const WORKER_COUNTS: &[(&str, fn(&FanoutStats) -> u64)] = &[
+    ("Delivered", |s| s.delivered),
+    ("Stale", |s| s.stale),
+    ("StaleKept", |s| s.stale_kept),
+    ("DeleteFailed", |s| s.delete_failed),
+    ("Failed", |s| s.failed),
+    ("Abandoned", |s| s.abandoned),
+    ("Retried", |s| s.retried),
+    ("Interrupted", |s| s.interrupted),
+    ("Continuations", |s| s.continuations),
+    ("Pages", |s| s.pages),
+    ("Resumed", |s| s.resumed),
+    ("Checkpoints", |s| s.checkpoints),
+    ("FailedJobs", |s| s.failed_jobs),
+    ("DeadLettered", |s| s.dead_lettered),
+];
+
 /// One EMF document for one invocation.
 pub fn emf_line(config: &EmfConfig, stats: &FanoutStats, timestamp_ms: i64) -> String {
-    let counts = [
-        ("Delivered", stats.delivered),
-        ("Stale", stats.stale),
-        ("Failed", stats.failed),
-        ("Retried", stats.retried),
-        ("Continuations", stats.continuations),
-        ("Pages", stats.pages),
-        ("FailedJobs", stats.failed_jobs),
-    ];
+    let counts: Vec<(&str, u64)> = WORKER_COUNTS
+        .iter()
+        .map(|(name, value)| (*name, value(stats)))
+        .collect();
     let mut definitions: Vec<Value> = counts
         .iter()
         .map(|(name, _)| json!({"Name": name, "Unit": "Count"}))

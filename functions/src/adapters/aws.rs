@@ -1,6 +1,8 @@
 //! The shared AWS SDK configuration.
 
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use std::time::Duration;
 use aws_sdk_apigatewaymanagement::config::{Credentials, Region, SharedHttpClient};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
@@ -12,12 +14,26 @@ pub fn https_client() -> SharedHttpClient {
         .build_https()
 }
 
+/// Every DynamoDB and SQS call is bounded: a hung connection or a silent endpoint fails the
+/// attempt, and the SDK's retries end with the operation. DynamoDB and SQS answer in
+/// milliseconds; these leave room for a slow moment, not for a hang. (The management client
+/// turns them off: the engine times each post itself.)
+pub fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .read_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(3))
+        .operation_timeout(Duration::from_secs(8))
+        .build()
+}
+
 /// Region, credentials and endpoints from the standard sources: in Lambda, its environment;
 /// elsewhere `AWS_REGION`, `AWS_PROFILE`, and the SDK's `AWS_ENDPOINT_URL` /
 /// `AWS_ENDPOINT_URL_<SERVICE>` variables (how tests point the SDKs at moto).
 pub async fn load_sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .http_client(https_client())
+        .timeout_config(timeouts())
         .load()
         .await
 }
@@ -28,6 +44,7 @@ pub async fn load_sdk_config() -> SdkConfig {
 pub async fn static_sdk_config(endpoint_url: Option<&str>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(https_client())
+        .timeout_config(timeouts())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "static"));
     if let Some(url) = endpoint_url {

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use aws_sdk_apigatewaymanagement::Client;
 use aws_sdk_apigatewaymanagement::config::http::HttpResponse;
 use aws_sdk_apigatewaymanagement::config::retry::RetryConfig;
+use aws_sdk_apigatewaymanagement::config::timeout::TimeoutConfig;
 use aws_sdk_apigatewaymanagement::error::SdkError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use bytes::Bytes;
@@ -40,6 +41,7 @@ impl ManagementGateway {
         let config = aws_sdk_apigatewaymanagement::config::Builder::from(&self.sdk)
             .endpoint_url(endpoint)
             .retry_config(RetryConfig::disabled())
+            .timeout_config(TimeoutConfig::disabled())
             .build();
         let client = Client::from_conf(config);
         self.clients

@@ -26,7 +26,7 @@ async fn sustained_429s_end_the_run_before_its_deadline_with_the_hand_off_writte
     let (f, faults) = faulty(100, config(16));
     let members = f.join(ROOM, 300).await;
     let forever = Instant::now() + Duration::from_secs(3600);
-    faults.set(|s| s.posts = Some((forever, Some(PostError::Throttled))));
+    faults.set(|s| s.posts = vec![(Instant::now(), forever, Some(PostError::Throttled))]);
     let deadline = Instant::now() + Duration::from_secs(30);
 
     let report = f.run_until(&[room_job("m1")], deadline).await;
@@ -60,7 +60,7 @@ async fn a_30_second_brownout_of_5xx_delivers_everyone_once_it_ends() {
     let (f, faults) = faulty(100, config(32));
     let members = f.join(ROOM, 500).await;
     let until = Instant::now() + Duration::from_secs(30);
-    faults.set(|s| s.posts = Some((until, Some(PostError::Server(500)))));
+    faults.set(|s| s.posts = vec![(Instant::now(), until, Some(PostError::Server(500)))]);
     let mut sqs = Sqs::new(Duration::from_secs(20));
     sqs.send(room_job("m1"), Duration::ZERO);
 
@@ -84,7 +84,7 @@ async fn a_fault_longer_than_the_budget_parks_the_ids_in_the_dead_letter_queue()
     );
     let members = f.join(ROOM, 120).await;
     let forever = Instant::now() + Duration::from_secs(24 * 3600);
-    faults.set(|s| s.posts = Some((forever, Some(PostError::Server(503)))));
+    faults.set(|s| s.posts = vec![(Instant::now(), forever, Some(PostError::Server(503)))]);
     let mut sqs = Sqs::new(Duration::from_secs(20));
     sqs.send(room_job("m1"), Duration::ZERO);
     let start = Instant::now();
@@ -230,26 +230,34 @@ async fn a_progress_store_outage_reports_the_job_and_brings_it_back_soon() {
 
 #[tokio::test(start_paused = true)]
 async fn a_crash_mid_job_resumes_from_the_checkpoint_within_the_duplicate_bound() {
-    let concurrency = 8;
-    let (f, _faults) = faulty(25, config(concurrency));
-    let members = f.join(ROOM, 400).await;
-    let mut sqs = Sqs::new(Duration::from_secs(60));
-    sqs.send(room_job("m1"), Duration::ZERO);
+    // Checkpoints that take as long as 20 posts: the window, not their speed, bounds the loss.
+    for slow_checkpoints in [false, true] {
+        let concurrency = 8;
+        let (f, faults) = faulty(25, config(concurrency));
+        let members = f.join(ROOM, 400).await;
+        if slow_checkpoints {
+            let always = (Instant::now(), Instant::now() + Duration::from_secs(3600));
+            faults.set(|s| s.progress_slow.push(always));
+        }
+        let mut sqs = Sqs::new(Duration::from_secs(60));
+        sqs.send(room_job("m1"), Duration::ZERO);
 
-    // 400 posts at 8 in flight and 10 ms each take 500 ms: kill the first invocation midway.
-    sqs.run(&f, |invocation| {
-        (invocation == 1).then(|| Duration::from_millis(230))
-    })
-    .await;
+        // 400 posts at 8 in flight and 10 ms each take 500 ms: kill the first invocation
+        // midway.
+        sqs.run(&f, |invocation| {
+            (invocation == 1).then(|| Duration::from_millis(230))
+        })
+        .await;
 
-    assert_eq!(sqs.crashes, 1);
-    let (duplicates, missing) = tally(&f, &members);
-    assert_eq!(missing, 0, "no one skipped");
-    let bound = concurrency + f.engine.config().checkpoint_window();
-    assert!(
-        duplicates <= bound,
-        "{duplicates} duplicates, bound {bound}"
-    );
+        assert_eq!(sqs.crashes, 1);
+        let (duplicates, missing) = tally(&f, &members);
+        assert_eq!(missing, 0, "no one skipped");
+        let bound = concurrency + f.engine.config().checkpoint_window();
+        assert!(
+            duplicates <= bound,
+            "{duplicates} duplicates, bound {bound} (slow checkpoints: {slow_checkpoints})"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -265,7 +273,7 @@ async fn posts_still_running_at_the_cutoff_are_abandoned_and_handed_back() {
     );
     let members = f.join(ROOM, 8).await;
     // Every post hangs: each would run until its timeout, past the cutoff.
-    faults.set(|s| s.posts = Some((Instant::now() + Duration::from_secs(3600), None)));
+    faults.set(|s| s.posts = vec![(Instant::now(), Instant::now() + Duration::from_secs(3600), None)]);
     let deadline = Instant::now() + Duration::from_millis(4_500);
 
     let report = f.run_until(&[room_job("m1")], deadline).await;

@@ -18,8 +18,14 @@ pub(super) struct FaultState {
     pub pages_fail_after: Option<usize>,
     pub pages_hang: bool,
     pub deletes_hang: bool,
-    /// Every post fails with this, or hangs (`None` inside), until the instant.
-    pub posts: Option<(Instant, Option<PostError>)>,
+    /// Within each window, every post fails with the error, or hangs (`None`).
+    pub posts: Vec<(Instant, Instant, Option<PostError>)>,
+    /// Within each window, page reads fail.
+    pub pages_down: Vec<(Instant, Instant)>,
+    /// Within each window, enqueues fail.
+    pub enqueue_down: Vec<(Instant, Instant)>,
+    /// Within each window, progress writes take 200 ms.
+    pub progress_slow: Vec<(Instant, Instant)>,
     pub enqueue_fails: bool,
     pub enqueue_hangs: bool,
     pub progress_fails: bool,
@@ -35,6 +41,10 @@ impl Faults {
     fn get(&self) -> FaultState {
         self.state.lock().unwrap().clone()
     }
+}
+
+fn within(windows: &[(Instant, Instant)], now: Instant) -> bool {
+    windows.iter().any(|(from, until)| (*from..*until).contains(&now))
 }
 
 fn down<T>() -> Result<T, StoreError> {
@@ -95,8 +105,13 @@ struct Gateway(Arc<MemoryGateway>, Arc<Faults>);
 #[async_trait]
 impl ConnectionGateway for Gateway {
     async fn post(&self, endpoint: &str, id: &str, frame: Bytes) -> Result<(), PostError> {
-        if let Some((until, fault)) = self.1.get().posts
-            && Instant::now() < until
+        let now = Instant::now();
+        if let Some((_, _, fault)) = self
+            .1
+            .get()
+            .posts
+            .into_iter()
+            .find(|(from, until, _)| (*from..*until).contains(&now))
         {
             tokio::time::sleep(LATENCY).await;
             match fault {
@@ -116,7 +131,7 @@ impl Queue {
         if state.enqueue_hangs {
             std::future::pending::<()>().await;
         }
-        if state.enqueue_fails {
+        if state.enqueue_fails || within(&state.enqueue_down, Instant::now()) {
             return Err(QueueError::Unavailable("injected".into()));
         }
         Ok(())
@@ -160,8 +175,12 @@ impl ProgressStore for Progress {
         owner: &str,
         checkpoint: &Checkpoint,
     ) -> Result<(), StoreError> {
-        if self.1.get().progress_fails {
+        let state = self.1.get();
+        if state.progress_fails {
             return down();
+        }
+        if within(&state.progress_slow, Instant::now()) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         self.0.save(key, owner, checkpoint).await
     }
