@@ -26,6 +26,10 @@ impl TableConfig {
     pub const DEFAULT_ROOM_INDEX: &str = "room-index";
 }
 
+/// The connection store on DynamoDB: one item per connection (`connectionId` the key), the
+/// KEYS_ONLY `room-index` GSI (`room`, then `connectionId`) paged for a room, Scan for
+/// everyone. Cursors are the LastEvaluatedKey as JSON, so a cursor can also be made for any
+/// connection id ([`ConnectionStore::cursor_after`]).
 pub struct DynamoStore {
     client: Client,
     config: TableConfig,

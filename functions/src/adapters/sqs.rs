@@ -11,6 +11,9 @@ use std::time::Duration;
 /// SQS's longest message attribute we write; a longer reason is cut (the body carries the job).
 const MAX_REASON_BYTES: usize = 1024;
 
+/// The fan-out queue on SQS: jobs as message bodies (at most 256 KiB, checked before the
+/// call), delays as `DelaySeconds`, and early redelivery of a failed record by
+/// `ChangeMessageVisibility`.
 pub struct SqsQueue {
     client: Client,
     queue_url: String,
