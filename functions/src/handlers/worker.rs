@@ -58,10 +58,9 @@ mod tests {
     use super::*;
     use crate::adapters::memory::{MemoryGateway, MemoryQueue, MemoryStore};
     use crate::engine::{EngineConfig, FanoutStats};
-    use crate::handlers::connect::ConnectConfig;
-    use crate::handlers::{connect, fixtures::websocket};
+    use crate::handlers::fixtures::connect_client;
     use std::sync::{Arc, Mutex};
-    use std::time::{Duration, SystemTime};
+    use std::time::Duration;
 
     #[derive(Default)]
     struct Recorded(Mutex<Vec<FanoutStats>>);
@@ -75,13 +74,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn delivers_good_jobs_and_reports_the_bad_record() {
         let store = Arc::new(MemoryStore::new());
-        connect::handle(
-            &*store,
-            &ConnectConfig::default(),
-            websocket("connect"),
-            SystemTime::now(),
-        )
-        .await;
+        connect_client(&*store).await;
         let gateway = Arc::new(MemoryGateway::new());
         let engine = Engine::new(
             store,
