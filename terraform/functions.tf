@@ -5,9 +5,10 @@
 ################################################################################
 
 locals {
+  # Read by every binary; each function's own variables are those its binary reads
+  # (fanout::config::Function::env_vars, checked by tests/terraform_invariants).
   common_environment = {
-    RUST_LOG  = var.log_level
-    WORKSPACE = terraform.workspace
+    RUST_LOG = var.log_level
   }
 
   functions = {
@@ -62,6 +63,7 @@ locals {
         DEADLINE_MARGIN_MS  = tostring(var.deadline_margin_ms)
         DELIVERY_MODE       = var.delivery_mode
         METRICS_NAMESPACE   = var.metrics_namespace
+        WORKSPACE           = terraform.workspace
       }
     }
   }

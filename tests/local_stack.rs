@@ -1,10 +1,12 @@
 //! The local stack end to end: real WebSocket clients on 127.0.0.1, the same handlers as the
 //! Lambdas, the worker posting through the real management API client.
 
-use e2e::moto::{moto_sdk_config, unique};
-use e2e::{Client, Event, http, metric};
+use e2e::metric;
 use fanout::domain::{Connection, RoomName};
 use fanout_local::{LocalStack, Options};
+use fanout_test_support::http::{Response, request};
+use fanout_test_support::moto::{moto_sdk_config, unique};
+use fanout_test_support::ws::{Client, Event};
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -66,6 +68,28 @@ async fn join(stack: &LocalStack, room: &str, count: usize) -> Vec<Client> {
         clients.push(Client::connect(&url).await);
     }
     clients
+}
+
+/// The embedded default with `extra` options, and `count` clients in `room`.
+async fn embedded_with(extra: &[&str], room: &str, count: usize) -> (LocalStack, Vec<Client>) {
+    let stack = embedded(extra).await;
+    let clients = join(&stack, room, count).await;
+    (stack, clients)
+}
+
+/// The client's next frame is a close with `code`.
+async fn expect_close(client: &mut Client, code: u16, what: &str) {
+    match client.next(WAIT).await {
+        Event::Closed(got) => assert_eq!(got, Some(code), "{what}"),
+        other => panic!("expected {what}, got {other:?}"),
+    }
+}
+
+/// `method path` on the stack's HTTP port, with no body.
+async fn http(stack: &LocalStack, method: &str, path: &str) -> Response {
+    request(stack.addr(), method, path, "")
+        .await
+        .unwrap_or_else(|error| panic!("{method} {path}: {error}"))
 }
 
 /// Three rooms of 100: a message in one reaches each of its members exactly once, with the
@@ -170,8 +194,7 @@ async fn gone_connections_are_deleted_and_disconnects_are_removed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_its_answer_and_everyone_else_is_still_served() {
-    let stack = embedded(&[]).await;
-    let mut bystanders = join(&stack, "lobby", 3).await;
+    let (stack, mut bystanders) = embedded_with(&[], "lobby", 3).await;
     let url = format!("{}?room=lobby", stack.websocket_url());
     let mut client = Client::connect(&url).await;
 
@@ -207,10 +230,7 @@ async fn bad_input_gets_its_answer_and_everyone_else_is_still_served() {
     let mut oversized = Client::connect(&url).await;
     let big = json!({"action": "sendmessage", "data": "x".repeat(40 * 1024)}).to_string();
     let _ = oversized.send(Message::text(big)).await;
-    match oversized.next(WAIT).await {
-        Event::Closed(code) => assert_eq!(code, Some(1009)),
-        other => panic!("expected a 1009 close, got {other:?}"),
-    }
+    expect_close(&mut oversized, 1009, "a 1009 close").await;
 
     // An invalid room refuses the handshake with 400.
     let refused = Client::try_connect(&format!("{}?room=no%20spaces", stack.websocket_url())).await;
@@ -236,17 +256,20 @@ async fn bad_input_gets_its_answer_and_everyone_else_is_still_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_job_is_redelivered_then_dead_lettered_while_the_batch_is_delivered() {
-    let stack = embedded(&[
-        "--max-receive-count",
-        "2",
-        "--visibility-timeout",
-        "1s",
-        "--batching-window",
-        "300ms",
-    ])
+    let (stack, mut members) = embedded_with(
+        &[
+            "--max-receive-count",
+            "2",
+            "--visibility-timeout",
+            "1s",
+            "--batching-window",
+            "300ms",
+        ],
+        "news",
+        3,
+    )
     .await;
     let queue = stack.local_queue().expect("the embedded queue");
-    let mut members = join(&stack, "news", 3).await;
 
     let job = |id: &str| {
         json!({"v":1,"id":id,"target":{"room":"news"},"payload":id,"sentAt":1}).to_string()
@@ -280,7 +303,7 @@ async fn a_failing_job_is_redelivered_then_dead_lettered_while_the_batch_is_deli
         vec![r#"{"v":1,"id":"broken","target":{"room":"news"}}"#]
     );
 
-    let (status, text) = http(stack.addr(), "GET", "/metrics").await;
+    let Response { status, body: text } = http(&stack, "GET", "/metrics").await;
     assert_eq!(status, 200);
     assert_eq!(metric(&text, "fanout_dlq_depth"), Some(1.0), "{text}");
     assert_eq!(
@@ -295,11 +318,11 @@ async fn a_failing_job_is_redelivered_then_dead_lettered_while_the_batch_is_deli
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_metrics_and_the_management_api_answer_like_api_gateway() {
-    let stack = embedded(&[]).await;
-    let (status, body) = http(stack.addr(), "GET", "/healthz").await;
+    let (stack, mut clients) = embedded_with(&[], "lobby", 1).await;
+    let Response { status, body } = http(&stack, "GET", "/healthz").await;
     assert_eq!((status, body.trim()), (200, "ok"));
 
-    let mut client = join(&stack, "lobby", 1).await.remove(0);
+    let client = &mut clients[0];
     client.say(json!("who am i")).await;
     client.next_json(WAIT).await;
     let id = client.next_json(WAIT).await["from"]
@@ -314,34 +337,27 @@ async fn health_metrics_and_the_management_api_answer_like_api_gateway() {
             .replace('/', "%2F")
     );
 
-    let (status, info) = http(stack.addr(), "GET", &path).await;
+    let Response { status, body: info } = http(&stack, "GET", &path).await;
     assert_eq!(status, 200, "{info}");
     let info: Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["identity"]["sourceIp"], "127.0.0.1");
     assert!(info["connectedAt"].as_str().unwrap().ends_with('Z'));
 
-    let (_, text) = http(stack.addr(), "GET", "/metrics").await;
+    let text = http(&stack, "GET", "/metrics").await.body;
     assert_eq!(metric(&text, "fanout_connections"), Some(1.0), "{text}");
     assert!(text.contains("fanout_fanout_latency_ms_bucket"), "{text}");
 
-    assert_eq!(http(stack.addr(), "DELETE", &path).await.0, 204);
-    match client.next(WAIT).await {
-        Event::Closed(code) => assert_eq!(code, Some(1000)),
-        other => panic!("expected the connection to close, got {other:?}"),
-    }
-    assert_eq!(http(stack.addr(), "GET", &path).await.0, 410);
-    assert_eq!(http(stack.addr(), "POST", &path).await.0, 410);
+    assert_eq!(http(&stack, "DELETE", &path).await.status, 204);
+    expect_close(client, 1000, "the connection to close").await;
+    assert_eq!(http(&stack, "GET", &path).await.status, 410);
+    assert_eq!(http(&stack, "POST", &path).await.status, 410);
     stack.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed_with_1001_and_removed() {
-    let stack = embedded(&["--idle-timeout", "300ms"]).await;
-    let mut client = join(&stack, "lobby", 1).await.remove(0);
-    match client.next(WAIT).await {
-        Event::Closed(code) => assert_eq!(code, Some(1001)),
-        other => panic!("expected an idle close, got {other:?}"),
-    }
+    let (stack, mut clients) = embedded_with(&["--idle-timeout", "300ms"], "lobby", 1).await;
+    expect_close(&mut clients[0], 1001, "an idle close").await;
     let store = stack.store();
     eventually("the idle connection is removed", async || {
         store
@@ -357,15 +373,11 @@ async fn idle_connections_are_closed_with_1001_and_removed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_every_socket_with_1001() {
-    let stack = embedded(&[]).await;
-    let mut clients = join(&stack, "lobby", 5).await;
+    let (stack, mut clients) = embedded_with(&[], "lobby", 5).await;
     let addr = stack.addr();
     stack.shutdown().await;
     for client in clients.iter_mut() {
-        match client.next(WAIT).await {
-            Event::Closed(code) => assert_eq!(code, Some(1001)),
-            other => panic!("expected a going-away close, got {other:?}"),
-        }
+        expect_close(client, 1001, "a going-away close").await;
     }
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),

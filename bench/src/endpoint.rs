@@ -7,7 +7,9 @@
 //! member (so the report can name the lost and the duplicated), calls in flight, and 429s, and
 //! serves the counts at `GET /stats` (`?full=1` adds the per-member analysis).
 
+use crate::clock::epoch_us;
 use crate::ids::{id_of, index_of, is_gone};
+use crate::latency::Latency;
 use crate::proc_stats;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -16,156 +18,17 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use rand::Rng;
 use serde::Serialize;
 use std::convert::Infallible;
-use std::fmt;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::net::TcpSocket;
 use tokio::time::Instant;
-
-/// How long a call takes, from the request's arrival to the response.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Latency {
-    Fixed(Duration),
-    /// Log-normal: `median * exp(sigma * Z)`; `sigma` follows from the p99.
-    LogNormal {
-        median: Duration,
-        p99: Duration,
-    },
-}
 
 /// How early the endpoint may aim its timers to make up for their lateness.
 const MAX_TIMER_OFFSET_US: i64 = 5_000;
 const TIMER_OFFSET_SCALE: u64 = 1024;
-
-/// z such that P(Z < z) = 0.99 for a standard normal Z.
-const Z99: f64 = 2.326_347_874;
-
-impl Latency {
-    pub fn median(&self) -> Duration {
-        match *self {
-            Latency::Fixed(d) => d,
-            Latency::LogNormal { median, .. } => median,
-        }
-    }
-
-    /// The mean, which bounds throughput as `concurrency / mean` (the median bounds it only for a
-    /// fixed latency).
-    pub fn mean(&self) -> Duration {
-        match *self {
-            Latency::Fixed(d) => d,
-            Latency::LogNormal { median, .. } => {
-                median.mul_f64((self.sigma() * self.sigma() / 2.0).exp())
-            }
-        }
-    }
-
-    fn sigma(&self) -> f64 {
-        match *self {
-            Latency::Fixed(_) => 0.0,
-            Latency::LogNormal { median, p99 } => {
-                (p99.as_secs_f64() / median.as_secs_f64().max(1e-9))
-                    .ln()
-                    .max(0.0)
-                    / Z99
-            }
-        }
-    }
-
-    pub fn sample(&self, rng: &mut impl Rng) -> Duration {
-        match *self {
-            Latency::Fixed(d) => d,
-            Latency::LogNormal { median, .. } => {
-                // Box-Muller.
-                let u1: f64 = 1.0 - rng.random::<f64>();
-                let u2: f64 = rng.random::<f64>();
-                let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-                median.mul_f64((self.sigma() * z).exp().min(500.0))
-            }
-        }
-    }
-}
-
-impl FromStr for Latency {
-    type Err = String;
-
-    /// `fixed:20ms`, `lognormal:20ms` (p99 = 5 x median), `lognormal:20ms:100ms` (median, p99),
-    /// `none`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        let parts: Vec<&str> = s.split(':').collect();
-        match parts.as_slice() {
-            ["none"] => Ok(Latency::Fixed(Duration::ZERO)),
-            ["fixed", d] => Ok(Latency::Fixed(parse_duration(d)?)),
-            ["lognormal", m] => {
-                let median = parse_duration(m)?;
-                Ok(Latency::LogNormal {
-                    median,
-                    p99: median * 5,
-                })
-            }
-            ["lognormal", m, p] => {
-                let (median, p99) = (parse_duration(m)?, parse_duration(p)?);
-                if p99 < median {
-                    return Err(format!("p99 {p99:?} is below the median {median:?}"));
-                }
-                Ok(Latency::LogNormal { median, p99 })
-            }
-            _ => Err(format!(
-                "unknown latency {s:?}: use fixed:20ms, lognormal:20ms, lognormal:20ms:100ms or none"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Latency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Latency::Fixed(d) if d.is_zero() => f.write_str("none"),
-            Latency::Fixed(d) => write!(f, "fixed:{}", fmt_duration(d)),
-            Latency::LogNormal { median, p99 } => {
-                write!(
-                    f,
-                    "lognormal:{}:{}",
-                    fmt_duration(median),
-                    fmt_duration(p99)
-                )
-            }
-        }
-    }
-}
-
-/// `20ms`, `1.5s`, `500us`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (number, unit) = s
-        .find(|c: char| c.is_ascii_alphabetic())
-        .map_or((s, "ms"), |at| s.split_at(at));
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("bad duration {s:?}: use e.g. 20ms, 1.5s"))?;
-    let seconds = match unit {
-        "us" => value / 1e6,
-        "ms" => value / 1e3,
-        "s" => value,
-        _ => return Err(format!("bad duration unit in {s:?}: use us, ms or s")),
-    };
-    if !(seconds.is_finite() && seconds >= 0.0) {
-        return Err(format!("bad duration {s:?}"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
-}
-
-fn fmt_duration(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1e3;
-    if ms.fract() == 0.0 {
-        format!("{ms:.0}ms")
-    } else {
-        format!("{ms}ms")
-    }
-}
 
 /// API Gateway's account-level throttle: a token bucket of `burst` tokens refilled at `rate`
 /// per second; a call without a token gets 429.
@@ -367,12 +230,6 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-fn epoch_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Serves until killed; prints `listening PORT` on stdout once bound.
@@ -590,24 +447,9 @@ fn decide(state: &State, id: &str, now: Instant) -> Outcome {
 
 /// Decodes `%XX` escapes (the SDK escapes `=`, `+` and `/` in connection ids).
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Some(byte) = std::str::from_utf8(&bytes[i + 1..i + 3])
-                .ok()
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-        {
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -632,34 +474,6 @@ mod tests {
             granted += (0..5).filter(|_| bucket.try_take(now)).count();
         }
         assert!((99..=101).contains(&granted), "{granted}");
-    }
-
-    #[test]
-    fn latencies_parse_and_the_lognormal_has_the_asked_median_and_tail() {
-        assert_eq!(
-            "fixed:20ms".parse::<Latency>().unwrap(),
-            Latency::Fixed(Duration::from_millis(20))
-        );
-        assert_eq!(
-            "none".parse::<Latency>().unwrap(),
-            Latency::Fixed(Duration::ZERO)
-        );
-        let latency: Latency = "lognormal:20ms:100ms".parse().unwrap();
-        assert_eq!(latency.to_string(), "lognormal:20ms:100ms");
-        assert_eq!("lognormal:20ms".parse::<Latency>().unwrap(), latency);
-        assert!("lognormal:20ms:10ms".parse::<Latency>().is_err());
-        assert!("gaussian:1s".parse::<Latency>().is_err());
-
-        let mut rng = rand::rng();
-        let mut samples: Vec<f64> = (0..20_000)
-            .map(|_| latency.sample(&mut rng).as_secs_f64() * 1e3)
-            .collect();
-        samples.sort_by(f64::total_cmp);
-        let (median, p99) = (samples[10_000], samples[19_800]);
-        assert!((18.5..21.5).contains(&median), "median {median}");
-        assert!((85.0..115.0).contains(&p99), "p99 {p99}");
-        let mean = latency.mean().as_secs_f64() * 1e3;
-        assert!((25.0..26.0).contains(&mean), "mean {mean}");
     }
 
     #[test]

@@ -20,11 +20,7 @@ fn status_field(name: &str) -> Option<u64> {
 
 /// User and system CPU time of the whole process, in seconds (see [`cpu_seconds`]).
 pub fn cpu_user_system_seconds() -> Option<(f64, f64)> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let (utime, stime) = cpu_ticks()?;
     Some((utime as f64 / 100.0, stime as f64 / 100.0))
 }
 
@@ -45,18 +41,24 @@ pub fn time_wait_sockets() -> usize {
         .sum()
 }
 
-/// User plus system CPU time of the whole process (every thread, live or exited), in seconds:
-/// fields 14 and 15 of `/proc/self/stat`, in clock ticks of 1/100 s (`USER_HZ`, fixed at 100
-/// in the kernel's ABI on every architecture Linux runs Lambda on).
+/// User plus system CPU time of the whole process (every thread, live or exited), in seconds.
 pub fn cpu_seconds() -> Option<f64> {
+    let (utime, stime) = cpu_ticks()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// User and system CPU time of the whole process (every thread, live or exited): fields 14 and
+/// 15 of `/proc/self/stat`, in clock ticks of 1/100 s (`USER_HZ`, fixed at 100 in the kernel's
+/// ABI on every architecture Linux runs Lambda on).
+fn cpu_ticks() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // The command name (field 2) may hold spaces; fields after it start past the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // `rest` starts at field 3, so field n is at index n - 3.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
+    let utime = fields.get(11)?.parse().ok()?;
+    let stime = fields.get(12)?.parse().ok()?;
+    Some((utime, stime))
 }
 
 /// CPU seconds the whole machine spent busy since boot (every CPU; `/proc/stat`'s first line:

@@ -1,10 +1,12 @@
 //! One run's figures, the results file, and the terminal table.
 
-use crate::endpoint::{EndpointStats, Latency};
+use crate::endpoint::{EndpointStats, TIMELINE_STEP};
+use crate::latency::Latency;
 use crate::proc_stats::Machine;
-use crate::worker::{Strategy, WorkerReport};
+use crate::worker::{Runtime, Strategy, WorkerReport};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::time::Duration;
 
 /// The conditions of one run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -24,7 +26,7 @@ pub struct RunSpec {
     pub page_latency_ms: f64,
     pub payload_bytes: usize,
     #[serde(default)]
-    pub worker_runtime: crate::Runtime,
+    pub worker_runtime: Runtime,
 }
 
 impl RunSpec {
@@ -34,20 +36,19 @@ impl RunSpec {
 
     /// `min(concurrency / median latency, throttle rate)`, in deliveries per second.
     pub fn bound(&self) -> f64 {
-        let median = self.latency().median().as_secs_f64();
-        let by_latency = if median > 0.0 {
-            self.concurrency as f64 / median
-        } else {
-            f64::INFINITY
-        };
-        by_latency.min(self.throttle_rate.unwrap_or(f64::INFINITY))
+        self.bound_at(self.latency().median())
     }
 
     /// The same with the mean latency, the true ceiling when the latency varies.
     pub fn mean_bound(&self) -> f64 {
-        let mean = self.latency().mean().as_secs_f64();
-        let by_latency = if mean > 0.0 {
-            self.concurrency as f64 / mean
+        self.bound_at(self.latency().mean())
+    }
+
+    /// `min(concurrency / latency, throttle rate)`.
+    fn bound_at(&self, latency: Duration) -> f64 {
+        let latency = latency.as_secs_f64();
+        let by_latency = if latency > 0.0 {
+            self.concurrency as f64 / latency
         } else {
             f64::INFINITY
         };
@@ -182,7 +183,23 @@ pub fn sustained(ok: &[u32], throttled: &[u32]) -> f64 {
     let start = first_throttle.unwrap_or(steps / 10).min(steps * 9 / 10 - 1);
     let end = steps * 9 / 10;
     let total: u64 = ok[start..end].iter().map(|&n| u64::from(n)).sum();
-    total as f64 / ((end - start) as f64 * crate::endpoint::TIMELINE_STEP.as_secs_f64())
+    total as f64 / ((end - start) as f64 * TIMELINE_STEP.as_secs_f64())
+}
+
+/// Runs grouped by `key`, groups and runs in the order they come.
+pub fn group_runs<K: PartialEq>(
+    runs: &[RunResult],
+    key: impl Fn(&RunResult) -> K,
+) -> Vec<(K, Vec<&RunResult>)> {
+    let mut groups: Vec<(K, Vec<&RunResult>)> = Vec::new();
+    for run in runs {
+        let k = key(run);
+        match groups.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, group)) => group.push(run),
+            None => groups.push((k, vec![run])),
+        }
+    }
+    groups
 }
 
 /// A results file: every run of one command, with the machine it ran on.
@@ -323,4 +340,26 @@ pub fn markdown(runs: &[RunResult]) -> String {
         out.push_str(&format!("| {} |\n", row(run).join(" | ")));
     }
     out
+}
+
+/// Markdown tables of every recorded results file, for docs/benchmarks.md.
+pub fn print_markdown(results_dir: &Path) -> Result<(), String> {
+    for name in [
+        "concurrency",
+        "throttle",
+        "n",
+        "naive",
+        "cpu",
+        "cpu-repeat",
+        "engine-before",
+        "engine-after",
+    ] {
+        let path = results_dir.join(format!("{name}.json"));
+        if path.exists() {
+            let results = ResultsFile::read(&path)?;
+            println!("### {name}\n\n`{}`\n", results.command);
+            println!("{}", markdown(&results.runs));
+        }
+    }
+    Ok(())
 }

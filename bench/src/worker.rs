@@ -1,18 +1,18 @@
 //! The worker side: the real engine (or the naive fan-out) in its own process, against the
 //! synthetic store and the simulated endpoint, reporting what it did and what it cost.
 
+use crate::clock::epoch_us;
 use crate::proc_stats;
 use crate::store::SyntheticStore;
-use aws_sdk_apigatewaymanagement::config::{Credentials, Region};
-use fanout::adapters::aws::https_client;
+use fanout::adapters::aws::static_sdk_config;
 use fanout::adapters::management::ManagementGateway;
 use fanout::adapters::memory::MemoryQueue;
-use fanout::domain::{DeliveryMode, Job, RoomName};
-use fanout::engine::{BatchItem, Engine, EngineConfig};
+use fanout::domain::{DeliveryMode, Job, RoomName, now_epoch_millis};
+use fanout::engine::{BatchItem, Engine, EngineConfig, FanoutStats};
 use fanout::ports::{ConnectionGateway, ConnectionStore, PostError};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -33,6 +33,38 @@ impl std::fmt::Display for Strategy {
     }
 }
 
+/// The worker process's tokio runtime. The worker Lambda runs on the current-thread runtime
+/// (`functions/src/bin/worker.rs`); multi-thread stays the default here, as the recorded sweeps
+/// ran on it (the conservative figure, see docs/benchmarks.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Runtime {
+    /// `#[tokio::main]`'s default, which the worker Lambda ran on before it moved to one thread.
+    #[default]
+    MultiThread,
+    /// One thread, as the worker Lambda runs (`#[tokio::main(flavor = "current_thread")]`).
+    CurrentThread,
+}
+
+impl Runtime {
+    /// A builder for this runtime.
+    pub fn builder(self) -> tokio::runtime::Builder {
+        match self {
+            Runtime::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+            Runtime::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        }
+    }
+}
+
+impl std::fmt::Display for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Runtime::MultiThread => "multi-thread",
+            Runtime::CurrentThread => "current-thread",
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub strategy: Strategy,
@@ -44,7 +76,9 @@ pub struct WorkerConfig {
     pub payload_bytes: usize,
 }
 
-/// What the worker process prints (one JSON line) when it is done.
+/// What the worker process prints (one JSON line) when it is done. Its first five counts are the
+/// engine's [`FanoutStats`] summed over the batches (`failed` adds `failed_jobs`), kept as fields
+/// of their own: `FanoutStats` is not `Serialize`, and the results files have this shape.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct WorkerReport {
@@ -83,19 +117,8 @@ pub async fn run(config: WorkerConfig) -> WorkerReport {
         config.page_latency,
     ));
     // The real SDK client, SigV4 and all, with dummy credentials: the endpoint does not check
-    // signatures but counts unsigned calls.
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "AKIDBENCHMARK",
-            "benchmark-secret",
-            None,
-            None,
-            "bench",
-        ))
-        .http_client(https_client())
-        .load()
-        .await;
+    // signatures but counts unsigned calls. The gateway takes the endpoint with each call.
+    let sdk = static_sdk_config(None).await;
     let gateway = Arc::new(ManagementGateway::new(&sdk));
     let endpoint = format!("http://127.0.0.1:{}/{STAGE}", config.port);
     let payload = serde_json::json!({
@@ -107,7 +130,7 @@ pub async fn run(config: WorkerConfig) -> WorkerReport {
         "target": {"room": ROOM},
         "payload": payload,
         "sender": "bench-sender",
-        "sentAt": epoch_us() / 1000,
+        "sentAt": now_epoch_millis(),
     })
     .to_string();
     let job = Job::parse(&body).expect("the benchmark's job is valid");
@@ -118,9 +141,18 @@ pub async fn run(config: WorkerConfig) -> WorkerReport {
     let (user_before, system_before) = proc_stats::cpu_user_system_seconds().unwrap_or_default();
     let started_us = epoch_us();
     let start = Instant::now();
-    let mut report = match config.strategy {
+    let (counts, rounds) = match config.strategy {
         Strategy::Ours => ours(&config, store.clone(), gateway, endpoint, body).await,
         Strategy::Naive => naive(store.clone(), gateway, &endpoint, &job, &room).await,
+    };
+    let mut report = WorkerReport {
+        delivered: counts.delivered,
+        stale: counts.stale,
+        failed: counts.failed + counts.failed_jobs,
+        retried: counts.retried,
+        continuations: counts.continuations,
+        rounds,
+        ..WorkerReport::default()
     };
     report.elapsed_s = start.elapsed().as_secs_f64();
     report.finished_us = epoch_us();
@@ -139,14 +171,15 @@ pub async fn run(config: WorkerConfig) -> WorkerReport {
 }
 
 /// The engine, as the worker Lambda runs it: one SQS batch with the job, then (as SQS would
-/// deliver them) the batches of whatever it handed back, until nothing is left.
+/// deliver them) the batches of whatever it handed back, until nothing is left. Returns the
+/// batches' counts and how many batches ran.
 async fn ours(
     config: &WorkerConfig,
     store: Arc<SyntheticStore>,
     gateway: Arc<ManagementGateway>,
     endpoint: String,
     body: String,
-) -> WorkerReport {
+) -> (FanoutStats, u32) {
     let queue = Arc::new(MemoryQueue::new());
     let engine = Engine::new(
         store,
@@ -158,51 +191,42 @@ async fn ours(
             ..EngineConfig::default()
         },
     );
-    let mut report = WorkerReport::default();
+    let (mut counts, mut rounds) = (FanoutStats::default(), 0);
     let mut items = vec![BatchItem {
         message_id: "bench-1".into(),
         body,
     }];
     // Far enough that the deadline never interferes: this measures throughput.
     let deadline = Instant::now() + Duration::from_secs(24 * 3600);
-    while !items.is_empty() && report.rounds < 20 {
-        report.rounds += 1;
-        let batch = engine.run_batch(items, deadline).await;
-        let stats = batch.stats;
-        report.delivered += stats.delivered;
-        report.stale += stats.stale;
-        report.failed += stats.failed + stats.failed_jobs;
-        report.retried += stats.retried;
-        report.continuations += stats.continuations;
+    while !items.is_empty() && rounds < 20 {
+        rounds += 1;
+        counts += engine.run_batch(items, deadline).await.stats;
         items = queue
             .drain()
             .into_iter()
             .enumerate()
             .map(|(i, job)| BatchItem {
-                message_id: format!("bench-{}-{i}", report.rounds + 1),
+                message_id: format!("bench-{}-{i}", rounds + 1),
                 body: job.to_json(),
             })
             .collect();
     }
-    report
+    (counts, rounds)
 }
 
 /// The seed tutorial's fan-out: read one page, post to all of it at once, no retries; a 410
-/// deletes the connection (the seed did that much), any other error is swallowed.
+/// deletes the connection (the seed did that much), any other error is swallowed. One round.
 async fn naive(
     store: Arc<SyntheticStore>,
     gateway: Arc<ManagementGateway>,
     endpoint: &str,
     job: &Job,
     room: &RoomName,
-) -> WorkerReport {
-    let mut report = WorkerReport {
-        rounds: 1,
-        ..WorkerReport::default()
-    };
+) -> (FanoutStats, u32) {
+    let mut counts = FanoutStats::default();
     let page = match store.room_page(room, None).await {
         Ok(page) => page,
-        Err(_) => return report,
+        Err(_) => return (counts, 1),
     };
     let frame = job.render(DeliveryMode::Envelope);
     let posts = page.ids.iter().map(|id| {
@@ -211,19 +235,13 @@ async fn naive(
     });
     for (id, result) in futures::future::join_all(posts).await {
         match result {
-            Ok(()) => report.delivered += 1,
+            Ok(()) => counts.delivered += 1,
             Err(PostError::Gone) => {
                 let _ = store.delete(id).await;
-                report.stale += 1;
+                counts.stale += 1;
             }
-            Err(_) => report.failed += 1,
+            Err(_) => counts.failed += 1,
         }
     }
-    report
-}
-
-pub fn epoch_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
+    (counts, 1)
 }

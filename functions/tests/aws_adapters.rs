@@ -5,11 +5,13 @@ use fanout::adapters::dynamodb::DynamoStore;
 use fanout::adapters::dynamodb::TableConfig;
 use fanout::adapters::management::ManagementGateway;
 use fanout::adapters::sqs::SqsQueue;
-use fanout::domain::{Connection, Job, RoomName, Segment};
+use fanout::domain::{Connection, Job, RoomName};
 use fanout::ports::{
     ConnectionGateway, ConnectionStore, JobQueue, PostError, QueueError, StoreError,
 };
 use fanout_test_support::moto::{moto_sdk_config, unique};
+use fanout_test_support::net::free_port;
+use fanout_test_support::pages::{ids, room_pages, scan_pages};
 use std::collections::BTreeSet;
 
 mod dynamodb {
@@ -75,20 +77,17 @@ mod dynamodb {
         let members = join(&store, "big", 30).await;
         join(&store, "small", 4).await;
 
-        let room = RoomName::parse("big").unwrap();
-        let (mut seen, mut pages, mut cursor) = (Vec::new(), 0, None::<String>);
-        loop {
-            let page = store.room_page(&room, cursor.as_deref()).await.unwrap();
+        let pages = room_pages(&store, &RoomName::parse("big").unwrap()).await;
+        for page in &pages {
             assert!(page.ids.len() <= 7);
-            pages += 1;
-            seen.extend(page.ids);
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-            assert!(pages < 20, "paging does not end");
         }
-        assert!(pages >= 5, "30 members at 7 a page took {pages} pages");
+        let pages_read = pages.len();
+        assert!(pages_read < 20, "paging does not end");
+        assert!(
+            pages_read >= 5,
+            "30 members at 7 a page took {pages_read} pages"
+        );
+        let seen = ids(pages);
         assert_eq!(seen.len(), 30, "no member twice");
         assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), members);
     }
@@ -99,21 +98,7 @@ mod dynamodb {
         let mut everyone = join(&store, "a", 12).await;
         everyone.extend(join(&store, "b", 9).await);
 
-        let mut seen = Vec::new();
-        for index in 0..3 {
-            let mut cursor = None::<String>;
-            loop {
-                let page = store
-                    .scan_page(Segment { index, total: 3 }, cursor.as_deref())
-                    .await
-                    .unwrap();
-                seen.extend(page.ids);
-                match page.next {
-                    Some(next) => cursor = Some(next),
-                    None => break,
-                }
-            }
-        }
+        let seen = ids(scan_pages(&store, 3).await);
         assert_eq!(seen.len(), 21);
         assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), everyone);
     }
@@ -353,10 +338,7 @@ mod management {
             "one call each: the SDK's own retries are off"
         );
 
-        let closed = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            format!("http://{}/dev", listener.local_addr().unwrap())
-        };
+        let closed = format!("http://127.0.0.1:{}/dev", free_port());
         let error = gateway
             .post(&closed, "x", Bytes::from_static(b"x"))
             .await

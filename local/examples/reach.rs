@@ -11,11 +11,14 @@
 //! the message. `--url` measures a stack that is already running instead.
 
 use clap::Parser;
-use futures::{SinkExt, StreamExt};
+use fanout_test_support::net::{free_port, wait_for_port};
+use fanout_test_support::ws::{Client, Event};
+use futures::StreamExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tokio_tungstenite::connect_async;
-use tokio_tungstenite::tungstenite::Message;
+
+/// How long a member or the sender waits for a message before the round gives up.
+const ROUND_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Parser)]
 struct Args {
@@ -51,11 +54,7 @@ fn start_stack() -> (Stack, String) {
         .map(|dir| dir.join("fanout-local"))
         .filter(|path| path.exists())
         .expect("fanout-local is not built: cargo build --release -p fanout-local --examples");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = Command::new(binary)
         .args([
             "--listen",
@@ -67,14 +66,8 @@ fn start_stack() -> (Stack, String) {
         .stdout(Stdio::null())
         .spawn()
         .expect("start fanout-local");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "fanout-local did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_port(port, Duration::from_secs(30))
+        .unwrap_or_else(|error| panic!("fanout-local did not start: {error}"));
     (Stack(child), format!("ws://127.0.0.1:{port}/local"))
 }
 
@@ -92,10 +85,10 @@ async fn main() {
     let room_url = format!("{url}?room=reach");
 
     let started = Instant::now();
-    let mut sockets = futures::stream::iter(0..args.clients)
+    let mut clients = futures::stream::iter(0..args.clients)
         .map(|_| {
             let url = room_url.clone();
-            async move { connect_async(&url).await.map(|(socket, _)| socket) }
+            async move { Client::try_connect(&url).await }
         })
         .buffer_unordered(args.connect_concurrency)
         .collect::<Vec<_>>()
@@ -105,22 +98,25 @@ async fn main() {
         .expect("every client connects (raise ulimit -n if this fails)");
     println!(
         "{} clients connected in {:.2?}",
-        sockets.len(),
+        clients.len(),
         started.elapsed()
     );
 
-    let mut sender = sockets.pop().expect("at least one client");
+    let mut sender = clients.pop().expect("at least one client");
     // Each member reads on its own task and reports when a message arrives, so arrivals are
     // timed as they happen rather than when one reader gets round to them.
     let (arrived, mut arrivals) = tokio::sync::mpsc::unbounded_channel::<Instant>();
-    for socket in sockets {
+    for mut member in clients {
         let arrived = arrived.clone();
         tokio::spawn(async move {
-            let (_, mut stream) = socket.split();
             // A member that loses its connection stops reporting; the round then says so.
-            while let Some(Ok(frame)) = stream.next().await {
-                if let Message::Text(_) = frame {
-                    let _ = arrived.send(Instant::now());
+            loop {
+                match member.next(ROUND_WAIT).await {
+                    Event::Json(_) | Event::Text(_) => {
+                        let _ = arrived.send(Instant::now());
+                    }
+                    Event::Silence => {}
+                    Event::Closed(_) => break,
                 }
             }
         });
@@ -129,19 +125,12 @@ async fn main() {
     println!("round  ack_ms  first_ms  p50_ms  p99_ms  last_ms");
     for round in 0..args.rounds {
         let sent = Instant::now();
-        let text = serde_json::json!({"action":"sendmessage","data":{"round":round}}).to_string();
-        sender.send(Message::text(text)).await.expect("send");
+        sender.say(serde_json::json!({"round": round})).await;
         // The sender gets its ack and its own copy; members get one frame each.
         let mut ack_at = None;
         let mut own_at = None;
         while ack_at.is_none() || own_at.is_none() {
-            let frame = sender
-                .next()
-                .await
-                .expect("sender open")
-                .expect("sender frame");
-            let json: serde_json::Value =
-                serde_json::from_str(frame.to_text().unwrap_or("{}")).unwrap_or_default();
+            let json = sender.next_json(ROUND_WAIT).await;
             match json["type"].as_str() {
                 Some("ack") => ack_at = Some(sent.elapsed()),
                 Some("message") => own_at = Some(sent.elapsed()),
@@ -150,7 +139,7 @@ async fn main() {
         }
         let mut times = Vec::with_capacity(members + 1);
         while times.len() < members {
-            match tokio::time::timeout(Duration::from_secs(60), arrivals.recv()).await {
+            match tokio::time::timeout(ROUND_WAIT, arrivals.recv()).await {
                 Ok(Some(at)) => times.push(at.duration_since(sent)),
                 _ => {
                     eprintln!(

@@ -13,8 +13,6 @@ use fanout::adapters::sqs::SqsQueue;
 use fanout::ports::{ConnectionStore, JobQueue};
 use std::sync::Arc;
 
-pub const ROOM_INDEX: &str = "room-index";
-
 /// The store and both ends of the queue.
 pub struct Backend {
     pub store: Arc<dyn ConnectionStore>,
@@ -79,7 +77,7 @@ pub async fn aws(sdk: &SdkConfig, options: &Options) -> Result<Backend, BackendE
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let table = TableConfig {
         table: options.table.clone(),
-        room_index: ROOM_INDEX.into(),
+        room_index: TableConfig::DEFAULT_ROOM_INDEX.into(),
         page_limit: None,
     };
     let store = DynamoStore::from_client(aws_sdk_dynamodb::Client::new(sdk), table);

@@ -1,5 +1,5 @@
 //! The live WebSocket connections, by API Gateway-style connection id: what the
-//! `@connections` API posts to, reads and closes.
+//! `@connections` API posts to, reads and closes, and the close codes they are closed with.
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use base64::Engine as _;
@@ -10,6 +10,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 use tokio::sync::{Notify, mpsc};
+
+// The close codes API Gateway sends, which [`Registry::close`] puts in its close frames.
+/// `DELETE @connections/{id}`, and the answer to a client's own close.
+pub const CLOSE_NORMAL: u16 = 1000;
+/// Idle timeout, maximum connection duration, shutdown.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// A frame or message over the limits.
+pub const CLOSE_TOO_BIG: u16 = 1009;
 
 /// Frames queued to one client before a post answers 429: a slow reader must not make the
 /// server hold unbounded memory.
@@ -206,7 +214,7 @@ mod tests {
             registry.send("a", Bytes::from_static(b"x")),
             Err(SendError::Backlogged)
         );
-        registry.close("a", 1000, "").unwrap();
+        registry.close("a", CLOSE_NORMAL, "").unwrap();
         assert!(registry.is_empty());
         assert_eq!(
             registry.send("a", Bytes::new()),

@@ -4,8 +4,8 @@
 //! Frame and message limits close with 1009; idle timeout, maximum duration and shutdown close
 //! with 1001.
 
-use crate::connections::new_connection_id;
-use crate::stack::App;
+use crate::app::App;
+use crate::connections::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_TOO_BIG, new_connection_id};
 use aws_lambda_events::apigw::{
     ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest,
     ApiGatewayWebsocketProxyRequestContext,
@@ -16,44 +16,15 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use fanout::domain::{epoch_millis, now_epoch_millis};
 use fanout::handlers;
 use futures::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info};
-
-/// API Gateway's close codes.
-pub const CLOSE_GOING_AWAY: u16 = 1001;
-pub const CLOSE_TOO_BIG: u16 = 1009;
-pub const CLOSE_NORMAL: u16 = 1000;
-
-/// The emulator's limits; the defaults are API Gateway's.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_frame_bytes: usize,
-    pub max_message_bytes: usize,
-    pub idle_timeout: Duration,
-    pub max_connection_duration: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_frame_bytes: 32 * 1024,
-            max_message_bytes: 128 * 1024,
-            idle_timeout: Duration::from_secs(10 * 60),
-            max_connection_duration: Duration::from_secs(2 * 3600),
-        }
-    }
-}
-
-fn epoch_ms(at: SystemTime) -> i64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// The parts of every event that describe the connection.
 #[derive(Clone)]
@@ -69,8 +40,8 @@ fn event(app: &App, origin: &Origin, route: &str, kind: &str) -> ApiGatewayWebso
     context.route_key = Some(route.to_owned());
     context.event_type = Some(kind.to_owned());
     context.connection_id = Some(origin.connection_id.clone());
-    context.connected_at = epoch_ms(origin.connected_at);
-    context.request_time_epoch = epoch_ms(SystemTime::now());
+    context.connected_at = epoch_millis(origin.connected_at);
+    context.request_time_epoch = now_epoch_millis();
     context.domain_name = Some(app.domain_name.clone());
     context.stage = Some(app.stage.clone());
     context.apiid = Some("local".into());

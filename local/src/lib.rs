@@ -7,13 +7,20 @@
 //!   `$disconnect`, frame and message limits, idle and maximum durations).
 //! - [`management`]: the `@connections` API over HTTP, with API Gateway's status codes; the
 //!   worker reaches it through the real aws-sdk-apigatewaymanagement client.
-//! - [`connections`]: the open sockets by connection id.
+//! - [`app`]: what the handlers share (store, queue, sockets, metrics, settings, limits).
+//! - [`connections`]: the open sockets by connection id, and the close codes they get.
 //! - [`queue`]: an SQS-like queue in memory (visibility timeout, redelivery, dead-letter
 //!   queue), or a real SQS queue; [`worker`]: the event source mapping's loop.
 //! - [`backend`]: in-memory store and queue, or DynamoDB and SQS through the SDKs.
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format.
-//! - [`stack`]: start and graceful shutdown; [`options`]: the command line.
+//! - [`stack`]: the composition root: wiring, routes, start and graceful shutdown;
+//!   [`options`]: the command line, where every default lives.
+//!
+//! Modules depend downward only: `stack` uses everything; `emulator` and `management` use
+//! `app` and `connections`; `app` uses `connections`, `metrics` and `queue`; nothing uses
+//! `stack`.
 
+pub mod app;
 pub mod backend;
 pub mod connections;
 pub mod emulator;

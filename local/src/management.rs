@@ -1,9 +1,8 @@
 //! The `@connections` management API over HTTP, with API Gateway's answers: the worker reaches
 //! it through the real aws-sdk-apigatewaymanagement client, as it does in AWS.
 
-use crate::connections::SendError;
-use crate::emulator::CLOSE_NORMAL;
-use crate::stack::App;
+use crate::app::App;
+use crate::connections::{CLOSE_NORMAL, SendError};
 use aws_sdk_apigatewaymanagement::primitives::{DateTime, DateTimeFormat};
 use axum::body::Bytes;
 use axum::extract::{Path, State};

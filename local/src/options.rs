@@ -1,14 +1,25 @@
-//! Command-line options. The fan-out engine also reads the worker Lambda's environment
-//! variables (`FANOUT_CONCURRENCY`, `POST_TIMEOUT_MS`, ...); the flags here override them.
+//! Command-line options: the one place the local stack's defaults live. The fan-out engine also
+//! reads the worker Lambda's environment variables (`FANOUT_CONCURRENCY`, `POST_TIMEOUT_MS`,
+//! ...); the flags here override them, and are refused, naming the flag, where the variable
+//! would be refused.
 
 use clap::{Parser, ValueEnum};
 use fanout::domain::DeliveryMode;
+use fanout::handlers::sendmessage::SendConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// `--max-data-bytes` at most: `MAX_DATA_BYTES`'s own bound, as clap's ranges take it.
+const LIMIT_MAX_DATA_BYTES: i64 = SendConfig::LIMIT_MAX_DATA_BYTES as i64;
+
 /// Runs the whole WebSocket fan-out pipeline on this machine.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "fanout-local", version)]
+#[command(
+    name = "fanout-local",
+    version,
+    after_help = "DURATION is a number with its unit: 250ms, 30s, 10m, 2h, or combined as in \
+                  1h30m (humantime's format). A bare number is refused: write 30s, not 30."
+)]
 pub struct Options {
     /// Address to listen on for WebSockets, the management API, /metrics and /healthz; port 0
     /// picks a free port.
@@ -19,12 +30,12 @@ pub struct Options {
     #[arg(long, default_value = "local", value_parser = parse_stage)]
     pub stage: String,
 
-    /// Close connections idle this long (API Gateway: 10 minutes).
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    /// Close connections idle this long, for example 90s or 10m (API Gateway: 10 minutes).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
 
-    /// Close connections open this long (API Gateway: 2 hours).
-    #[arg(long, default_value = "2h", value_parser = parse_duration)]
+    /// Close connections open this long, for example 30m or 2h (API Gateway: 2 hours).
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = humantime::parse_duration)]
     pub max_connection_duration: Duration,
 
     /// Largest WebSocket frame accepted (API Gateway: 32 KB); larger closes with 1009.
@@ -61,16 +72,17 @@ pub struct Options {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=10_000))]
     pub batch_size: u16,
 
-    /// Gather jobs this long before invoking with a partial batch.
-    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    /// Gather jobs this long before invoking with a partial batch, for example 0s or 300ms.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
     pub batching_window: Duration,
 
-    /// The worker's timeout: each invocation's deadline.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    /// The worker's timeout: each invocation's deadline, for example 60s or 15m.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub worker_timeout: Duration,
 
-    /// How long a received job stays invisible before redelivery; default 6 × worker timeout.
-    #[arg(long, value_parser = parse_duration)]
+    /// How long a received job stays invisible before redelivery, for example 30s or 6m;
+    /// default 6 × worker timeout.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub visibility_timeout: Option<Duration>,
 
     /// Receives after which a job moves to the dead-letter queue.
@@ -81,17 +93,18 @@ pub struct Options {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub worker_concurrency: u16,
 
-    /// Posts in flight per invocation (overrides FANOUT_CONCURRENCY).
-    #[arg(long)]
-    pub fanout_concurrency: Option<usize>,
+    /// Posts in flight per invocation, 1 to 10000 (overrides FANOUT_CONCURRENCY).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub fanout_concurrency: Option<u16>,
 
     /// What members receive: envelope or raw (overrides DELIVERY_MODE).
     #[arg(long, value_parser = parse_delivery_mode)]
     pub delivery_mode: Option<DeliveryMode>,
 
-    /// Largest `data` accepted, as JSON text (overrides MAX_DATA_BYTES).
-    #[arg(long)]
-    pub max_data_bytes: Option<usize>,
+    /// Largest `data` accepted, as JSON text (overrides MAX_DATA_BYTES; the same bounds apply:
+    /// from 1 to what a 128 KB message holds with the envelope around it).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=LIMIT_MAX_DATA_BYTES))]
+    pub max_data_bytes: Option<u32>,
 
     /// Log JSON lines instead of text.
     #[arg(long)]
@@ -106,11 +119,8 @@ pub enum BackendKind {
 }
 
 impl Options {
-    /// The defaults, listening on `listen`: what tests start from.
-    pub fn listening_on(listen: &str) -> Self {
-        Options::parse_from(["fanout-local", "--listen", listen])
-    }
-
+    /// `--visibility-timeout`, or its default: 6 × the worker timeout, as the Terraform stack
+    /// sets it (AWS's advice for a Lambda's source queue).
     pub fn visibility_timeout(&self) -> Duration {
         self.visibility_timeout.unwrap_or(self.worker_timeout * 6)
     }
@@ -133,47 +143,72 @@ fn parse_stage(text: &str) -> Result<String, String> {
     }
 }
 
-/// `250ms`, `30s`, `10m`, `2h`, or a number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 30s, 10m or 250ms"))?;
-    let millis = match unit {
-        "ms" => value,
-        "" | "s" => value * 1000,
-        "m" => value * 60_000,
-        "h" => value * 3_600_000,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {text:?}; use ms, s, m or h"
-            ));
-        }
-    };
-    Ok(Duration::from_millis(millis))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(args: &[&str]) -> Result<Options, clap::Error> {
+        Options::try_parse_from(std::iter::once(&"fanout-local").chain(args))
+    }
+
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").is_err());
+    fn durations_take_a_unit() {
+        let options = parse(&[
+            "--idle-timeout",
+            "250ms",
+            "--max-connection-duration",
+            "1h30m",
+            "--batching-window",
+            "10m",
+            "--worker-timeout",
+            "2h",
+        ])
+        .unwrap();
+        assert_eq!(options.idle_timeout, Duration::from_millis(250));
+        assert_eq!(options.max_connection_duration, Duration::from_secs(5400));
+        assert_eq!(options.batching_window, Duration::from_secs(600));
+        assert_eq!(options.worker_timeout, Duration::from_secs(7200));
+        for refused in ["30", "soon", "5 parsecs"] {
+            let error = parse(&["--worker-timeout", refused])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("--worker-timeout"), "{refused}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_bad_flag_is_refused_with_a_message_naming_it() {
+        let too_much_data = (SendConfig::LIMIT_MAX_DATA_BYTES + 1).to_string();
+        for (flag, value) in [
+            ("--fanout-concurrency", "0"),
+            ("--fanout-concurrency", "10001"),
+            ("--max-data-bytes", "0"),
+            ("--max-data-bytes", too_much_data.as_str()),
+            ("--worker-concurrency", "0"),
+            ("--batch-size", "0"),
+            ("--max-receive-count", "0"),
+        ] {
+            let error = parse(&[flag, value])
+                .expect_err("out of bounds")
+                .to_string();
+            assert!(
+                error.contains(flag) && error.contains(value),
+                "{flag} {value}: {error}"
+            );
+        }
+        let bounds = parse(&[
+            "--fanout-concurrency",
+            "10000",
+            "--max-data-bytes",
+            &SendConfig::LIMIT_MAX_DATA_BYTES.to_string(),
+        ])
+        .unwrap();
+        assert_eq!(bounds.fanout_concurrency, Some(10_000));
     }
 
     #[test]
     fn defaults_mirror_api_gateway_and_the_terraform_stack() {
-        let options = Options::listening_on("127.0.0.1:0");
+        let options = parse(&[]).unwrap();
         assert_eq!(options.idle_timeout, Duration::from_secs(600));
         assert_eq!(options.max_connection_duration, Duration::from_secs(7200));
         assert_eq!(
@@ -181,6 +216,21 @@ mod tests {
             (32768, 131072)
         );
         assert_eq!(options.visibility_timeout(), Duration::from_secs(360));
+        assert_eq!(
+            (options.batch_size, options.batching_window),
+            (10, Duration::ZERO)
+        );
+        assert_eq!(options.worker_timeout, Duration::from_secs(60));
+        assert_eq!(
+            (options.worker_concurrency, options.max_receive_count),
+            (2, 5)
+        );
         assert!(Options::try_parse_from(["fanout-local", "--stage", "a/b"]).is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Options::command().debug_assert();
     }
 }

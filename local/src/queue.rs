@@ -5,11 +5,11 @@
 use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsMessage;
 use fanout::adapters::aws::describe;
-use fanout::domain::Job;
+use fanout::domain::{Job, now_epoch_millis};
 use fanout::ports::{JobQueue, QueueError};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -33,22 +33,14 @@ pub trait JobSource: Send + Sync {
     async fn depths(&self) -> Result<QueueDepths, QueueError>;
 }
 
-/// How the in-memory queue behaves; the defaults mirror the Terraform stack.
+/// How the in-memory queue behaves, from the command line (`--visibility-timeout`,
+/// `--max-receive-count`), whose defaults mirror the Terraform stack.
 #[derive(Debug, Clone)]
 pub struct QueueSettings {
     /// How long a received message stays invisible before it is delivered again.
     pub visibility_timeout: Duration,
     /// Receives after which a message moves to the dead-letter queue.
     pub max_receive_count: u32,
-}
-
-impl Default for QueueSettings {
-    fn default() -> Self {
-        Self {
-            visibility_timeout: Duration::from_secs(360),
-            max_receive_count: 5,
-        }
-    }
 }
 
 struct Message {
@@ -75,12 +67,6 @@ pub struct LocalQueue {
     arrived: Notify,
 }
 
-fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl LocalQueue {
     pub fn new(settings: QueueSettings) -> Self {
         Self {
@@ -97,7 +83,7 @@ impl LocalQueue {
             id: id.clone(),
             body: body.into(),
             receive_count: 0,
-            sent_at_ms: epoch_ms(),
+            sent_at_ms: now_epoch_millis().unsigned_abs(),
             first_received_ms: None,
         });
         self.arrived.notify_waiters();
@@ -143,7 +129,9 @@ impl LocalQueue {
                 continue;
             }
             message.receive_count += 1;
-            let first_received = *message.first_received_ms.get_or_insert_with(epoch_ms);
+            let first_received = *message
+                .first_received_ms
+                .get_or_insert_with(|| now_epoch_millis().unsigned_abs());
             let receipt = uuid::Uuid::now_v7().to_string();
             let mut record = SqsMessage::default();
             record.message_id = Some(message.id.clone());

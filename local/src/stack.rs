@@ -1,57 +1,34 @@
-//! Starting and stopping the whole local stack.
+//! The composition root: builds the backend, the engine and the shared [`App`] from the
+//! options, routes the emulator, the management API and `/metrics`, starts the server and the
+//! worker, and stops them gracefully.
 
+use crate::app::{App, Limits};
 use crate::backend::{self, Backend, BackendError};
-use crate::connections::Registry;
-use crate::emulator::{self, CLOSE_GOING_AWAY, Limits};
+use crate::connections::{CLOSE_GOING_AWAY, Registry};
+use crate::emulator;
 use crate::management;
 use crate::metrics::Metrics;
 use crate::options::{BackendKind, Options};
-use crate::queue::{JobSource, LocalQueue};
+use crate::queue::LocalQueue;
 use crate::worker::{self, WorkerSettings};
 use aws_config::SdkConfig;
-use aws_sdk_apigatewaymanagement::config::{Credentials, Region};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use axum::serve::ListenerExt;
+use fanout::adapters::aws::static_sdk_config;
 use fanout::adapters::management::ManagementGateway;
 use fanout::config::{ConfigError, ProcessEnv};
 use fanout::engine::{Engine, EngineConfig};
 use fanout::handlers::connect::ConnectConfig;
 use fanout::handlers::sendmessage::SendConfig;
-use fanout::handlers::sendmessage::SendMessage;
-use fanout::ports::{ConnectionStore, JobQueue};
+use fanout::ports::ConnectionStore;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
-
-/// What the request handlers share.
-pub struct App {
-    pub store: Arc<dyn ConnectionStore>,
-    pub queue: Arc<dyn JobQueue>,
-    pub source: Arc<dyn JobSource>,
-    pub connections: Arc<Registry>,
-    pub metrics: Arc<Metrics>,
-    pub connect: ConnectConfig,
-    pub send: SendConfig,
-    pub limits: Limits,
-    pub stage: String,
-    /// `host:port`, as `requestContext.domainName`.
-    pub domain_name: String,
-}
-
-impl App {
-    pub fn sendmessage(&self) -> SendMessage<'_> {
-        SendMessage {
-            store: &*self.store,
-            queue: &*self.queue,
-            config: &self.send,
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -66,13 +43,28 @@ pub enum StartError {
     Backend(#[from] BackendError),
 }
 
-/// A running stack.
+/// The whole pipeline running in this process: one HTTP server (the WebSocket emulator, the
+/// `@connections` management API, `/metrics`, `/healthz`) and the worker loop that feeds the
+/// queue's jobs to the fan-out engine, around one shared [`App`]. The binary starts it on
+/// `--listen`, tests on `127.0.0.1:0`; [`shutdown`](Self::shutdown) stops it.
+///
+/// It has two shutdown channels because the server and the worker are separate tasks that stop
+/// in different ways: `stop_accepting` is axum's graceful-shutdown signal (stop accepting, close
+/// idle HTTP connections, finish the requests in flight; it does not wait for upgraded
+/// WebSockets, so `shutdown` closes those itself), `stop_worker` makes the worker stop
+/// receiving and wait for the invocations in flight. Two channels let `shutdown` stop them at
+/// different moments, which matters because the worker posts through this same server's
+/// management API. Today `shutdown` sends both at once, so an invocation still running then
+/// cannot reach the management API: its posts fail and are retried until its deadline, when the
+/// job goes back to the queue.
 pub struct LocalStack {
     addr: SocketAddr,
     app: Arc<App>,
     local_queue: Option<Arc<LocalQueue>>,
     description: String,
+    /// Ends the server's accept loop (axum's graceful shutdown).
     stop_accepting: watch::Sender<bool>,
+    /// Ends the worker's polling loop; the worker task then waits for its invocations.
     stop_worker: watch::Sender<bool>,
     server: JoinHandle<()>,
     worker: JoinHandle<()>,
@@ -114,18 +106,21 @@ impl LocalStack {
         let mut engine_config = EngineConfig::from_env(&ProcessEnv)?;
         engine_config.management_endpoint = Some(format!("http://{addr}/{}", options.stage));
         if let Some(concurrency) = options.fanout_concurrency {
-            engine_config.concurrency = concurrency.max(1);
+            engine_config.concurrency = usize::from(concurrency);
         }
         if let Some(mode) = options.delivery_mode {
             engine_config.delivery_mode = mode;
         }
         let mut send = SendConfig::from_env(&ProcessEnv)?;
         if let Some(max) = options.max_data_bytes {
-            send.max_data_bytes = max.clamp(1, SendConfig::LIMIT_MAX_DATA_BYTES);
+            send.max_data_bytes = max as usize;
         }
+        // The management client signs requests like the real one; the emulator ignores the
+        // signature, so fixed credentials do.
+        let management = static_sdk_config(None).await;
         let engine = Arc::new(Engine::new(
             store.clone(),
-            Arc::new(ManagementGateway::new(&management_sdk_config())),
+            Arc::new(ManagementGateway::new(&management)),
             queue.clone(),
             engine_config,
         ));
@@ -223,11 +218,6 @@ impl LocalStack {
         self.local_queue.clone()
     }
 
-    /// Open WebSocket connections.
-    pub fn connections(&self) -> usize {
-        self.app.connections.len()
-    }
-
     /// Stops accepting, lets the worker finish the jobs it started, closes every socket with
     /// 1001, then waits for the server.
     pub async fn shutdown(self) {
@@ -241,25 +231,6 @@ impl LocalStack {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
         info!("local stack stopped");
     }
-}
-
-/// The management client signs requests like the real one; the emulator ignores the
-/// signature, so fixed credentials do.
-fn management_sdk_config() -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(
-            aws_sdk_apigatewaymanagement::config::SharedCredentialsProvider::new(Credentials::new(
-                "local",
-                "local",
-                None,
-                None,
-                "fanout-local",
-            )),
-        )
-        .http_client(fanout::adapters::aws::https_client())
-        .build()
 }
 
 fn router(app: Arc<App>) -> Router {

@@ -13,7 +13,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-/// The event source mapping's settings; the defaults mirror the Terraform stack.
+/// The event source mapping's settings, from the command line (`--batch-size`,
+/// `--batching-window`, `--worker-timeout`, `--worker-concurrency`), whose defaults mirror the
+/// Terraform stack.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
     /// Records per invocation at most.
@@ -22,19 +24,9 @@ pub struct WorkerSettings {
     pub batching_window: Duration,
     /// The worker function's timeout: each invocation's deadline.
     pub timeout: Duration,
-    /// Invocations at once (`maximum_concurrency`).
+    /// Invocations at once (`maximum_concurrency`); at least 1, as `--worker-concurrency`
+    /// ensures: with 0 nothing would ever be invoked.
     pub concurrency: usize,
-}
-
-impl Default for WorkerSettings {
-    fn default() -> Self {
-        Self {
-            batch_size: 10,
-            batching_window: Duration::ZERO,
-            timeout: Duration::from_secs(60),
-            concurrency: 2,
-        }
-    }
 }
 
 /// Polls `source` until `shutdown` turns true, then waits for the invocations in flight: a
@@ -46,7 +38,7 @@ pub async fn run(
     settings: WorkerSettings,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let slots = Arc::new(Semaphore::new(settings.concurrency));
     let mut invocations = JoinSet::new();
     let poll = Duration::from_secs(1);
     loop {

@@ -1,5 +1,14 @@
-//! What the tests of every crate share: [`moto`] for DynamoDB and SQS, and [`http`], a small
-//! HTTP/1.1 client for the local stack's and the benchmark endpoint's plain endpoints.
+//! What the tests of every crate share:
+//!
+//! - [`moto`]: a moto server for DynamoDB and SQS, and SDK configuration pointed at it;
+//! - [`http`]: a small HTTP/1.1 client for the local stack's and the benchmark endpoint's plain
+//!   endpoints;
+//! - [`ws`]: a WebSocket client, as a browser or wscat would be, for the local stack;
+//! - [`net`]: a free port, and waiting until a process listens on one;
+//! - [`pages`]: every page of a room or a scan, for tests of a store's paging.
 
 pub mod http;
 pub mod moto;
+pub mod net;
+pub mod pages;
+pub mod ws;

@@ -4,11 +4,12 @@
 //! `moto_server` from PATH or the repository's `.venv` on a free port, for the life of the test
 //! process. Without either, tests fail and say how to get moto: they never pass vacuously.
 
+use crate::net::{free_port, wait_for_port};
 use aws_config::SdkConfig;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A unique name for a table or queue, so tests can share one moto.
 pub fn unique(prefix: &str) -> String {
@@ -55,11 +56,7 @@ fn start_moto() -> String {
              .venv/bin/pip install 'moto[server]'`, or set AWS_ENDPOINT_URL to a running moto_server"
         )
     });
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     // moto runs under a shell that kills it when our end of its stdin closes, i.e. when this
     // test process exits, however it exits.
     let script = format!(
@@ -75,14 +72,8 @@ fn start_moto() -> String {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "moto_server did not listen on port {port} within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_port(port, Duration::from_secs(30))
+        .unwrap_or_else(|error| panic!("moto_server did not start: {error}"));
     // Keep stdin open for the life of the process.
     Box::leak(Box::new(child));
     format!("http://127.0.0.1:{port}")

@@ -36,20 +36,12 @@ pub async fn handle(
 mod tests {
     use super::*;
     use crate::adapters::memory::MemoryStore;
-    use crate::handlers::connect::ConnectConfig;
-    use crate::handlers::{connect, fixtures::websocket};
-    use std::time::SystemTime;
+    use crate::handlers::fixtures::{connect_client, websocket};
 
     #[tokio::test]
     async fn deletes_the_connection_and_tolerates_a_second_time() {
         let store = MemoryStore::new();
-        connect::handle(
-            &store,
-            &ConnectConfig::default(),
-            websocket("connect"),
-            SystemTime::now(),
-        )
-        .await;
+        connect_client(&store).await;
         assert!(store.contains("Dx4sXe1ZoAMCJvw="));
 
         assert_eq!(

@@ -50,6 +50,19 @@ pub(crate) mod fixtures {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
+    /// Connects the client of `connect.json` (`Dx4sXe1ZoAMCJvw=`, in the lobby) to `store`,
+    /// through the `$connect` handler.
+    pub async fn connect_client(store: &dyn crate::ports::ConnectionStore) {
+        let response = super::connect::handle(
+            store,
+            &super::connect::ConnectConfig::default(),
+            websocket("connect"),
+            std::time::SystemTime::now(),
+        )
+        .await;
+        assert_eq!(response.status_code, 200, "{response:?}");
+    }
+
     /// The same event with another body.
     pub fn with_body(
         mut request: ApiGatewayWebsocketProxyRequest,

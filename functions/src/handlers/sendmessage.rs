@@ -129,9 +129,7 @@ pub fn management_endpoint(request: &ApiGatewayWebsocketProxyRequest) -> Option<
 mod tests {
     use super::*;
     use crate::adapters::memory::{MemoryQueue, MemoryStore};
-    use crate::handlers::connect;
-    use crate::handlers::connect::ConnectConfig;
-    use crate::handlers::fixtures::{body_json, websocket, with_body};
+    use crate::handlers::fixtures::{body_json, connect_client, websocket, with_body};
     use crate::ports::QueueError;
     use async_trait::async_trait;
 
@@ -144,13 +142,7 @@ mod tests {
     impl Fixture {
         async fn connected() -> Self {
             let store = MemoryStore::new();
-            connect::handle(
-                &store,
-                &ConnectConfig::default(),
-                websocket("connect"),
-                SystemTime::now(),
-            )
-            .await;
+            connect_client(&store).await;
             Self {
                 store,
                 queue: MemoryQueue::new(),

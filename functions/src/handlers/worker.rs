@@ -65,11 +65,10 @@ mod tests {
     use crate::adapters::memory::{MemoryGateway, MemoryProgress, MemoryQueue, MemoryStore};
     use crate::domain::Checkpoint;
     use crate::engine::{EngineConfig, FanoutStats};
-    use crate::handlers::connect::ConnectConfig;
-    use crate::handlers::{connect, fixtures::websocket};
+    use crate::handlers::fixtures::connect_client;
     use crate::ports::StoreError;
     use std::sync::{Arc, Mutex};
-    use std::time::{Duration, SystemTime};
+    use std::time::Duration;
 
     #[derive(Default)]
     struct Recorded(Mutex<Vec<FanoutStats>>);
@@ -83,13 +82,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn delivers_good_jobs_and_dead_letters_the_bad_record() {
         let store = Arc::new(MemoryStore::new());
-        connect::handle(
-            &*store,
-            &ConnectConfig::default(),
-            websocket("connect"),
-            SystemTime::now(),
-        )
-        .await;
+        connect_client(&*store).await;
         let gateway = Arc::new(MemoryGateway::new());
         let queue = Arc::new(MemoryQueue::new());
         let engine = Engine::new(

@@ -1,0 +1,265 @@
+//! The orchestrator: turns conditions into run specs, runs each (a fresh endpoint process and a
+//! fresh worker process, a progress bar fed by the endpoint's counts), and writes the results
+//! file and the table. The `run` command is here; the presets build on [`run_all`].
+
+use crate::charts::{Axis, throughput_chart};
+use crate::cli::{Conditions, RunArgs, StrategyChoice, default_results_dir};
+use crate::endpoint::EndpointStats;
+use crate::report::{self, ResultsFile, RunResult, RunSpec};
+use crate::worker::{self, Strategy};
+use crate::{plot, proc_stats, store};
+use fanout::engine::EngineConfig;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Command as Process;
+
+pub fn default_concurrency() -> usize {
+    EngineConfig::default().concurrency
+}
+
+fn page_size(conditions: &Conditions) -> usize {
+    conditions
+        .page_limit
+        .unwrap_or_else(|| store::items_per_page(worker::ROOM))
+}
+
+pub fn spec(strategy: Strategy, members: u64, concurrency: usize, c: &Conditions) -> RunSpec {
+    let page_size = page_size(c);
+    RunSpec {
+        strategy,
+        members,
+        concurrency: match strategy {
+            Strategy::Ours => concurrency,
+            Strategy::Naive => page_size.min(members as usize).max(1),
+        },
+        latency: c.latency.to_string(),
+        throttle_rate: c.throttle_rate,
+        throttle_burst: c.throttle().map(|(_, burst)| burst),
+        gone_fraction: c.gone_fraction,
+        page_size,
+        page_latency_ms: c.page_latency.as_secs_f64() * 1e3,
+        payload_bytes: c.payload_bytes,
+        worker_runtime: c.worker_runtime,
+    }
+}
+
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    format!("cargo run --release -p fanout-bench -- {}", args.join(" "))
+}
+
+fn new_results(name: &str) -> ResultsFile {
+    ResultsFile {
+        name: name.into(),
+        command: command_line(),
+        machine: proc_stats::Machine::describe(),
+        git_commit: std::process::Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()),
+        started_at_epoch_s: u64::try_from(fanout::domain::now_epoch_millis() / 1000).unwrap_or(0),
+        runs: Vec::new(),
+    }
+}
+
+/// The `run` command: every combination of the given conditions, then the plot if asked.
+pub async fn run_command(args: RunArgs) -> Result<(), String> {
+    let concurrencies = if args.concurrency.is_empty() {
+        vec![default_concurrency()]
+    } else {
+        args.concurrency.clone()
+    };
+    let strategies: &[Strategy] = match args.strategy {
+        StrategyChoice::Ours => &[Strategy::Ours],
+        StrategyChoice::Naive => &[Strategy::Naive],
+        StrategyChoice::Both => &[Strategy::Ours, Strategy::Naive],
+    };
+    let mut specs = Vec::new();
+    for &members in &args.n {
+        for &strategy in strategies {
+            for &concurrency in &concurrencies {
+                specs.push(spec(strategy, members, concurrency, &args.conditions));
+                if strategy == Strategy::Naive {
+                    break; // naive has no concurrency setting
+                }
+            }
+        }
+    }
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| default_results_dir().join(format!("{}.json", args.name)));
+    let results = run_all(&args.name, specs, &output, args.append).await?;
+    if let Some(path) = &args.plot {
+        let mut charts = Vec::new();
+        if concurrencies.len() > 1 {
+            charts.push(throughput_chart(&results.runs, Axis::Concurrency));
+        }
+        if args.n.len() > 1 {
+            charts.push(throughput_chart(&results.runs, Axis::Members));
+        }
+        if charts.is_empty() {
+            charts.push(throughput_chart(&results.runs, Axis::Concurrency));
+        }
+        plot::render(path, &charts)?;
+        println!("plot: {}", path.display());
+    }
+    Ok(())
+}
+
+/// Runs the specs one after the other, rewriting the results file after each, and prints the
+/// table.
+pub async fn run_all(
+    name: &str,
+    specs: Vec<RunSpec>,
+    output: &Path,
+    append: bool,
+) -> Result<ResultsFile, String> {
+    let mut results = new_results(name);
+    if append && output.exists() {
+        let earlier = ResultsFile::read(output)?;
+        results.runs = earlier.runs;
+        // Every command that added runs, one a line, oldest first.
+        if !earlier.command.lines().any(|line| line == results.command) {
+            results.command = format!("{}\n{}", earlier.command, results.command);
+        } else {
+            results.command = earlier.command;
+        }
+    }
+    let total = specs.len();
+    for (i, spec) in specs.into_iter().enumerate() {
+        let label = format!(
+            "[{}/{total}] {} N={} c={} {} throttle={}",
+            i + 1,
+            spec.strategy,
+            spec.members,
+            spec.concurrency,
+            spec.latency,
+            spec.throttle_label()
+        );
+        let run = run_one(&spec, &label).await?;
+        eprintln!(
+            "{label}: {:.0} deliveries/s ({:.1}% of bound), lost {}, dup {}, peak {:.1} MiB",
+            run.deliveries_per_s,
+            run.ratio_to_bound * 100.0,
+            run.lost,
+            run.duplicates,
+            run.peak_rss_mib
+        );
+        results.runs.push(run);
+        results
+            .write(output)
+            .map_err(|e| format!("{}: {e}", output.display()))?;
+    }
+    println!("\n{}\n", report::table(&results.runs));
+    println!("results: {}", output.display());
+    Ok(results)
+}
+
+/// One run: a fresh endpoint process, a fresh worker process, a progress bar fed by the
+/// endpoint's counts.
+async fn run_one(spec: &RunSpec, label: &str) -> Result<RunResult, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut endpoint_cmd = Process::new(&exe);
+    endpoint_cmd
+        .args(["endpoint", "--members", &spec.members.to_string()])
+        .args(["--latency", &spec.latency])
+        .args(["--gone-fraction", &spec.gone_fraction.to_string()]);
+    if let (Some(rate), Some(burst)) = (spec.throttle_rate, spec.throttle_burst) {
+        endpoint_cmd.args(["--throttle-rate", &rate.to_string()]);
+        endpoint_cmd.args(["--throttle-burst", &burst.to_string()]);
+    }
+    let mut endpoint = endpoint_cmd
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("starting the endpoint: {e}"))?;
+    let mut lines = BufReader::new(endpoint.stdout.take().expect("piped")).lines();
+    let port: u16 = lines
+        .next_line()
+        .await
+        .ok()
+        .flatten()
+        .and_then(|line| line.strip_prefix("listening ")?.parse().ok())
+        .ok_or("the endpoint did not start")?;
+
+    let load = proc_stats::load_average();
+    let time_wait = proc_stats::time_wait_sockets();
+    let busy_before = proc_stats::machine_busy_seconds();
+    let mut worker = Process::new(&exe)
+        .args(["worker", "--port", &port.to_string()])
+        .args(["--members", &spec.members.to_string()])
+        .args(["--strategy", &spec.strategy.to_string()])
+        .args(["--concurrency", &spec.concurrency.to_string()])
+        .args(["--page-size", &spec.page_size.to_string()])
+        .args(["--page-latency-ms", &spec.page_latency_ms.to_string()])
+        .args(["--payload-bytes", &spec.payload_bytes.to_string()])
+        .args(["--runtime", &spec.worker_runtime.to_string()])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("starting the worker: {e}"))?;
+    let mut out = worker.stdout.take().expect("piped");
+    let reading = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = out.read_to_string(&mut text).await;
+        text
+    });
+
+    let bar = ProgressBar::new(spec.members);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:32}] {pos}/{len} {per_sec} {elapsed_precise} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_owned());
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let status = loop {
+        tokio::select! {
+            status = worker.wait() => break status.map_err(|e| e.to_string())?,
+            _ = tick.tick() => {
+                if let Ok(stats) = get_stats(port, false).await {
+                    bar.set_position((stats.distinct_delivered + stats.gone_calls).min(spec.members));
+                    bar.set_message(format!("in flight {} · 429s {}", stats.in_flight, stats.throttled));
+                }
+            }
+        }
+    };
+    let busy = proc_stats::machine_busy_seconds()
+        .zip(busy_before)
+        .map(|(after, before)| after - before);
+    bar.finish_and_clear();
+    let text = reading.await.map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("the worker failed ({status})"));
+    }
+    let report = text
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str(line).ok())
+        .ok_or_else(|| format!("the worker printed no report: {text:?}"))?;
+    let stats = get_stats(port, true).await?;
+    let _ = endpoint.kill().await;
+    // The endpoint's CPU counts from its start, a moment before the worker's: close enough.
+    let mut result = RunResult::new(spec.clone(), report, stats, load, busy);
+    result.time_wait_at_start = time_wait;
+    Ok(result)
+}
+
+/// `GET /stats` on the endpoint.
+async fn get_stats(port: u16, full: bool) -> Result<EndpointStats, String> {
+    let path = if full { "/stats?full=1" } else { "/stats" };
+    let response =
+        fanout_test_support::http::request(([127, 0, 0, 1], port).into(), "GET", path, "")
+            .await
+            .map_err(|e| e.to_string())?;
+    serde_json::from_str(&response.body).map_err(|e| format!("endpoint stats: {e}"))
+}

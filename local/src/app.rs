@@ -1,0 +1,69 @@
+//! What the request handlers share: the ports the Lambda handlers run on, the live sockets,
+//! the metrics, and the settings the emulator applies to every connection.
+
+use crate::connections::Registry;
+use crate::metrics::Metrics;
+use crate::queue::JobSource;
+use fanout::handlers::connect::ConnectConfig;
+use fanout::handlers::sendmessage::{SendConfig, SendMessage};
+use fanout::ports::{ConnectionStore, JobQueue};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The shared state behind every route: one per stack, behind an `Arc`, given to the WebSocket
+/// emulator, the management API and `/metrics`.
+pub struct App {
+    /// Where `$connect` puts a connection, `$disconnect` removes it and the worker pages through
+    /// a room: the same port, and the same adapter, as the Lambdas use.
+    pub store: Arc<dyn ConnectionStore>,
+    /// The producer end of the fan-out queue: `sendmessage` enqueues a job here and acks at
+    /// once, whatever the room's size.
+    pub queue: Arc<dyn JobQueue>,
+    /// The consumer end of the same queue. The worker loop owns its own handle; this one is here
+    /// so `/metrics` can read the depths (ready, in flight, dead-lettered) at scrape time.
+    pub source: Arc<dyn JobSource>,
+    /// The open sockets by connection id: the emulator registers each one, the management API
+    /// posts to, describes and closes them, and shutdown closes them all with 1001.
+    pub connections: Arc<Registry>,
+    /// The counters and gauges of `/metrics`: the emulator counts frames and refused
+    /// handshakes here; the worker, holding the same `Arc`, records each fan-out.
+    pub metrics: Arc<Metrics>,
+    /// The `$connect` handler's settings, read from the Lambda's environment variables
+    /// (`CONNECTION_TTL_SECONDS`), so a local run behaves like the deployed function.
+    pub connect: ConnectConfig,
+    /// The `sendmessage` handler's settings: the Lambda's environment (`MAX_DATA_BYTES`),
+    /// overridden by `--max-data-bytes`.
+    pub send: SendConfig,
+    /// What API Gateway enforces on each connection, from the command line.
+    pub limits: Limits,
+    /// The stage in URLs and in each event's `requestContext.stage`.
+    pub stage: String,
+    /// `host:port` the stack listens on, given to the handlers as `requestContext.domainName`
+    /// where API Gateway gives its own domain, so the events look like the deployed ones.
+    pub domain_name: String,
+}
+
+impl App {
+    /// The `sendmessage` handler on this stack's store, queue and settings.
+    pub fn sendmessage(&self) -> SendMessage<'_> {
+        SendMessage {
+            store: &*self.store,
+            queue: &*self.queue,
+            config: &self.send,
+        }
+    }
+}
+
+/// API Gateway's limits on a connection, as the emulator applies them. Their values come from
+/// the command line ([`crate::options::Options`]), whose defaults are API Gateway's.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// A larger frame closes the connection with 1009.
+    pub max_frame_bytes: usize,
+    /// A larger message (frames reassembled) closes the connection with 1009.
+    pub max_message_bytes: usize,
+    /// A connection that sends nothing this long is closed with 1001.
+    pub idle_timeout: Duration,
+    /// A connection open this long is closed with 1001, however active.
+    pub max_connection_duration: Duration,
+}

@@ -1,0 +1,299 @@
+//! Least privilege: no wildcard actions, `*` resources only for the actions that have no
+//! resource-level permissions, no NotAction/NotResource, no `*` principal.
+
+use hcl::{Expression, ObjectKey};
+
+use crate::fixtures::{assert_clean, assert_reports};
+use crate::model::{Module, attr, key_name, literal_str, nested, show};
+
+/// Actions that have no resource-level permissions, so "*" is their only valid resource.
+const RESOURCE_WILDCARD_ONLY: &[&str] = &["xray:PutTraceSegments", "xray:PutTelemetryRecords"];
+
+/// The keys among `keys` that a statement has.
+fn present<'k>(keys: &[&'k str], has: impl Fn(&str) -> bool) -> Vec<&'k str> {
+    keys.iter().copied().filter(|k| has(k)).collect()
+}
+
+/// One statement, in either form: `negations` are the NotAction/NotResource keys it has.
+fn check_statement(
+    at: &str,
+    negations: Vec<&str>,
+    actions: Result<Vec<String>, String>,
+    resources: Option<Result<Vec<String>, String>>,
+    principals: Vec<String>,
+    violations: &mut Vec<String>,
+) {
+    for negation in negations {
+        violations.push(format!(
+            "{at}: {negation} grants everything else; list what is allowed"
+        ));
+    }
+    let actions = match actions {
+        Ok(a) => a,
+        Err(e) => {
+            violations.push(format!("{at}: {e}"));
+            return;
+        }
+    };
+    for action in &actions {
+        if action.contains('*') || action.contains('?') {
+            violations.push(format!(
+                "{at}: wildcard action \"{action}\"; list the actions the code calls"
+            ));
+        }
+    }
+    match resources {
+        None => {}
+        Some(Err(e)) => violations.push(format!("{at}: {e}")),
+        Some(Ok(resources)) => {
+            for resource in resources {
+                let arn_wildcard = resource.starts_with("arn:")
+                    && resource.splitn(6, ':').nth(5).is_some_and(|r| r == "*");
+                if resource == "*" || arn_wildcard {
+                    let scopable: Vec<&String> = actions
+                        .iter()
+                        .filter(|a| !RESOURCE_WILDCARD_ONLY.contains(&a.as_str()))
+                        .collect();
+                    if !scopable.is_empty() || actions.is_empty() {
+                        violations.push(format!(
+                            "{at}: resource \"{resource}\" for {scopable:?}, which support resource-level permissions; name the table, queue, log group or API"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for principal in principals {
+        if principal == "*" {
+            violations.push(format!(
+                "{at}: principal \"*\" opens the policy to everyone"
+            ));
+        }
+    }
+}
+
+/// A string or a list of them; for `resources`, also references and templates.
+fn string_list(expr: Option<&Expression>, what: &str) -> Result<Vec<String>, String> {
+    let item = |item: &Expression| match item {
+        Expression::String(s) => Ok(s.clone()),
+        // References and templates name specific resources; only literals can be "*".
+        Expression::TemplateExpr(_) | Expression::Traversal(_) if what == "resources" => {
+            Ok(show(item))
+        }
+        other => Err(show(other)),
+    };
+    match expr {
+        None => Ok(Vec::new()),
+        Some(Expression::Array(items)) => items
+            .iter()
+            .map(|i| {
+                item(i).map_err(|found| {
+                    format!("{what} must be literal strings to be checked, found {found}")
+                })
+            })
+            .collect(),
+        Some(other) => item(other)
+            .map(|s| vec![s])
+            .map_err(|found| format!("{what} must be a list of literal strings, found {found}")),
+    }
+}
+
+/// jsonencode({ Statement = [...] }) policies anywhere in resource arguments.
+fn json_policy_statements<'e>(
+    expr: &'e Expression,
+    out: &mut Vec<&'e hcl::Object<ObjectKey, Expression>>,
+) {
+    match expr {
+        Expression::Object(object) => {
+            for (key, value) in object {
+                if key_name(key).as_deref() == Some("Statement") {
+                    match value {
+                        Expression::Array(items) => items.iter().for_each(|i| {
+                            if let Expression::Object(o) = i {
+                                out.push(o)
+                            }
+                        }),
+                        Expression::Object(o) => out.push(o),
+                        _ => {}
+                    }
+                } else {
+                    json_policy_statements(value, out);
+                }
+            }
+        }
+        Expression::Array(items) => items.iter().for_each(|i| json_policy_statements(i, out)),
+        Expression::FuncCall(call) => call
+            .args
+            .iter()
+            .for_each(|a| json_policy_statements(a, out)),
+        Expression::Parenthesis(inner) => json_policy_statements(inner, out),
+        _ => {}
+    }
+}
+
+/// No wildcard actions; "*" resources only for actions without resource-level permissions; no
+/// NotAction/NotResource; no "*" principal. Covers aws_iam_policy_document data sources and
+/// jsonencode'd policies in resources.
+pub fn check_iam(module: &Module) -> Vec<String> {
+    let mut violations = Vec::new();
+    let mut statements = 0;
+    for doc in module
+        .labelled("data")
+        .into_iter()
+        .filter(|d| d.kind == "aws_iam_policy_document")
+    {
+        if doc
+            .block
+            .body()
+            .blocks()
+            .any(|b| b.identifier() == "dynamic")
+        {
+            violations.push(format!(
+                "data.{}: dynamic blocks cannot be checked statically; write the statements out",
+                doc.address()
+            ));
+        }
+        for (n, statement) in nested(doc.block.body(), "statement").enumerate() {
+            statements += 1;
+            let body = statement.body();
+            let sid = attr(body, "sid")
+                .and_then(literal_str)
+                .map(str::to_owned)
+                .unwrap_or(format!("#{n}"));
+            let at = format!("data.{} statement {sid}", doc.address());
+            let principals = nested(body, "principals")
+                .chain(nested(body, "not_principals"))
+                .flat_map(|p| {
+                    string_list(attr(p.body(), "identifiers"), "identifiers").unwrap_or_default()
+                })
+                .collect();
+            let resources = attr(body, "resources").map(|r| string_list(Some(r), "resources"));
+            let has_principals = nested(body, "principals").next().is_some();
+            if resources.is_none() && !has_principals {
+                violations.push(format!(
+                    "{at}: an identity policy statement without resources applies to \"*\""
+                ));
+            }
+            check_statement(
+                &at,
+                present(&["not_actions", "not_resources"], |k| {
+                    attr(body, k).is_some()
+                }),
+                string_list(attr(body, "actions"), "actions"),
+                resources,
+                principals,
+                &mut violations,
+            );
+        }
+    }
+    for resource in module.resources() {
+        for attribute in resource.block.body().attributes() {
+            let mut found = Vec::new();
+            json_policy_statements(attribute.expr(), &mut found);
+            for (n, statement) in found.into_iter().enumerate() {
+                statements += 1;
+                let get = |k: &str| {
+                    statement
+                        .iter()
+                        .find(|(key, _)| key_name(key).as_deref() == Some(k))
+                        .map(|(_, v)| v)
+                };
+                let at = format!("{} {} statement #{n}", resource.address(), attribute.key());
+                let principals = match get("Principal") {
+                    Some(Expression::String(s)) => vec![s.clone()],
+                    Some(Expression::Object(o)) => o
+                        .iter()
+                        .flat_map(|(_, v)| string_list(Some(v), "identifiers").unwrap_or_default())
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let resources = get("Resource").map(|r| string_list(Some(r), "resources"));
+                check_statement(
+                    &at,
+                    present(&["NotAction", "NotResource"], |k| get(k).is_some()),
+                    string_list(get("Action"), "actions"),
+                    resources,
+                    principals,
+                    &mut violations,
+                );
+            }
+        }
+    }
+    if statements == 0 {
+        violations.push("no IAM policy statements found: nothing was checked".to_owned());
+    }
+    violations
+}
+
+// Negative checks
+
+#[test]
+fn iam_checker_rejects_wildcards_and_allows_xray() {
+    let ok = Module::parse_snippet(
+        "ok.tf",
+        r#"
+data "aws_iam_policy_document" "ok" {
+  statement {
+    sid       = "XRay"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "Table"
+    actions   = ["dynamodb:GetItem"]
+    resources = [aws_dynamodb_table.t.arn, "${aws_dynamodb_table.t.arn}/index/*"]
+  }
+}
+"#,
+    );
+    assert_clean("scoped policy", check_iam(&ok));
+
+    let bad = Module::parse_snippet(
+        "bad.tf",
+        r#"
+data "aws_iam_policy_document" "bad" {
+  statement {
+    sid       = "Star"
+    actions   = ["dynamodb:*"]
+    resources = [aws_dynamodb_table.t.arn]
+  }
+  statement {
+    sid       = "AnyTable"
+    actions   = ["dynamodb:GetItem", "xray:PutTraceSegments"]
+    resources = ["*"]
+  }
+  statement {
+    sid         = "Not"
+    not_actions = ["iam:*"]
+    resources   = ["arn:aws:dynamodb:eu-west-1:123456789012:*"]
+  }
+}
+resource "aws_iam_role_policy" "inline" {
+  name   = "x"
+  role   = "r"
+  policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = [{ Effect = "Allow", Action = "*", Resource = "*" }]
+  })
+}
+"#,
+    );
+    let violations = check_iam(&bad);
+    assert_reports(
+        &violations,
+        &[
+            "statement Star: wildcard action \"dynamodb:*\"",
+            "statement AnyTable: resource \"*\" for [\"dynamodb:GetItem\"]",
+            "statement Not: not_actions",
+            "resource \"arn:aws:dynamodb:eu-west-1:123456789012:*\"",
+            "policy statement #0: wildcard action \"*\"",
+            "policy statement #0: resource \"*\"",
+        ],
+    );
+
+    let empty = check_iam(&Module::parse_snippet("none.tf", "locals {\n  a = 1\n}\n"));
+    assert!(
+        !empty.is_empty(),
+        "a module without IAM statements must be reported, not pass"
+    );
+}

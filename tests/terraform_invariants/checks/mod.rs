@@ -1,0 +1,10 @@
+//! The checkers: each is a function over a parsed [`Module`](crate::model::Module) that returns
+//! its violations, empty when the module satisfies the invariant. Each file ends with negative
+//! tests that run its checker over inline HCL breaking the rule, so none can pass vacuously.
+
+pub mod artifacts;
+pub mod declarations;
+pub mod environment;
+pub mod iam;
+pub mod naming;
+pub mod visibility;

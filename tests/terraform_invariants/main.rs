@@ -1,0 +1,156 @@
+//! Invariants of the Terraform configuration in `terraform/`, checked by reading its HCL.
+//!
+//! Terraform cannot download providers here, so `terraform validate` is out of reach; these
+//! checks pin what matters for this stack instead:
+//! - the fan-out queue's visibility timeout is at least six times the worker's timeout, for the
+//!   defaults and across the variables' validated ranges;
+//! - every Lambda zip is a binary that `cargo lambda build` produces (the `[[bin]]` names of
+//!   functions/Cargo.toml, which are those of `fanout::config::Function::ALL`), and every
+//!   binary is deployed;
+//! - no IAM statement uses a wildcard action, and `*` resources appear only for the X-Ray
+//!   actions that have no resource-level permissions;
+//! - every resource name includes the workspace;
+//! - each function sets every variable its binary requires and only variables it reads, as
+//!   `fanout::config::Function::env_vars` lists them, and none that Lambda reserves;
+//! - every `var.`, `local.`, resource and data reference resolves, and the example tfvars set only
+//!   declared variables; variables are typed and described, outputs described.
+//!
+//! The modules, in the order they build on each other (each uses only those listed before it):
+//! - [`model`]: loading `.tf` files into a [`Module`] and looking up its blocks;
+//! - [`expr`]: traversals, the references an expression makes, templates;
+//! - [`eval`]: resolving locals and `each`, for_each instances, numeric evaluation, validation
+//!   bounds;
+//! - [`fixtures`]: the inline HCL and assertions the negative tests share;
+//! - [`checks`]: one file per topic, each a checker plus the negative tests proving it catches
+//!   what it should.
+//!
+//! This file runs the checkers over `terraform/`.
+
+mod checks;
+mod eval;
+mod expr;
+mod fixtures;
+mod model;
+
+use std::collections::BTreeSet;
+use std::fs;
+
+use fanout::config::Function;
+
+use checks::artifacts::check_function_artifacts;
+use checks::declarations::{check_documented, check_references, check_tfvars};
+use checks::environment::check_environment;
+use checks::iam::check_iam;
+use checks::naming::check_names_include_workspace;
+use checks::visibility::check_visibility_timeout;
+use fixtures::assert_clean;
+use model::{Module, cargo_bins, files_with_extension, repo_root};
+
+fn terraform() -> Module {
+    Module::from_dir(&repo_root().join("terraform"))
+}
+
+/// The `[[bin]]` names of functions/Cargo.toml.
+fn bins() -> BTreeSet<String> {
+    let path = repo_root().join("functions/Cargo.toml");
+    let bins = cargo_bins(
+        &fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display())),
+    );
+    assert!(!bins.is_empty(), "{} declares no [[bin]]", path.display());
+    bins
+}
+
+#[test]
+fn fanout_visibility_timeout_is_at_least_six_worker_timeouts() {
+    assert_clean(
+        "visibility timeout vs worker timeout",
+        check_visibility_timeout(&terraform()),
+    );
+}
+
+#[test]
+fn every_function_zip_is_a_cargo_lambda_binary_and_every_binary_is_deployed() {
+    assert_clean(
+        "Lambda artifacts",
+        check_function_artifacts(&terraform(), &bins()),
+    );
+}
+
+#[test]
+fn iam_has_no_wildcard_actions_or_scopable_wildcard_resources() {
+    assert_clean("IAM least privilege", check_iam(&terraform()));
+}
+
+#[test]
+fn every_resource_name_includes_the_workspace() {
+    assert_clean(
+        "per-workspace names",
+        check_names_include_workspace(&terraform()),
+    );
+}
+
+#[test]
+fn every_function_gets_the_environment_its_binary_reads() {
+    assert_clean(
+        "function environment",
+        check_environment(&terraform(), &Function::ALL),
+    );
+}
+
+#[test]
+fn every_reference_resolves() {
+    assert_clean("references", check_references(&terraform()));
+}
+
+#[test]
+fn variables_are_typed_described_and_validated_and_outputs_described() {
+    assert_clean("documentation", check_documented(&terraform()));
+}
+
+#[test]
+fn example_tfvars_set_only_declared_variables() {
+    let module = terraform();
+    let files = files_with_extension(&repo_root().join("terraform/examples"), "tfvars");
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for expected in ["dev.tfvars", "prod.tfvars"] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "terraform/examples/{expected} is missing (found {names:?})"
+        );
+    }
+    let violations = files
+        .iter()
+        .flat_map(|p| {
+            check_tfvars(
+                &module,
+                &p.display().to_string(),
+                &fs::read_to_string(p).unwrap(),
+            )
+        })
+        .collect();
+    assert_clean("example tfvars", violations);
+}
+
+/// The artifact check reads the binaries from functions/Cargo.toml, the environment check from
+/// `Function::ALL`: they must be the same list.
+#[test]
+fn the_functions_of_the_code_are_the_cargo_bins() {
+    let functions: BTreeSet<String> = Function::ALL
+        .iter()
+        .map(|f| f.binary().to_owned())
+        .collect();
+    assert_eq!(
+        functions.len(),
+        Function::ALL.len(),
+        "two fanout::config::Function values share a binary"
+    );
+    assert_eq!(
+        bins(),
+        functions,
+        "functions/Cargo.toml's [[bin]] names differ from the binaries of fanout::config::Function::ALL; add or remove the function in both"
+    );
+}
