@@ -58,6 +58,9 @@ pub struct Conditions {
     /// Size of the message's `data`, in bytes.
     #[arg(long, default_value_t = 100)]
     pub payload_bytes: usize,
+    /// How long each write of a job's progress record takes (a DynamoDB UpdateItem).
+    #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
+    pub progress_latency: Duration,
     /// The worker process's tokio runtime (the worker Lambda's is current-thread; multi-thread,
     /// the default, is what the recorded sweeps ran on).
     #[arg(long, value_enum, default_value = "multi-thread")]
@@ -203,6 +206,8 @@ pub struct WorkerArgs {
     page_latency_ms: f64,
     #[arg(long, default_value_t = 100)]
     payload_bytes: usize,
+    #[arg(long, default_value_t = 0.0)]
+    progress_latency_ms: f64,
     #[arg(long, value_enum, default_value = "multi-thread")]
     pub runtime: Runtime,
 }
@@ -217,6 +222,7 @@ impl WorkerArgs {
             page_size: self.page_size,
             page_latency: Duration::from_secs_f64(self.page_latency_ms / 1e3),
             payload_bytes: self.payload_bytes,
+            progress_latency: Duration::from_secs_f64(self.progress_latency_ms / 1e3),
         }
     }
 }

@@ -42,6 +42,7 @@ pub fn spec(strategy: Strategy, members: u64, concurrency: usize, c: &Conditions
         page_size,
         page_latency_ms: c.page_latency.as_secs_f64() * 1e3,
         payload_bytes: c.payload_bytes,
+        progress_latency_ms: c.progress_latency.as_secs_f64() * 1e3,
         worker_runtime: c.worker_runtime,
     }
 }
@@ -200,6 +201,10 @@ async fn run_one(spec: &RunSpec, label: &str) -> Result<RunResult, String> {
         .args(["--page-size", &spec.page_size.to_string()])
         .args(["--page-latency-ms", &spec.page_latency_ms.to_string()])
         .args(["--payload-bytes", &spec.payload_bytes.to_string()])
+        .args([
+            "--progress-latency-ms",
+            &spec.progress_latency_ms.to_string(),
+        ])
         .args(["--runtime", &spec.worker_runtime.to_string()])
         .stdout(Stdio::piped())
         .kill_on_drop(true)

@@ -23,6 +23,7 @@ fn conditions(latency: &str, throttle: Option<(f64, f64)>, gone_fraction: f64) -
         page_limit: None,
         page_latency: Duration::from_millis(20),
         payload_bytes: 100,
+        progress_latency: Duration::from_millis(10),
         worker_runtime: Runtime::MultiThread,
     }
 }

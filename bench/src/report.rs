@@ -25,6 +25,9 @@ pub struct RunSpec {
     pub page_size: usize,
     pub page_latency_ms: f64,
     pub payload_bytes: usize,
+    /// Each progress-record write; absent (0) in results recorded before checkpoints existed.
+    #[serde(default)]
+    pub progress_latency_ms: f64,
     #[serde(default)]
     pub worker_runtime: Runtime,
 }

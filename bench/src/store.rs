@@ -120,6 +120,11 @@ impl ConnectionStore for SyntheticStore {
         Ok(())
     }
 
+    async fn delete_stale(&self, connection_id: &str, _before: i64) -> Result<bool, StoreError> {
+        // Every synthetic member connected long ago.
+        self.delete(connection_id).await.map(|()| true)
+    }
+
     async fn room_page(&self, room: &RoomName, cursor: Option<&str>) -> Result<Page, StoreError> {
         if !self.page_latency.is_zero() {
             tokio::time::sleep(self.page_latency).await;
@@ -139,6 +144,11 @@ impl ConnectionStore for SyntheticStore {
             tokio::time::sleep(self.page_latency).await;
         }
         self.page_after(cursor)
+    }
+
+    fn cursor_after(&self, _room: Option<&RoomName>, connection_id: &str) -> String {
+        // A cursor is the last id of a page, as `page_after` reads it.
+        connection_id.to_owned()
     }
 }
 

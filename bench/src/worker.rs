@@ -6,10 +6,12 @@ use crate::proc_stats;
 use crate::store::SyntheticStore;
 use fanout::adapters::aws::static_sdk_config;
 use fanout::adapters::management::ManagementGateway;
-use fanout::adapters::memory::MemoryQueue;
-use fanout::domain::{DeliveryMode, Job, RoomName, now_epoch_millis};
+use fanout::adapters::memory::{MemoryProgress, MemoryQueue};
+use fanout::domain::{Checkpoint, DeliveryMode, Job, RoomName, now_epoch_millis};
 use fanout::engine::{BatchItem, Engine, EngineConfig, FanoutStats};
-use fanout::ports::{ConnectionGateway, ConnectionStore, PostError};
+use fanout::ports::{
+    Claim, ConnectionGateway, ConnectionStore, PostError, ProgressStore, StoreError,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +76,8 @@ pub struct WorkerConfig {
     pub page_size: usize,
     pub page_latency: Duration,
     pub payload_bytes: usize,
+    /// How long each progress-record write takes.
+    pub progress_latency: Duration,
 }
 
 /// What the worker process prints (one JSON line) when it is done. Its first five counts are the
@@ -181,10 +185,15 @@ async fn ours(
     body: String,
 ) -> (FanoutStats, u32) {
     let queue = Arc::new(MemoryQueue::new());
+    let progress = Arc::new(LatentProgress {
+        records: MemoryProgress::new(),
+        latency: config.progress_latency,
+    });
     let engine = Engine::new(
         store,
         gateway,
         queue.clone(),
+        progress,
         EngineConfig {
             concurrency: config.concurrency,
             management_endpoint: Some(endpoint),
@@ -195,6 +204,7 @@ async fn ours(
     let mut items = vec![BatchItem {
         message_id: "bench-1".into(),
         body,
+        ..BatchItem::default()
     }];
     // Far enough that the deadline never interferes: this measures throughput.
     let deadline = Instant::now() + Duration::from_secs(24 * 3600);
@@ -208,10 +218,55 @@ async fn ours(
             .map(|(i, job)| BatchItem {
                 message_id: format!("bench-{}-{i}", rounds + 1),
                 body: job.to_json(),
+                ..BatchItem::default()
             })
             .collect();
     }
     (counts, rounds)
+}
+
+/// Progress records in memory, each write taking as long as DynamoDB's would: the cost of
+/// checkpointing is the engine waiting on them.
+struct LatentProgress {
+    records: MemoryProgress,
+    latency: Duration,
+}
+
+impl LatentProgress {
+    async fn wait(&self) {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ProgressStore for LatentProgress {
+    async fn claim(
+        &self,
+        key: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<Claim, StoreError> {
+        self.wait().await;
+        self.records.claim(key, owner, now, until).await
+    }
+
+    async fn save(
+        &self,
+        key: &str,
+        owner: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), StoreError> {
+        self.wait().await;
+        self.records.save(key, owner, checkpoint).await
+    }
+
+    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        self.wait().await;
+        self.records.release(key, owner).await
+    }
 }
 
 /// The seed tutorial's fan-out: read one page, post to all of it at once, no retries; a 410

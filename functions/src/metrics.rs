@@ -69,9 +69,12 @@ impl<W: Write + Send> MetricsSink for EmfSink<W> {
     }
 }
 
+/// Reads one count out of an invocation's stats.
+pub type Count = fn(&FanoutStats) -> u64;
+
 /// The worker's count metrics: their names, and where each one's value comes from. The one
 /// list; the dashboard and alarms in terraform/ may name only these.
-pub const WORKER_COUNTS: &[(&str, fn(&FanoutStats) -> u64)] = &[
+pub const WORKER_COUNTS: &[(&str, Count)] = &[
     ("Delivered", |s| s.delivered),
     ("Stale", |s| s.stale),
     ("StaleKept", |s| s.stale_kept),

@@ -13,6 +13,7 @@ use fanout_test_support::moto::{moto_sdk_config, unique};
 use fanout_test_support::net::free_port;
 use fanout_test_support::pages::{ids, room_pages, scan_pages};
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 mod dynamodb {
     use super::*;
@@ -156,7 +157,7 @@ mod sqs {
         let (client, url) = fresh_queue().await;
         let queue = SqsQueue::from_client(client.clone(), url.clone());
 
-        queue.enqueue(&job()).await.unwrap();
+        queue.enqueue(&job(), Duration::ZERO).await.unwrap();
 
         let received = client
             .receive_message()
@@ -181,7 +182,7 @@ mod sqs {
             serde_json::value::RawValue::from_string(format!("\"{}\"", "x".repeat(300_000)))
                 .unwrap();
         assert!(matches!(
-            queue.enqueue(&big).await,
+            queue.enqueue(&big, Duration::ZERO).await,
             Err(QueueError::TooLarge(_))
         ));
 
@@ -194,7 +195,7 @@ mod sqs {
             ),
         );
         assert!(matches!(
-            gone.enqueue(&job()).await,
+            gone.enqueue(&job(), Duration::ZERO).await,
             Err(QueueError::Unavailable(_))
         ));
     }

@@ -2,9 +2,9 @@
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
-use std::time::Duration;
 use aws_sdk_apigatewaymanagement::config::{Credentials, Region, SharedHttpClient};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use std::time::Duration;
 
 /// One HTTPS client for every SDK: hyper 1 with rustls on ring (builds anywhere zig can link,
 /// no C toolchain for aws-lc).

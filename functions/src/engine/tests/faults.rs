@@ -273,7 +273,13 @@ async fn posts_still_running_at_the_cutoff_are_abandoned_and_handed_back() {
     );
     let members = f.join(ROOM, 8).await;
     // Every post hangs: each would run until its timeout, past the cutoff.
-    faults.set(|s| s.posts = vec![(Instant::now(), Instant::now() + Duration::from_secs(3600), None)]);
+    faults.set(|s| {
+        s.posts = vec![(
+            Instant::now(),
+            Instant::now() + Duration::from_secs(3600),
+            None,
+        )]
+    });
     let deadline = Instant::now() + Duration::from_millis(4_500);
 
     let report = f.run_until(&[room_job("m1")], deadline).await;

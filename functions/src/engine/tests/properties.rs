@@ -99,7 +99,10 @@ async fn check(case: Case) -> Result<usize, TestCaseError> {
         .await;
 
     let received = f.received();
-    let missing: Vec<_> = members.iter().filter(|id| !received.contains_key(*id)).collect();
+    let missing: Vec<_> = members
+        .iter()
+        .filter(|id| !received.contains_key(*id))
+        .collect();
     let duplicates: usize = received.values().map(|n| n - 1).sum();
     let bound = if sqs.crashes > 0 {
         case.concurrency + f.engine.config().checkpoint_window()
@@ -107,7 +110,10 @@ async fn check(case: Case) -> Result<usize, TestCaseError> {
         0
     };
     prop_assert!(missing.is_empty(), "skipped {missing:?} ({stats:?})");
-    prop_assert!(duplicates <= bound, "{duplicates} duplicates, bound {bound}");
+    prop_assert!(
+        duplicates <= bound,
+        "{duplicates} duplicates, bound {bound}"
+    );
     prop_assert_eq!(stats.abandoned, 0);
     prop_assert_eq!(sqs.overran, 0, "an invocation ran past its deadline");
     Ok(sqs.crashes)

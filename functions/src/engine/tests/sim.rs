@@ -44,7 +44,9 @@ impl Faults {
 }
 
 fn within(windows: &[(Instant, Instant)], now: Instant) -> bool {
-    windows.iter().any(|(from, until)| (*from..*until).contains(&now))
+    windows
+        .iter()
+        .any(|(from, until)| (*from..*until).contains(&now))
 }
 
 fn down<T>() -> Result<T, StoreError> {
