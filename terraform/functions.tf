@@ -54,16 +54,20 @@ locals {
       memory_size = var.worker_memory_mb
       timeout     = var.worker_timeout_seconds
       environment = {
-        CONNECTIONS_TABLE   = aws_dynamodb_table.connections.name
-        ROOM_INDEX_NAME     = local.room_index_name
-        FANOUT_QUEUE_URL    = aws_sqs_queue.fanout.url
-        MANAGEMENT_ENDPOINT = local.management_endpoint
-        FANOUT_CONCURRENCY  = tostring(var.fanout_concurrency)
-        POST_TIMEOUT_MS     = tostring(var.post_timeout_ms)
-        DEADLINE_MARGIN_MS  = tostring(var.deadline_margin_ms)
-        DELIVERY_MODE       = var.delivery_mode
-        METRICS_NAMESPACE   = var.metrics_namespace
-        WORKSPACE           = terraform.workspace
+        CONNECTIONS_TABLE     = aws_dynamodb_table.connections.name
+        ROOM_INDEX_NAME       = local.room_index_name
+        PROGRESS_TABLE        = aws_dynamodb_table.progress.name
+        PROGRESS_TTL_SECONDS  = tostring(var.fanout_message_retention_seconds + 86400)
+        FANOUT_QUEUE_URL      = aws_sqs_queue.fanout.url
+        DEAD_LETTER_QUEUE_URL = aws_sqs_queue.fanout_dlq.url
+        MANAGEMENT_ENDPOINT   = local.management_endpoint
+        FANOUT_CONCURRENCY    = tostring(var.fanout_concurrency)
+        POST_TIMEOUT_MS       = tostring(var.post_timeout_ms)
+        DEADLINE_MARGIN_MS    = tostring(var.deadline_margin_ms)
+        RETRY_BUDGET_SECONDS  = tostring(var.retry_budget_seconds)
+        DELIVERY_MODE         = var.delivery_mode
+        METRICS_NAMESPACE     = var.metrics_namespace
+        WORKSPACE             = terraform.workspace
       }
     }
   }

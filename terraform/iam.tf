@@ -134,6 +134,20 @@ data "aws_iam_policy_document" "worker" {
   }
 
   statement {
+    sid       = "DeadLetterWhatIsGivenUp"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.fanout_dlq.arn]
+  }
+
+  statement {
+    sid       = "CheckpointJobs"
+    effect    = "Allow"
+    actions   = ["dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.progress.arn]
+  }
+
+  statement {
     sid       = "PostToConnections"
     effect    = "Allow"
     actions   = ["execute-api:ManageConnections"]

@@ -51,3 +51,36 @@ resource "aws_dynamodb_table" "connections" {
     }
   }
 }
+
+################################################################################
+# DynamoDB: one progress record per fan-out job hop (checkpoints, leases)
+################################################################################
+
+resource "aws_dynamodb_table" "progress" {
+  #checkov:skip=CKV_AWS_119:Encrypted at rest with the AWS-managed DynamoDB key by default (server_side_encryption enabled); set var.kms_key_arn to use a customer-managed key.
+  #checkov:skip=CKV_AWS_28:Progress records are short-lived (TTL of days) and rebuilt by the next run; point-in-time recovery follows var.point_in_time_recovery like the connections table.
+  name                        = "${local.name_prefix}-progress"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "key"
+  deletion_protection_enabled = var.table_deletion_protection
+
+  attribute {
+    name = "key"
+    type = "S"
+  }
+
+  # A record must outlive every redelivery of its job; after that TTL removes it.
+  ttl {
+    attribute_name = "expiresAt"
+    enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = var.point_in_time_recovery
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = var.kms_key_arn
+  }
+}

@@ -177,6 +177,17 @@ variable "deadline_margin_ms" {
   }
 }
 
+variable "retry_budget_seconds" {
+  description = "Worker: how long transient delivery failures (5xx, timeouts, an unreadable store) are retried, with growing delays, before their connection ids go to the dead-letter queue."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.retry_budget_seconds >= 60 && var.retry_budget_seconds <= 86400
+    error_message = "retry_budget_seconds must be between 60 and 86400."
+  }
+}
+
 variable "delivery_mode" {
   description = "Worker: frame sent to room members. envelope = {\"type\":\"message\",\"id\",\"room\",\"from\",\"sentAt\",\"data\"}; raw = data as-is (the seed's behaviour)."
   type        = string
@@ -215,9 +226,9 @@ variable "management_endpoint_override" {
 ################################################################################
 
 variable "max_receive_count" {
-  description = "Receives of a fan-out job before SQS parks it in the dead-letter queue."
+  description = "Receives of a fan-out job before SQS parks it in the dead-letter queue. The worker makes a failed job visible again after a growing delay (about 2^receives seconds), so 11 receives span roughly 15 to 25 minutes: longer than the retry budget."
   type        = number
-  default     = 5
+  default     = 11
 
   validation {
     condition     = var.max_receive_count >= 1 && var.max_receive_count <= 1000

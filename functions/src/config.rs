@@ -198,7 +198,7 @@ impl ProgressTableConfig {
                 env,
                 "PROGRESS_TTL_SECONDS",
                 Self::DEFAULT_TTL_SECONDS,
-                3_600..=1_209_600,
+                3_600..=2_592_000,
             )?,
         })
     }
@@ -226,7 +226,7 @@ impl EngineConfig {
     pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
         let defaults = EngineConfig::default();
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let config = EngineConfig {
+        let mut config = EngineConfig {
             concurrency: number(env, "FANOUT_CONCURRENCY", defaults.concurrency, 1..=10_000)?,
             post_timeout: millis(
                 env,
@@ -267,12 +267,7 @@ impl EngineConfig {
             },
             management_endpoint: endpoint(env, "MANAGEMENT_ENDPOINT")?,
             scan_segments: number(env, "SCAN_SEGMENTS", defaults.scan_segments, 1..=1000)?,
-            handoff_reserve: millis(
-                env,
-                "HANDOFF_RESERVE_MS",
-                ms(defaults.handoff_reserve),
-                200..=60_000,
-            )?,
+            handoff_reserve: Duration::ZERO,
             retry_budget: seconds(
                 env,
                 "RETRY_BUDGET_SECONDS",
@@ -308,6 +303,15 @@ impl EngineConfig {
                 ),
             });
         }
+        // Unset, the reserve is 2 s or half the margin, whichever is less: a short margin stays
+        // valid without setting both.
+        let default_reserve = defaults.handoff_reserve.min(config.deadline_margin / 2);
+        config.handoff_reserve = millis(
+            env,
+            "HANDOFF_RESERVE_MS",
+            ms(default_reserve),
+            100..=60_000,
+        )?;
         if config.handoff_reserve >= config.deadline_margin {
             return Err(ConfigError::Invalid {
                 var: "HANDOFF_RESERVE_MS",
