@@ -350,12 +350,12 @@ resource "aws_cloudwatch_dashboard" "this" {
           view   = "timeSeries"
           period = 60
           stat   = "Sum"
-          metrics = flatten([
-            for name in ["connect", "disconnect", "sendmessage", "default"] : [
-              ["AWS/Lambda", "Errors", "FunctionName", aws_lambda_function.this[name].function_name, { label = "${name} errors" }],
-              ["AWS/Lambda", "Throttles", "FunctionName", aws_lambda_function.this[name].function_name, { label = "${name} throttles" }],
-            ]
-          ])
+          # One metric array per (function, metric). Not flatten(): it is recursive, and would
+          # flatten each metric array into the list too (PutDashboard: "Should be array").
+          metrics = [
+            for pair in setproduct(["connect", "disconnect", "sendmessage", "default"], ["Errors", "Throttles"]) :
+            ["AWS/Lambda", pair[1], "FunctionName", aws_lambda_function.this[pair[0]].function_name, { label = "${pair[0]} ${lower(pair[1])}" }]
+          ]
           yAxis = { left = { min = 0 } }
         }
       },
