@@ -2,6 +2,7 @@
 //! the metrics, and the settings the emulator applies to every connection.
 
 use crate::connections::Registry;
+use crate::faults::ManagementFaults;
 use crate::metrics::Metrics;
 use crate::queue::JobSource;
 use fanout::handlers::connect::ConnectConfig;
@@ -34,6 +35,9 @@ pub struct App {
     /// The `sendmessage` handler's settings: the Lambda's environment (`MAX_DATA_BYTES`),
     /// overridden by `--max-data-bytes`.
     pub send: SendConfig,
+    /// What the management API injects: a latency on every request, and faults for a period
+    /// (`--management-latency`, `--management-fault`, [`crate::LocalStack::inject_management_fault`]).
+    pub faults: ManagementFaults,
     /// What API Gateway enforces on each connection, from the command line.
     pub limits: Limits,
     /// The stage in URLs and in each event's `requestContext.stage`.

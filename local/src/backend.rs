@@ -1,5 +1,5 @@
-//! Where connections and jobs live: in memory (the embedded default), or DynamoDB and SQS
-//! through the real SDKs (moto, or AWS itself).
+//! Where connections, jobs and the worker's progress records live: in memory (the embedded
+//! default), or DynamoDB and SQS through the real SDKs (moto, or AWS itself).
 
 use crate::options::{BackendKind, Options};
 use crate::queue::{JobSource, LocalQueue, QueueSettings, SqsSource};
@@ -8,16 +8,20 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use fanout::adapters::aws::describe;
 use fanout::adapters::dynamodb::DynamoStore;
 use fanout::adapters::dynamodb::TableConfig;
-use fanout::adapters::memory::MemoryStore;
+use fanout::adapters::memory::{MemoryProgress, MemoryStore};
+use fanout::adapters::progress_table::{DynamoProgress, ProgressTableConfig};
 use fanout::adapters::sqs::SqsQueue;
-use fanout::ports::{ConnectionStore, JobQueue};
+use fanout::ports::{ConnectionStore, JobQueue, ProgressStore};
 use std::sync::Arc;
+use std::time::Duration;
 
-/// The store and both ends of the queue.
+/// The store, both ends of the queue, and the progress records.
 pub struct Backend {
     pub store: Arc<dyn ConnectionStore>,
     pub queue: Arc<dyn JobQueue>,
     pub source: Arc<dyn JobSource>,
+    /// The worker's job progress records (`PROGRESS_TABLE` in AWS).
+    pub progress: Arc<dyn ProgressStore>,
     /// The in-memory queue, when that is the queue (tests put raw jobs on it).
     pub local_queue: Option<Arc<LocalQueue>>,
     /// For the start-up banner.
@@ -58,6 +62,7 @@ pub fn memory(options: &Options) -> Backend {
         store: Arc::new(MemoryStore::new()),
         queue: queue.clone(),
         source: queue.clone(),
+        progress: Arc::new(MemoryProgress::new()),
         local_queue: Some(queue),
         description: "store: memory, queue: memory".into(),
     }
@@ -86,24 +91,44 @@ pub async fn aws(sdk: &SdkConfig, options: &Options) -> Result<Backend, BackendE
             BackendError(format!("could not create table {}: {error}", options.table))
         })?;
     }
+    let progress = DynamoProgress::new(
+        sdk,
+        ProgressTableConfig {
+            table: options.progress_table.clone(),
+            ttl: Duration::from_secs(ProgressTableConfig::DEFAULT_TTL_SECONDS),
+        },
+    );
+    if options.create_resources {
+        progress.create_table().await.map_err(|error| {
+            BackendError(format!(
+                "could not create table {}: {error}",
+                options.progress_table
+            ))
+        })?;
+    }
     let (queue_url, dlq_url) = queues(&sqs, options).await?;
     Ok(Backend {
         store: Arc::new(store),
-        queue: Arc::new(SqsQueue::from_client(sqs.clone(), queue_url.clone())),
-        source: Arc::new(SqsSource::new(sqs, queue_url.clone(), dlq_url)),
+        queue: Arc::new(
+            SqsQueue::from_client(sqs.clone(), queue_url.clone())
+                .with_dead_letter_queue(dlq_url.clone()),
+        ),
+        source: Arc::new(SqsSource::new(sqs, queue_url.clone(), Some(dlq_url))),
+        progress: Arc::new(progress),
         local_queue: None,
         description: format!(
-            "store: DynamoDB table {}, queue: SQS {queue_url}",
-            options.table
+            "store: DynamoDB tables {} and {}, queue: SQS {queue_url}",
+            options.table, options.progress_table
         ),
     })
 }
 
 /// The queue's and dead-letter queue's URLs, creating them (with the redrive policy) if asked.
+/// Both must exist: the worker parks what it gives up on in the dead-letter queue.
 async fn queues(
     client: &aws_sdk_sqs::Client,
     options: &Options,
-) -> Result<(String, Option<String>), BackendError> {
+) -> Result<(String, String), BackendError> {
     let dlq_name = format!("{}-dlq", options.queue_name);
     let failed = |what: &str, error: &(dyn std::error::Error + 'static)| {
         BackendError(format!("{what}: {}", describe(error)))
@@ -149,7 +174,7 @@ async fn queues(
             })?
             .queue_url
             .unwrap_or_default();
-        return Ok((queue_url, Some(dlq_url)));
+        return Ok((queue_url, dlq_url));
     }
     let url = |name: String| async move {
         client
@@ -168,5 +193,13 @@ async fn queues(
             &e,
         )
     })?;
-    Ok((queue_url, url(dlq_name).await.ok()))
+    let dlq_url = url(dlq_name.clone()).await.map_err(|e| {
+        failed(
+            &format!(
+                "dead-letter queue {dlq_name} not found (pass --create-resources to create it)"
+            ),
+            &e,
+        )
+    })?;
+    Ok((queue_url, dlq_url))
 }

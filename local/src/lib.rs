@@ -7,23 +7,27 @@
 //!   `$disconnect`, frame and message limits, idle and maximum durations).
 //! - [`management`]: the `@connections` API over HTTP, with API Gateway's status codes; the
 //!   worker reaches it through the real aws-sdk-apigatewaymanagement client.
+//! - [`faults`]: what the management API can be told to inject (500, 503, 429, hangs, latency).
 //! - [`app`]: what the handlers share (store, queue, sockets, metrics, settings, limits).
 //! - [`connections`]: the open sockets by connection id, and the close codes they get.
-//! - [`queue`]: an SQS-like queue in memory (visibility timeout, redelivery, dead-letter
-//!   queue), or a real SQS queue; [`worker`]: the event source mapping's loop.
-//! - [`backend`]: in-memory store and queue, or DynamoDB and SQS through the SDKs.
+//! - [`queue`]: an SQS-like queue in memory (delays, visibility timeout, redelivery, dead-letter
+//!   queue), or a real SQS queue; [`worker`]: the event source mapping's loop, whose
+//!   invocations can be killed mid-run.
+//! - [`backend`]: in-memory store, queue and progress records, or DynamoDB and SQS through the
+//!   SDKs.
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format.
 //! - [`stack`]: the composition root: wiring, routes, start and graceful shutdown;
 //!   [`options`]: the command line, where every default lives.
 //!
 //! Modules depend downward only: `stack` uses everything; `emulator` and `management` use
-//! `app` and `connections`; `app` uses `connections`, `metrics` and `queue`; nothing uses
-//! `stack`.
+//! `app` and `connections`; `app` uses `connections`, `faults`, `metrics` and `queue`;
+//! `options` uses `faults` and `queue`; nothing uses `stack`.
 
 pub mod app;
 pub mod backend;
 pub mod connections;
 pub mod emulator;
+pub mod faults;
 pub mod management;
 pub mod metrics;
 pub mod options;

@@ -34,7 +34,7 @@ async fn main() -> ExitCode {
         stack.addr()
     );
     println!(
-        "Ctrl-C stops it: no new connections, jobs in flight finish, sockets close with 1001."
+        "Ctrl-C stops it: jobs in flight finish, then no new connections, sockets close with 1001."
     );
 
     if let Err(error) = tokio::signal::ctrl_c().await {

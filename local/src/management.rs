@@ -1,8 +1,11 @@
 //! The `@connections` management API over HTTP, with API Gateway's answers: the worker reaches
-//! it through the real aws-sdk-apigatewaymanagement client, as it does in AWS.
+//! it through the real aws-sdk-apigatewaymanagement client, as it does in AWS. Every request
+//! waits `--management-latency` first, then meets the fault in force, if any
+//! ([`crate::faults`]): 500, 503, 429, or a hang until the fault's period ends (then 504).
 
 use crate::app::App;
 use crate::connections::{CLOSE_NORMAL, SendError};
+use crate::faults::FaultKind;
 use aws_sdk_apigatewaymanagement::primitives::{DateTime, DateTimeFormat};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -31,8 +34,46 @@ fn gone() -> Response {
     error(StatusCode::GONE, "GoneException", "the connection is gone")
 }
 
+/// The latency, then the injected fault's answer if one is in force. A hang answers at its
+/// period's end, so no request waits forever.
+async fn misbehave(app: &App) -> Option<Response> {
+    if !app.faults.latency.is_zero() {
+        tokio::time::sleep(app.faults.latency).await;
+    }
+    let (kind, end) = app.faults.active(tokio::time::Instant::now())?;
+    app.metrics.management_fault(kind);
+    Some(match kind {
+        FaultKind::InternalError => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerErrorException",
+            "injected fault: internal error",
+        ),
+        FaultKind::Unavailable => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailableException",
+            "injected fault: service unavailable",
+        ),
+        FaultKind::Throttled => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "LimitExceededException",
+            "injected fault: rate exceeded",
+        ),
+        FaultKind::Hang => {
+            tokio::time::sleep_until(end).await;
+            error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "GatewayTimeoutException",
+                "injected fault: no answer in time",
+            )
+        }
+    })
+}
+
 /// `POST /{stage}/@connections/{id}`: one frame to one client.
 pub async fn post(State(app): State<Arc<App>>, Path(id): Path<String>, body: Bytes) -> Response {
+    if let Some(fault) = misbehave(&app).await {
+        return fault;
+    }
     if body.len() > MAX_POST_BYTES {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -62,6 +103,9 @@ fn iso8601(at: std::time::SystemTime) -> String {
 
 /// `GET /{stage}/@connections/{id}`: what API Gateway says about a connection.
 pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    if let Some(fault) = misbehave(&app).await {
+        return fault;
+    }
     let Some(connection) = app.connections.get(&id) else {
         return gone();
     };
@@ -78,6 +122,9 @@ pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respons
 
 /// `DELETE /{stage}/@connections/{id}`: closes the connection (its `$disconnect` follows).
 pub async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    if let Some(fault) = misbehave(&app).await {
+        return fault;
+    }
     match app.connections.close(&id, CLOSE_NORMAL, "") {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(_) => gone(),

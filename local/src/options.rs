@@ -3,6 +3,8 @@
 //! ...); the flags here override them, and are refused, naming the flag, where the variable
 //! would be refused.
 
+use crate::faults::FaultSpec;
+use crate::queue::MAX_VISIBILITY_TIMEOUT;
 use clap::{Parser, ValueEnum};
 use fanout::domain::DeliveryMode;
 use fanout::handlers::sendmessage::SendConfig;
@@ -60,11 +62,17 @@ pub struct Options {
     #[arg(long, default_value = "fanout-local-connections")]
     pub table: String,
 
+    /// DynamoDB table of the worker's job progress records, PROGRESS_TABLE in AWS (aws
+    /// backend; the memory backend keeps them in memory).
+    #[arg(long, value_name = "NAME", default_value = "fanout-local-progress")]
+    pub progress_table: String,
+
     /// SQS fan-out queue name; its dead-letter queue is NAME-dlq (aws backend).
     #[arg(long, default_value = "fanout-local")]
     pub queue_name: String,
 
-    /// Create the table, its room index and the queues if they do not exist (aws backend).
+    /// Create the tables (connections with its room index, progress) and the queues if they
+    /// do not exist (aws backend).
     #[arg(long)]
     pub create_resources: bool,
 
@@ -80,9 +88,9 @@ pub struct Options {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub worker_timeout: Duration,
 
-    /// How long a received job stays invisible before redelivery, for example 30s or 6m;
-    /// default 6 × worker timeout.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    /// How long a received job stays invisible before redelivery, for example 30s or 6m (at
+    /// most 12h, as SQS; whole seconds on SQS); default 6 × worker timeout.
+    #[arg(long, value_name = "DURATION", value_parser = parse_visibility_timeout)]
     pub visibility_timeout: Option<Duration>,
 
     /// Receives after which a job moves to the dead-letter queue.
@@ -106,6 +114,24 @@ pub struct Options {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=LIMIT_MAX_DATA_BYTES))]
     pub max_data_bytes: Option<u32>,
 
+    /// Fault injection: the management API answers KIND from START after start-up for
+    /// DURATION. KIND is 500, 503, 429 or hang (hold each request unanswered until the period
+    /// ends, then answer 504). Repeatable; where periods overlap, the one that started last
+    /// applies. For example 500@5s+30s or hang@40s+5s.
+    #[arg(long, value_name = "KIND@START+DURATION", value_parser = parse_fault)]
+    pub management_fault: Vec<FaultSpec>,
+
+    /// Every management API request waits this long before it is answered, for example 20ms
+    /// (at most 60s): slows fan-outs down, so that faults land mid-way.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_latency)]
+    pub management_latency: Duration,
+
+    /// Fault injection: kill every worker invocation in flight, once, this long after the
+    /// first job is received, as Lambda kills a crashed process: no hand-off is written, and
+    /// the jobs come back after the visibility timeout. The worker goes on.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub kill_worker_after: Option<Duration>,
+
     /// Log JSON lines instead of text.
     #[arg(long)]
     pub log_json: bool,
@@ -120,10 +146,39 @@ pub enum BackendKind {
 
 impl Options {
     /// `--visibility-timeout`, or its default: 6 × the worker timeout, as the Terraform stack
-    /// sets it (AWS's advice for a Lambda's source queue).
+    /// sets it (AWS's advice for a Lambda's source queue), at most SQS's 12 hours.
     pub fn visibility_timeout(&self) -> Duration {
-        self.visibility_timeout.unwrap_or(self.worker_timeout * 6)
+        self.visibility_timeout
+            .unwrap_or((self.worker_timeout * 6).min(MAX_VISIBILITY_TIMEOUT))
     }
+}
+
+/// A humantime duration no longer than `max`.
+fn duration_at_most(text: &str, max: Duration, why: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|error| error.to_string())?;
+    if duration > max {
+        return Err(format!(
+            "at most {} ({why})",
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(duration)
+}
+
+fn parse_visibility_timeout(text: &str) -> Result<Duration, String> {
+    duration_at_most(text, MAX_VISIBILITY_TIMEOUT, "SQS's longest")
+}
+
+fn parse_latency(text: &str) -> Result<Duration, String> {
+    duration_at_most(
+        text,
+        Duration::from_secs(60),
+        "longer than any post's timeout",
+    )
+}
+
+fn parse_fault(text: &str) -> Result<FaultSpec, String> {
+    text.parse()
 }
 
 fn parse_delivery_mode(text: &str) -> Result<DeliveryMode, String> {
@@ -187,6 +242,13 @@ mod tests {
             ("--worker-concurrency", "0"),
             ("--batch-size", "0"),
             ("--max-receive-count", "0"),
+            ("--visibility-timeout", "13h"),
+            ("--visibility-timeout", "30"),
+            ("--management-latency", "2m"),
+            ("--management-fault", "500"),
+            ("--management-fault", "418@0s+1s"),
+            ("--management-fault", "hang@5s+0s"),
+            ("--kill-worker-after", "5"),
         ] {
             let error = parse(&[flag, value])
                 .expect_err("out of bounds")
@@ -204,6 +266,31 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(bounds.fanout_concurrency, Some(10_000));
+    }
+
+    #[test]
+    fn fault_options_are_read() {
+        use crate::faults::FaultKind;
+        let options = parse(&[
+            "--management-fault",
+            "500@5s+30s",
+            "--management-fault",
+            "hang@40s+5s",
+            "--management-latency",
+            "20ms",
+            "--kill-worker-after",
+            "1s500ms",
+        ])
+        .unwrap();
+        let kinds: Vec<FaultKind> = options.management_fault.iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, [FaultKind::InternalError, FaultKind::Hang]);
+        assert_eq!(options.management_fault[1].start, Duration::from_secs(40));
+        assert_eq!(options.management_latency, Duration::from_millis(20));
+        assert_eq!(options.kill_worker_after, Some(Duration::from_millis(1500)));
+        let error = parse(&["--management-fault", "404@0s+1s"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("500, 503, 429 or hang"), "{error}");
     }
 
     #[test]
@@ -226,6 +313,9 @@ mod tests {
             (2, 5)
         );
         assert!(Options::try_parse_from(["fanout-local", "--stage", "a/b"]).is_err());
+        assert_eq!(options.progress_table, "fanout-local-progress");
+        assert!(options.management_fault.is_empty() && options.kill_worker_after.is_none());
+        assert_eq!(options.management_latency, Duration::ZERO);
     }
 
     #[test]

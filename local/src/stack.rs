@@ -6,11 +6,12 @@ use crate::app::{App, Limits};
 use crate::backend::{self, Backend, BackendError};
 use crate::connections::{CLOSE_GOING_AWAY, Registry};
 use crate::emulator;
+use crate::faults::{FaultKind, ManagementFaults};
 use crate::management;
 use crate::metrics::Metrics;
 use crate::options::{BackendKind, Options};
 use crate::queue::LocalQueue;
-use crate::worker::{self, WorkerSettings};
+use crate::worker::{self, Invocations, WorkerSettings};
 use aws_config::SdkConfig;
 use axum::Router;
 use axum::extract::State;
@@ -28,7 +29,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::info;
+use tokio::time::{Instant, timeout_at};
+use tracing::{info, warn};
+
+/// How long shutdown waits for the worker beyond its timeout (an invocation returns by its
+/// deadline, then deletes its records).
+const WORKER_GRACE: Duration = Duration::from_secs(2);
+/// How long shutdown waits for the sockets' `$disconnect`s, then for the server.
+const SOCKETS_GRACE: Duration = Duration::from_secs(5);
+const SERVER_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -49,19 +58,25 @@ pub enum StartError {
 /// `--listen`, tests on `127.0.0.1:0`; [`shutdown`](Self::shutdown) stops it.
 ///
 /// It has two shutdown channels because the server and the worker are separate tasks that stop
-/// in different ways: `stop_accepting` is axum's graceful-shutdown signal (stop accepting, close
-/// idle HTTP connections, finish the requests in flight; it does not wait for upgraded
-/// WebSockets, so `shutdown` closes those itself), `stop_worker` makes the worker stop
-/// receiving and wait for the invocations in flight. Two channels let `shutdown` stop them at
-/// different moments, which matters because the worker posts through this same server's
-/// management API. Today `shutdown` sends both at once, so an invocation still running then
-/// cannot reach the management API: its posts fail and are retried until its deadline, when the
-/// job goes back to the queue.
+/// in different ways: `stop_worker` makes the worker stop receiving and wait for the invocations
+/// in flight; `stop_accepting` is axum's graceful-shutdown signal (stop accepting, close idle
+/// HTTP connections, finish the requests in flight; it does not wait for upgraded WebSockets,
+/// so `shutdown` closes those itself). `shutdown` sends them one after the other, worker first,
+/// because the worker posts through this same server's management API: an invocation still
+/// running must reach it until the invocation ends (by its deadline, having delivered its jobs
+/// or handed the rest back to the queue; with the in-memory queue, a hand-off that is never
+/// run is lost, so a fan-out in progress must finish). Only once the worker has stopped, or
+/// `--worker-timeout` plus a grace has passed, does the server stop accepting and the sockets
+/// close with 1001.
 pub struct LocalStack {
     addr: SocketAddr,
     app: Arc<App>,
     local_queue: Option<Arc<LocalQueue>>,
     description: String,
+    engine_config: EngineConfig,
+    worker_timeout: Duration,
+    /// The worker's invocations in flight, to kill them.
+    invocations: Arc<Invocations>,
     /// Ends the server's accept loop (axum's graceful shutdown).
     stop_accepting: watch::Sender<bool>,
     /// Ends the worker's polling loop; the worker task then waits for its invocations.
@@ -82,6 +97,7 @@ impl LocalStack {
 
     /// Starts the stack; `aws` given means the aws backend on that SDK configuration.
     pub async fn start_with(options: Options, aws: Option<SdkConfig>) -> Result<Self, StartError> {
+        let started = Instant::now();
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
             .map_err(|source| StartError::Bind {
@@ -96,6 +112,7 @@ impl LocalStack {
             store,
             queue,
             source,
+            progress,
             local_queue,
             description,
         } = match aws {
@@ -122,8 +139,18 @@ impl LocalStack {
             store.clone(),
             Arc::new(ManagementGateway::new(&management)),
             queue.clone(),
-            engine_config,
+            progress,
+            engine_config.clone(),
         ));
+        if options.visibility_timeout() < options.worker_timeout {
+            warn!(
+                visibility_timeout = ?options.visibility_timeout(),
+                worker_timeout = ?options.worker_timeout,
+                "--visibility-timeout is shorter than --worker-timeout: a job still running is \
+                 delivered again, finds its progress record held and is reported failed, which \
+                 counts toward --max-receive-count"
+            );
+        }
 
         let metrics = Arc::new(Metrics::new());
         let app = Arc::new(App {
@@ -134,6 +161,11 @@ impl LocalStack {
             metrics: metrics.clone(),
             connect: ConnectConfig::from_env(&ProcessEnv)?,
             send,
+            faults: ManagementFaults::new(
+                started,
+                &options.management_fault,
+                options.management_latency,
+            ),
             limits: Limits {
                 max_frame_bytes: options.max_frame_bytes,
                 max_message_bytes: options.max_message_bytes,
@@ -150,12 +182,15 @@ impl LocalStack {
             batching_window: options.batching_window,
             timeout: options.worker_timeout,
             concurrency: usize::from(options.worker_concurrency),
+            kill_after: options.kill_worker_after,
         };
+        let invocations = Invocations::new(metrics.invocations_killed.clone());
         let worker = tokio::spawn(worker::run(
             source,
             engine,
             metrics,
             settings,
+            invocations.clone(),
             worker_signal,
         ));
 
@@ -184,6 +219,9 @@ impl LocalStack {
             app,
             local_queue,
             description,
+            engine_config,
+            worker_timeout: options.worker_timeout,
+            invocations,
             stop_accepting,
             stop_worker,
             server,
@@ -218,17 +256,49 @@ impl LocalStack {
         self.local_queue.clone()
     }
 
-    /// Stops accepting, lets the worker finish the jobs it started, closes every socket with
-    /// 1001, then waits for the server.
+    /// The worker's engine settings (`FANOUT_CONCURRENCY` and `CHECKPOINT_EVERY` bound the
+    /// duplicates a killed invocation can cause).
+    pub fn engine_config(&self) -> &EngineConfig {
+        &self.engine_config
+    }
+
+    /// The management API answers with `kind` from now for `duration` (as
+    /// `--management-fault`, which counts from start-up).
+    pub fn inject_management_fault(&self, kind: FaultKind, duration: Duration) {
+        info!(%kind, ?duration, "injecting a management API fault");
+        self.app.faults.inject(kind, duration);
+    }
+
+    /// Kills every worker invocation in flight now, as `--kill-worker-after` does; the worker
+    /// goes on. How many it killed.
+    pub fn kill_worker_invocations(&self) -> usize {
+        self.invocations.kill_all()
+    }
+
+    /// Stops the worker and waits for it (its invocations finish, or hand back, by their
+    /// deadline), while the server still answers the management API it posts to; then stops
+    /// accepting, closes every socket with 1001 and waits for the server. Takes at most
+    /// `--worker-timeout` plus about 9 seconds.
     pub async fn shutdown(self) {
-        let _ = self.stop_accepting.send(true);
         let _ = self.stop_worker.send(true);
-        let _ = self.worker.await;
+        let mut worker = self.worker;
+        let worker_by = Instant::now() + self.worker_timeout + WORKER_GRACE;
+        if timeout_at(worker_by, &mut worker).await.is_err() {
+            warn!("the worker did not stop in time; its invocations are abandoned");
+            worker.abort();
+        }
+        let _ = self.stop_accepting.send(true);
         self.app
             .connections
-            .close_all(CLOSE_GOING_AWAY, "Going away", Duration::from_secs(5))
+            .close_all(CLOSE_GOING_AWAY, "Going away", SOCKETS_GRACE)
             .await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+        let mut server = self.server;
+        if tokio::time::timeout(SERVER_GRACE, &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+        }
         info!("local stack stopped");
     }
 }

@@ -1,5 +1,5 @@
 //! A WebSocket client, as a browser or wscat would be: for the end-to-end tests and the local
-//! stack's `reach` example.
+//! stack's `reach` example; and an audience of many clients reading at once, for fan-outs.
 
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -91,5 +91,115 @@ impl Client {
         let _ = self.socket.close(None).await;
         // Read until the server's close arrives, so the server has seen ours.
         while let Some(Ok(_)) = self.socket.next().await {}
+    }
+}
+
+/// What one client of an [`Audience`] heard.
+#[derive(Debug, Default, Clone)]
+pub struct Heard {
+    /// `{"type":"message"}` frames by their `id`, with how many times each came.
+    pub messages: std::collections::BTreeMap<String, usize>,
+    /// The ids of the acks it got (the sender's).
+    pub acks: Vec<String>,
+    /// Any other frame.
+    pub other: Vec<Value>,
+    /// The close code, if the server closed the socket (`Some(None)`: closed without one).
+    pub closed: Option<Option<u16>>,
+}
+
+/// Many clients reading at once, each in its own task, counting the messages it receives by
+/// id, until [`Audience::finish`] or the server closes the socket: for fan-outs to big rooms.
+pub struct Audience {
+    reached: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: tokio::sync::watch::Sender<bool>,
+    listeners: Vec<tokio::task::JoinHandle<Heard>>,
+}
+
+impl Audience {
+    pub fn listen(clients: Vec<Client>) -> Audience {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let reached = std::sync::Arc::new(AtomicUsize::new(0));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let listeners = clients
+            .into_iter()
+            .map(|mut client| {
+                let (reached, mut stopped) = (reached.clone(), stopped.clone());
+                tokio::spawn(async move {
+                    let mut heard = Heard::default();
+                    loop {
+                        let event = tokio::select! {
+                            event = client.next(Duration::from_secs(3600)) => event,
+                            _ = stopped.wait_for(|stop| *stop) => break,
+                        };
+                        match event {
+                            Event::Json(frame) if frame["type"] == "message" => {
+                                let id = frame["id"].as_str().unwrap_or_default().to_owned();
+                                if heard.messages.is_empty() {
+                                    reached.fetch_add(1, Ordering::SeqCst);
+                                }
+                                *heard.messages.entry(id).or_default() += 1;
+                            }
+                            Event::Json(frame) if frame["type"] == "ack" => {
+                                heard
+                                    .acks
+                                    .push(frame["id"].as_str().unwrap_or_default().to_owned());
+                            }
+                            Event::Json(frame) => heard.other.push(frame),
+                            Event::Text(text) => heard.other.push(Value::String(text)),
+                            Event::Closed(code) => {
+                                heard.closed = Some(code);
+                                break;
+                            }
+                            Event::Silence => {}
+                        }
+                    }
+                    heard
+                })
+            })
+            .collect();
+        Audience {
+            reached,
+            stop,
+            listeners,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.listeners.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.listeners.is_empty()
+    }
+
+    /// Clients that received at least one message so far.
+    pub fn reached(&self) -> usize {
+        self.reached.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until at least `count` clients received a message, checking every 5 ms, for at
+    /// most `wait`; whether they did.
+    pub async fn wait_reached(&self, count: usize, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        while self.reached() < count {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// Stops every listener and returns what each heard, in the clients' order. A listener that
+    /// does not stop within `wait` (it cannot, short of a bug) panics the caller.
+    pub async fn finish(self, wait: Duration) -> Vec<Heard> {
+        let _ = self.stop.send(true);
+        let joined = tokio::time::timeout(wait, futures::future::join_all(self.listeners))
+            .await
+            .expect("listeners stop when told");
+        joined
+            .into_iter()
+            .map(|heard| heard.expect("a listener panicked"))
+            .collect()
     }
 }

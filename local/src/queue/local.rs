@@ -1,37 +1,16 @@
-//! The worker's side of the queue: receive a batch, delete what was processed. Two sources:
-//! [`LocalQueue`], an in-memory queue with the SQS semantics the pipeline relies on, and
-//! [`SqsSource`], a real SQS queue (moto in tests).
+//! An SQS-like queue in memory, both ends: the `JobQueue` the handlers and the engine send to,
+//! and the `JobSource` the worker loop receives from.
 
+use super::{JobSource, MAX_VISIBILITY_TIMEOUT, QueueDepths};
 use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsMessage;
-use fanout::adapters::aws::describe;
 use fanout::domain::{Job, now_epoch_millis};
-use fanout::ports::{JobQueue, QueueError};
+use fanout::ports::{JobQueue, MAX_QUEUE_DELAY, QueueError};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-
-/// Messages by state, for `/metrics`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct QueueDepths {
-    /// Visible, waiting for the worker.
-    pub ready: u64,
-    /// Received and not yet deleted.
-    pub in_flight: u64,
-    /// In the dead-letter queue.
-    pub dead: u64,
-}
-
-#[async_trait]
-pub trait JobSource: Send + Sync {
-    /// Up to `max` messages; waits up to `wait` for the first one (long polling).
-    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<SqsMessage>, QueueError>;
-    /// Deletes processed messages by receipt handle.
-    async fn delete(&self, receipt_handles: Vec<String>) -> Result<(), QueueError>;
-    async fn depths(&self) -> Result<QueueDepths, QueueError>;
-}
 
 /// How the in-memory queue behaves, from the command line (`--visibility-timeout`,
 /// `--max-receive-count`), whose defaults mirror the Terraform stack.
@@ -51,20 +30,38 @@ struct Message {
     first_received_ms: Option<u64>,
 }
 
+impl Message {
+    fn new(body: String) -> Self {
+        Self {
+            id: uuid::Uuid::now_v7().to_string(),
+            body,
+            receive_count: 0,
+            sent_at_ms: now_epoch_millis().unsigned_abs(),
+            first_received_ms: None,
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     ready: VecDeque<Message>,
+    /// Sent with a delay, with when each becomes visible.
+    delayed: Vec<(Message, Instant)>,
     /// By receipt handle, with when the message becomes visible again.
     in_flight: HashMap<String, (Message, Instant)>,
-    dead: Vec<Message>,
+    /// With why each is there.
+    dead: Vec<(Message, String)>,
 }
 
-/// An SQS-like queue in memory: at-least-once delivery, a visibility timeout, redelivery of
-/// whatever is not deleted, and a dead-letter queue after `max_receive_count` receives.
+/// An SQS-like queue in memory: at-least-once delivery, delays (`DelaySeconds`), a visibility
+/// timeout that a consumer may change per message (`ChangeMessageVisibility`), redelivery of
+/// whatever is not deleted, and a dead-letter queue, after `max_receive_count` receives or
+/// when the worker parks a message there.
 pub struct LocalQueue {
     settings: QueueSettings,
     state: Mutex<State>,
-    arrived: Notify,
+    /// Wakes waiting receives when a message is sent or a visibility changes.
+    changed: Notify,
 }
 
 impl LocalQueue {
@@ -72,30 +69,40 @@ impl LocalQueue {
         Self {
             settings,
             state: Mutex::default(),
-            arrived: Notify::new(),
+            changed: Notify::new(),
         }
     }
 
     /// Puts a raw body on the queue, as any producer may (a malformed one included).
     pub fn send_raw(&self, body: impl Into<String>) -> String {
-        let id = uuid::Uuid::now_v7().to_string();
-        self.lock().ready.push_back(Message {
-            id: id.clone(),
-            body: body.into(),
-            receive_count: 0,
-            sent_at_ms: now_epoch_millis().unsigned_abs(),
-            first_received_ms: None,
-        });
-        self.arrived.notify_waiters();
+        self.send(body.into(), Duration::ZERO)
+    }
+
+    /// Puts a body on the queue, visible after `delay` (at most SQS's 15 minutes).
+    pub fn send(&self, body: String, delay: Duration) -> String {
+        let message = Message::new(body);
+        let id = message.id.clone();
+        {
+            let mut state = self.lock();
+            if delay.is_zero() {
+                state.ready.push_back(message);
+            } else {
+                state
+                    .delayed
+                    .push((message, Instant::now() + delay.min(MAX_QUEUE_DELAY)));
+            }
+        }
+        self.changed.notify_waiters();
         id
     }
 
-    /// The bodies in the dead-letter queue.
-    pub fn dead_letters(&self) -> Vec<String> {
+    /// The dead-letter queue: each body with the reason it is there (the worker's reason, or
+    /// the receives that exhausted `--max-receive-count`).
+    pub fn dead_letters(&self) -> Vec<(String, String)> {
         self.lock()
             .dead
             .iter()
-            .map(|message| message.body.clone())
+            .map(|(message, reason)| (message.body.clone(), reason.clone()))
             .collect()
     }
 
@@ -104,10 +111,11 @@ impl LocalQueue {
     }
 
     /// Takes what is visible now; returns the messages and when the next invisible one
-    /// reappears.
+    /// (received or delayed) becomes visible.
     fn take(&self, max: usize) -> (Vec<SqsMessage>, Option<Instant>) {
         let now = Instant::now();
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let expired: Vec<String> = state
             .in_flight
             .iter()
@@ -119,13 +127,22 @@ impl LocalQueue {
                 state.ready.push_back(message);
             }
         }
+        state.delayed.sort_by_key(|(_, at)| *at);
+        let due = state.delayed.partition_point(|(_, at)| *at <= now);
+        state
+            .ready
+            .extend(state.delayed.drain(..due).map(|(message, _)| message));
         let mut batch = Vec::new();
         while batch.len() < max {
             let Some(mut message) = state.ready.pop_front() else {
                 break;
             };
             if message.receive_count >= self.settings.max_receive_count {
-                state.dead.push(message);
+                let reason = format!(
+                    "received {} times (--max-receive-count {})",
+                    message.receive_count, self.settings.max_receive_count
+                );
+                state.dead.push((message, reason));
                 continue;
             }
             message.receive_count += 1;
@@ -133,37 +150,69 @@ impl LocalQueue {
                 .first_received_ms
                 .get_or_insert_with(|| now_epoch_millis().unsigned_abs());
             let receipt = uuid::Uuid::now_v7().to_string();
-            let mut record = SqsMessage::default();
-            record.message_id = Some(message.id.clone());
-            record.receipt_handle = Some(receipt.clone());
-            record.body = Some(message.body.clone());
-            record.event_source = Some("aws:sqs".into());
-            record.event_source_arn = Some("arn:aws:sqs:local:000000000000:fanout-local".into());
-            record.attributes = HashMap::from([
-                (
-                    "ApproximateReceiveCount".into(),
-                    message.receive_count.to_string(),
-                ),
-                ("SentTimestamp".into(), message.sent_at_ms.to_string()),
-                (
-                    "ApproximateFirstReceiveTimestamp".into(),
-                    first_received.to_string(),
-                ),
-            ]);
-            batch.push(record);
+            batch.push(record(&message, &receipt, first_received));
             state
                 .in_flight
                 .insert(receipt, (message, now + self.settings.visibility_timeout));
         }
-        let next_visible = state.in_flight.values().map(|(_, at)| *at).min();
+        let next_visible = state
+            .in_flight
+            .values()
+            .map(|(_, at)| *at)
+            .chain(state.delayed.first().map(|(_, at)| *at))
+            .min();
         (batch, next_visible)
     }
 }
 
+/// The record the event source mapping gives the worker, as SQS's receive has it.
+fn record(message: &Message, receipt: &str, first_received_ms: u64) -> SqsMessage {
+    let mut record = SqsMessage::default();
+    record.message_id = Some(message.id.clone());
+    record.receipt_handle = Some(receipt.to_owned());
+    record.body = Some(message.body.clone());
+    record.event_source = Some("aws:sqs".into());
+    record.event_source_arn = Some("arn:aws:sqs:local:000000000000:fanout-local".into());
+    record.attributes = HashMap::from([
+        (
+            "ApproximateReceiveCount".into(),
+            message.receive_count.to_string(),
+        ),
+        ("SentTimestamp".into(), message.sent_at_ms.to_string()),
+        (
+            "ApproximateFirstReceiveTimestamp".into(),
+            first_received_ms.to_string(),
+        ),
+    ]);
+    record
+}
+
 #[async_trait]
 impl JobQueue for LocalQueue {
-    async fn enqueue(&self, job: &Job) -> Result<(), QueueError> {
-        self.send_raw(job.to_queue_body()?);
+    async fn enqueue(&self, job: &Job, delay: Duration) -> Result<(), QueueError> {
+        self.send(job.to_queue_body()?, delay);
+        Ok(())
+    }
+
+    async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), QueueError> {
+        self.lock()
+            .dead
+            .push((Message::new(body.to_owned()), reason.to_owned()));
+        Ok(())
+    }
+
+    async fn retry_later(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
+        {
+            let mut state = self.lock();
+            let (_, visible_at) = state.in_flight.get_mut(receipt_handle).ok_or_else(|| {
+                // SQS answers MessageNotInflight (or ReceiptHandleIsInvalid) here too.
+                QueueError::Unavailable(format!(
+                    "receipt handle {receipt_handle} is not in flight: deleted, or visible again"
+                ))
+            })?;
+            *visible_at = Instant::now() + delay.min(MAX_VISIBILITY_TIMEOUT);
+        }
+        self.changed.notify_waiters();
         Ok(())
     }
 }
@@ -173,17 +222,17 @@ impl JobSource for LocalQueue {
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<SqsMessage>, QueueError> {
         let give_up = Instant::now() + wait;
         loop {
-            // Registered before looking, so a message sent in between still wakes us.
-            let arrived = self.arrived.notified();
-            tokio::pin!(arrived);
-            arrived.as_mut().enable();
+            // Registered before looking, so a change in between still wakes us.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
             let (batch, next_visible) = self.take(max);
             if !batch.is_empty() || Instant::now() >= give_up {
                 return Ok(batch);
             }
             let until = next_visible.map_or(give_up, |at| at.min(give_up));
             tokio::select! {
-                () = arrived => {}
+                () = changed => {}
                 () = tokio::time::sleep_until(until) => {}
             }
         }
@@ -202,125 +251,8 @@ impl JobSource for LocalQueue {
         Ok(QueueDepths {
             ready: state.ready.len() as u64,
             in_flight: state.in_flight.len() as u64,
+            delayed: state.delayed.len() as u64,
             dead: state.dead.len() as u64,
-        })
-    }
-}
-
-/// A real SQS queue and its dead-letter queue (redelivery and dead-lettering are SQS's own).
-pub struct SqsSource {
-    client: aws_sdk_sqs::Client,
-    queue_url: String,
-    dlq_url: Option<String>,
-}
-
-impl SqsSource {
-    pub fn new(client: aws_sdk_sqs::Client, queue_url: String, dlq_url: Option<String>) -> Self {
-        Self {
-            client,
-            queue_url,
-            dlq_url,
-        }
-    }
-
-    async fn count(&self, url: &str) -> Result<(u64, u64), QueueError> {
-        use aws_sdk_sqs::types::QueueAttributeName::{
-            ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible,
-        };
-        let output = self
-            .client
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(ApproximateNumberOfMessages)
-            .attribute_names(ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .map_err(|e| QueueError::Unavailable(describe(&e)))?;
-        let attributes = output.attributes.unwrap_or_default();
-        let read = |name| {
-            attributes
-                .get(&name)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        Ok((
-            read(ApproximateNumberOfMessages),
-            read(ApproximateNumberOfMessagesNotVisible),
-        ))
-    }
-}
-
-#[async_trait]
-impl JobSource for SqsSource {
-    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<SqsMessage>, QueueError> {
-        use aws_sdk_sqs::types::MessageSystemAttributeName;
-        let output = self
-            .client
-            .receive_message()
-            .queue_url(&self.queue_url)
-            .max_number_of_messages(max.clamp(1, 10) as i32)
-            .wait_time_seconds(wait.as_secs().min(20) as i32)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .send()
-            .await
-            .map_err(|e| QueueError::Unavailable(describe(&e)))?;
-        Ok(output
-            .messages
-            .unwrap_or_default()
-            .into_iter()
-            .map(|message| {
-                let mut record = SqsMessage::default();
-                record.message_id = message.message_id;
-                record.receipt_handle = message.receipt_handle;
-                record.body = message.body;
-                record.md5_of_body = message.md5_of_body;
-                record.event_source = Some("aws:sqs".into());
-                record.attributes = message
-                    .attributes
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(name, value)| (name.as_str().to_owned(), value))
-                    .collect();
-                record
-            })
-            .collect())
-    }
-
-    async fn delete(&self, receipt_handles: Vec<String>) -> Result<(), QueueError> {
-        use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
-        for chunk in receipt_handles.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, receipt)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(receipt)
-                        .build()
-                        .expect("id and receipt handle are set")
-                })
-                .collect();
-            self.client
-                .delete_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| QueueError::Unavailable(describe(&e)))?;
-        }
-        Ok(())
-    }
-
-    async fn depths(&self) -> Result<QueueDepths, QueueError> {
-        let (ready, in_flight) = self.count(&self.queue_url).await?;
-        let dead = match &self.dlq_url {
-            Some(url) => self.count(url).await?.0,
-            None => 0,
-        };
-        Ok(QueueDepths {
-            ready,
-            in_flight,
-            dead,
         })
     }
 }
@@ -336,20 +268,26 @@ mod tests {
         })
     }
 
+    fn job(id: &str) -> Job {
+        Job::parse(&format!(
+            r#"{{"v":1,"id":"{id}","target":{{"room":"lobby"}},"payload":1,"sentAt":1}}"#
+        ))
+        .unwrap()
+    }
+
+    async fn receive(queue: &LocalQueue, wait: Duration) -> Vec<SqsMessage> {
+        queue.receive(10, wait).await.unwrap()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_undeleted_message_reappears_after_the_visibility_timeout() {
         let queue = queue(5);
         queue.send_raw("a");
-        let first = queue.receive(10, Duration::ZERO).await.unwrap();
+        let first = receive(&queue, Duration::ZERO).await;
         assert_eq!(first.len(), 1);
-        assert!(
-            queue
-                .receive(10, Duration::from_secs(29))
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        let again = queue.receive(10, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(first[0].attributes["ApproximateReceiveCount"], "1");
+        assert!(receive(&queue, Duration::from_secs(29)).await.is_empty());
+        let again = receive(&queue, Duration::from_secs(2)).await;
         assert_eq!(again[0].message_id, first[0].message_id);
         assert_eq!(again[0].attributes["ApproximateReceiveCount"], "2");
         queue
@@ -364,23 +302,13 @@ mod tests {
         let queue = queue(2);
         queue.send_raw("poison");
         for _ in 0..2 {
-            assert_eq!(
-                queue
-                    .receive(10, Duration::from_secs(31))
-                    .await
-                    .unwrap()
-                    .len(),
-                1
-            );
+            assert_eq!(receive(&queue, Duration::from_secs(31)).await.len(), 1);
         }
-        assert!(
-            queue
-                .receive(10, Duration::from_secs(31))
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        assert_eq!(queue.dead_letters(), vec!["poison"]);
+        assert!(receive(&queue, Duration::from_secs(31)).await.is_empty());
+        let dead = queue.dead_letters();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].0, "poison");
+        assert!(dead[0].1.contains("received 2 times"), "{}", dead[0].1);
         assert_eq!(queue.depths().await.unwrap().dead, 1);
     }
 
@@ -389,10 +317,76 @@ mod tests {
         let queue = std::sync::Arc::new(queue(5));
         let waiting = tokio::spawn({
             let queue = queue.clone();
-            async move { queue.receive(10, Duration::from_secs(20)).await.unwrap() }
+            async move { receive(&queue, Duration::from_secs(20)).await }
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
         queue.send_raw("late");
         assert_eq!(waiting.await.unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delayed_message_is_invisible_until_its_delay_passes() {
+        let queue = queue(5);
+        queue
+            .enqueue(&job("later"), Duration::from_secs(10))
+            .await
+            .unwrap();
+        queue
+            .enqueue(&job("much-later"), Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert_eq!(queue.depths().await.unwrap().delayed, 2);
+        let started = Instant::now();
+        assert!(receive(&queue, Duration::from_secs(9)).await.is_empty());
+        // A receive waiting when the delay passes gets it then, not at the end of its wait.
+        let got = receive(&queue, Duration::from_secs(20)).await;
+        assert_eq!(got.len(), 1);
+        assert!(got[0].body.as_deref().unwrap().contains("\"later\""));
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+        queue
+            .delete(vec![got[0].receipt_handle.clone().unwrap()])
+            .await
+            .unwrap();
+        // Capped at SQS's 15 minutes.
+        let capped = receive(&queue, Duration::from_secs(900)).await;
+        assert_eq!(capped.len(), 1);
+        assert_eq!(started.elapsed(), MAX_QUEUE_DELAY);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_later_brings_a_received_message_back_after_its_delay() {
+        let queue = std::sync::Arc::new(queue(5));
+        queue.send_raw("failed");
+        let first = receive(&queue, Duration::ZERO).await;
+        let receipt = first[0].receipt_handle.clone().unwrap();
+        let started = Instant::now();
+        // A receive already waiting (until the 30 s visibility timeout) wakes for the change.
+        let waiting = tokio::spawn({
+            let queue = queue.clone();
+            async move { receive(&queue, Duration::from_secs(60)).await }
+        });
+        tokio::task::yield_now().await;
+        queue
+            .retry_later(&receipt, Duration::from_secs(2))
+            .await
+            .unwrap();
+        let again = waiting.await.unwrap();
+        assert_eq!(again[0].message_id, first[0].message_id);
+        assert_eq!(again[0].attributes["ApproximateReceiveCount"], "2");
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        // Not in flight any more (visible again, then received under a new handle).
+        assert!(queue.retry_later(&receipt, Duration::ZERO).await.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dead_letters_keep_their_reason() {
+        let queue = queue(5);
+        queue.dead_letter("{bad", "not JSON").await.unwrap();
+        assert_eq!(
+            queue.dead_letters(),
+            vec![("{bad".to_owned(), "not JSON".to_owned())]
+        );
+        assert!(receive(&queue, Duration::ZERO).await.is_empty());
+        assert_eq!(queue.depths().await.unwrap().dead, 1);
     }
 }

@@ -86,13 +86,20 @@ pub fn check_environment(module: &Module, functions: &[Function]) -> Vec<String>
 #[test]
 fn environment_checker_rejects_missing_unknown_and_reserved_variables() {
     let worker = [Function::Worker];
-    // The snippet's worker sets RUST_LOG, WORKSPACE and CONNECTIONS_TABLE; add to that.
+    // The snippet's worker sets RUST_LOG, WORKSPACE and CONNECTIONS_TABLE; set every other
+    // variable the code requires, then add to that.
+    let required: String = Function::Worker
+        .env_vars()
+        .into_iter()
+        .filter(|var| var.required && var.name != "CONNECTIONS_TABLE")
+        .map(|var| format!(", {} = \"x\"", var.name))
+        .collect();
     let worker_with = |more: &str| {
         Module::parse_snippet(
             "env.tf",
             &WORKER_SNIPPET.replace(
                 "CONNECTIONS_TABLE = \"t\"",
-                &format!("CONNECTIONS_TABLE = \"t\", FANOUT_QUEUE_URL = \"q\"{more}"),
+                &format!("CONNECTIONS_TABLE = \"t\"{required}{more}"),
             ),
         )
     };
