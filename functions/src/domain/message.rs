@@ -82,6 +82,7 @@ impl<'a> ClientFrame<'a> {
 
 /// The error for an action that names no route.
 pub fn unknown_action(action: &str) -> ClientError {
+    let action: String = action.chars().take(64).collect(); // the answer must fit one message
     ClientError::new(
         ErrorCode::UnknownAction,
         format!(

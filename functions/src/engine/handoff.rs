@@ -96,7 +96,8 @@ fn retry(mut job: Job, policy: &Policy, why: &str) -> Planned {
     // A start in the future (another producer's clock) counts from now.
     let since = job.retry_since.unwrap_or(policy.now_ms).min(policy.now_ms);
     job.retry_since = Some(since);
-    let spent = Duration::from_millis(u64::try_from(policy.now_ms - since).unwrap_or(0));
+    let spent =
+        Duration::from_millis(u64::try_from(policy.now_ms.saturating_sub(since)).unwrap_or(0));
     if spent >= policy.retry_budget {
         let ids = match &job.target {
             Target::Connections { ids, .. } => ids.len() as u64,

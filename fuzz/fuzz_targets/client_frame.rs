@@ -1,0 +1,95 @@
+//! Client frames: `parse_send_message` on any UTF-8 (text and binary frames), and the same
+//! frame through the `$default` and `sendmessage` handlers on the in-memory adapters. Never a
+//! panic; always status 200 and an ack or an error frame; an ack means exactly one job, which
+//! the worker accepts, and carries `data` exactly as sent.
+
+#![no_main]
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use fanout::adapters::memory::{MemoryQueue, MemoryStore};
+use fanout::domain::{Connection, Job, RoomName, parse_send_message};
+use fanout::handlers::default;
+use fanout::handlers::sendmessage::{SendConfig, SendMessage};
+use fanout::ports::ConnectionStore;
+use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+const SENDER: &str = "Dx4sXe1ZoAMCJvw=";
+/// Small, so that the limit is within the fuzzer's reach.
+const MAX_DATA_BYTES: usize = 256;
+
+fn store() -> &'static MemoryStore {
+    static STORE: OnceLock<MemoryStore> = OnceLock::new();
+    STORE.get_or_init(|| {
+        let store = MemoryStore::new();
+        futures::executor::block_on(store.put(&Connection {
+            connection_id: SENDER.into(),
+            room: RoomName::lobby(),
+            connected_at: 0,
+            expires_at: 0,
+            principal: None,
+        }))
+        .unwrap();
+        store
+    })
+}
+
+fn frame(response: &ApiGatewayProxyResponse) -> serde_json::Value {
+    assert_eq!(response.status_code, 200);
+    let Some(Body::Text(text)) = &response.body else {
+        panic!("no text body: {response:?}");
+    };
+    serde_json::from_str(text).expect("the answer is JSON")
+}
+
+fuzz_target!(|input: &[u8]| {
+    // The first byte picks text or binary; the rest is the frame.
+    let Some((&flags, rest)) = input.split_first() else {
+        return;
+    };
+    let Ok(body) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let binary = flags & 1 == 1;
+    let parsed = parse_send_message(Some(body), binary, MAX_DATA_BYTES);
+    if let Ok(data) = &parsed {
+        assert!(data.get().len() <= MAX_DATA_BYTES);
+        assert_ne!(data.get(), "null");
+    }
+
+    let mut request = ApiGatewayWebsocketProxyRequest::default();
+    request.body = Some(body.to_owned());
+    request.is_base64_encoded = binary;
+    request.request_context.connection_id = Some(SENDER.into());
+
+    let answer = frame(&default::handle(request.clone()));
+    assert_eq!(answer["type"], "error", "$default acked {body:?}");
+
+    let queue = MemoryQueue::new();
+    let config = SendConfig {
+        max_data_bytes: MAX_DATA_BYTES,
+    };
+    let handler = SendMessage {
+        store: store(),
+        queue: &queue,
+        config: &config,
+    };
+    let answer = frame(&futures::executor::block_on(
+        handler.handle(request, SystemTime::now()),
+    ));
+    let jobs = queue.drain();
+    match (&parsed, answer["type"].as_str()) {
+        (Ok(data), Some("ack")) => {
+            assert_eq!(jobs.len(), 1);
+            assert_eq!(jobs[0].payload.get(), data.get());
+            assert!(
+                Job::parse(&jobs[0].to_json()).is_ok(),
+                "acked a job the worker refuses"
+            );
+        }
+        (Err(_), Some("error")) => assert!(jobs.is_empty()),
+        (parsed, answer) => panic!("parser {parsed:?}, handler {answer:?}"),
+    }
+});
