@@ -306,12 +306,8 @@ impl EngineConfig {
         // Unset, the reserve is 2 s or half the margin, whichever is less: a short margin stays
         // valid without setting both.
         let default_reserve = defaults.handoff_reserve.min(config.deadline_margin / 2);
-        config.handoff_reserve = millis(
-            env,
-            "HANDOFF_RESERVE_MS",
-            ms(default_reserve),
-            100..=60_000,
-        )?;
+        config.handoff_reserve =
+            millis(env, "HANDOFF_RESERVE_MS", ms(default_reserve), 100..=60_000)?;
         if config.handoff_reserve >= config.deadline_margin {
             return Err(ConfigError::Invalid {
                 var: "HANDOFF_RESERVE_MS",
