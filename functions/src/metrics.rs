@@ -91,6 +91,11 @@ pub const WORKER_COUNTS: &[(&str, Count)] = &[
     ("DeadLettered", |s| s.dead_lettered),
 ];
 
+/// The worker's latency metric, sentAt to the last delivery of a job, in milliseconds: emitted
+/// beside [`WORKER_COUNTS`] when an invocation finished a job. With them, every metric name the
+/// worker emits.
+pub const FANOUT_LATENCY: &str = "FanoutLatencyMs";
+
 /// One EMF document for one invocation.
 pub fn emf_line(config: &EmfConfig, stats: &FanoutStats, timestamp_ms: i64) -> String {
     let counts: Vec<(&str, u64)> = WORKER_COUNTS
@@ -108,8 +113,8 @@ pub fn emf_line(config: &EmfConfig, stats: &FanoutStats, timestamp_ms: i64) -> S
         document.insert(name.into(), value.into());
     }
     if let Some(latency) = stats.fanout_latency_ms {
-        definitions.push(json!({"Name": "FanoutLatencyMs", "Unit": "Milliseconds"}));
-        document.insert("FanoutLatencyMs".into(), latency.into());
+        definitions.push(json!({"Name": FANOUT_LATENCY, "Unit": "Milliseconds"}));
+        document.insert(FANOUT_LATENCY.into(), latency.into());
     }
     document.insert(
         "_aws".into(),

@@ -2,6 +2,7 @@
 
 use super::aws::describe;
 use crate::domain::Job;
+use crate::domain::job::MAX_JOB_BYTES;
 use crate::ports::{JobQueue, MAX_QUEUE_DELAY, QueueError};
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
@@ -45,8 +46,30 @@ fn unavailable(error: impl std::error::Error + 'static) -> QueueError {
     QueueError::Unavailable(describe(&error))
 }
 
+/// Whole seconds, rounded up: a wait of half a second must not become none.
 fn seconds(delay: Duration) -> i32 {
-    i32::try_from(delay.min(MAX_QUEUE_DELAY).as_secs()).unwrap_or(0)
+    let whole = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    i32::try_from(whole).unwrap_or(i32::MAX)
+}
+
+/// The reason as SQS takes a String attribute: only the characters it allows in a message
+/// (others become `?`), and no longer than what the body leaves of the message size limit.
+fn reason_attribute(reason: &str, body_len: usize) -> Option<String> {
+    let allowed = |c: char| {
+        matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}')
+            || c >= '\u{10000}'
+    };
+    let room = MAX_JOB_BYTES
+        .saturating_sub(body_len + "reason".len() + "String".len())
+        .min(MAX_REASON_BYTES);
+    let mut text = String::new();
+    for c in reason.chars().map(|c| if allowed(c) { c } else { '?' }) {
+        if text.len() + c.len_utf8() > room {
+            break;
+        }
+        text.push(c);
+    }
+    (!text.is_empty()).then_some(text)
 }
 
 #[async_trait]
@@ -57,7 +80,7 @@ impl JobQueue for SqsQueue {
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
-            .delay_seconds(seconds(delay))
+            .delay_seconds(seconds(delay.min(MAX_QUEUE_DELAY)))
             .send()
             .await
             .map_err(unavailable)?;
@@ -69,29 +92,22 @@ impl JobQueue for SqsQueue {
             .dead_letter_url
             .as_deref()
             .ok_or_else(|| QueueError::Unavailable("no dead-letter queue is configured".into()))?;
-        let mut end = reason.len().min(MAX_REASON_BYTES);
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        let reason = MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(if reason.is_empty() {
-                "unknown"
-            } else {
-                &reason[..end]
-            })
-            .build()
-            .expect("type and value are set");
+        let body = if body.is_empty() { "(empty)" } else { body };
         // A body that is not a job (what an invalid message may be) still fits: it came
-        // through the same queue.
-        self.client
-            .send_message()
-            .queue_url(url)
-            .message_body(if body.is_empty() { "(empty)" } else { body })
-            .message_attributes("reason", reason)
-            .send()
-            .await
-            .map_err(unavailable)?;
+        // through the same queue. The reason fits beside it, or is only logged.
+        let mut send = self.client.send_message().queue_url(url).message_body(body);
+        match reason_attribute(reason, body.len()) {
+            Some(text) => {
+                let attribute = MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(text)
+                    .build()
+                    .expect("type and value are set");
+                send = send.message_attributes("reason", attribute);
+            }
+            None => tracing::warn!(reason, "no room for the reason beside a full-size body"),
+        }
+        send.send().await.map_err(unavailable)?;
         Ok(())
     }
 
@@ -100,10 +116,34 @@ impl JobQueue for SqsQueue {
             .change_message_visibility()
             .queue_url(&self.queue_url)
             .receipt_handle(receipt_handle)
-            .visibility_timeout(i32::try_from(delay.as_secs()).unwrap_or(i32::MAX))
+            .visibility_timeout(seconds(delay))
             .send()
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_keeps_to_what_sqs_accepts() {
+        assert_eq!(
+            reason_attribute("bad \u{1} field", 10).as_deref(),
+            Some("bad ? field")
+        );
+        let long = "é".repeat(2_000);
+        let cut = reason_attribute(&long, 10).unwrap();
+        assert!(cut.len() <= MAX_REASON_BYTES && cut.chars().all(|c| c == 'é'));
+        assert_eq!(reason_attribute("why", MAX_JOB_BYTES), None);
+    }
+
+    #[test]
+    fn delays_round_up_to_whole_seconds() {
+        assert_eq!(seconds(Duration::from_millis(500)), 1);
+        assert_eq!(seconds(Duration::from_secs(2)), 2);
+        assert_eq!(seconds(Duration::ZERO), 0);
     }
 }

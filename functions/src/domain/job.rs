@@ -197,6 +197,8 @@ pub enum InvalidJob {
     Version(u32),
     #[error("job has an empty id")]
     EmptyId,
+    #[error("job id is {0} bytes; at most {MAX_ID_BYTES}")]
+    LongId(usize),
     #[error("{0}")]
     Segment(String),
     #[error("a segment only applies to an \"all\" target")]
@@ -206,6 +208,10 @@ pub enum InvalidJob {
     #[error("a cursor of a \"connections\" target must be one of its ids")]
     CursorNotAnId,
 }
+
+/// The longest message id accepted: it names the job's progress record, whose DynamoDB key
+/// is limited to 2,048 bytes.
+pub const MAX_ID_BYTES: usize = 1024;
 
 /// The longest hop name accepted.
 pub const MAX_HOP_BYTES: usize = 64;
@@ -219,6 +225,9 @@ impl Job {
         }
         if job.id.is_empty() {
             return Err(InvalidJob::EmptyId);
+        }
+        if job.id.len() > MAX_ID_BYTES {
+            return Err(InvalidJob::LongId(job.id.len()));
         }
         if let Some(segment) = job.segment {
             if job.target != Target::All {
@@ -270,12 +279,10 @@ impl Job {
         }
     }
 
-    /// The key of this job's progress record: the message id and the hop path.
+    /// The key of this job's progress record: the message id and the hop. A hop has no `#`,
+    /// so the key splits back at its last `#` and no two jobs share one.
     pub fn progress_key(&self) -> String {
-        match &self.hop {
-            Some(hop) => format!("{}#{hop}", self.id),
-            None => self.id.clone(),
-        }
+        format!("{}#{}", self.id, self.hop.as_deref().unwrap_or(""))
     }
 
     /// The hop of this job's hand-off named `step` (`c` the continuation, `r3` a retry, `s0` a

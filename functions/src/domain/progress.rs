@@ -32,14 +32,22 @@ pub struct Handoff {
     /// The part of the target not yet read, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rest: Option<Rest>,
-    /// Posts not made or not finished (the deadline came, or only throttles answered): tried
-    /// again at once, at the same attempt.
+    /// Posts not made or not finished (the deadline came first): tried again at once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub later: Vec<String>,
+    /// Posts that got nothing but 429s until the deadline: tried again soon, at the same
+    /// attempt (throttling slows the sender, it does not grow the delay), while the retry
+    /// budget lasts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttled: Vec<String>,
     /// Posts that failed transiently (5xx, timeouts): tried again after a growing delay, while
     /// the retry budget lasts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transient: Vec<String>,
+    /// When the hand-off was planned (epoch ms): a run that redoes it plans it as of then, so
+    /// it enqueues the same jobs.
+    #[serde(default)]
+    pub planned_at: i64,
 }
 
 /// The part of a room or table a run did not read.
@@ -56,7 +64,10 @@ pub struct Rest {
 
 impl Handoff {
     pub fn is_empty(&self) -> bool {
-        self.rest.is_none() && self.later.is_empty() && self.transient.is_empty()
+        self.rest.is_none()
+            && self.later.is_empty()
+            && self.throttled.is_empty()
+            && self.transient.is_empty()
     }
 }
 

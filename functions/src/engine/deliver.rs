@@ -45,6 +45,7 @@ enum Delivery {
     },
     Refused,
     Later,
+    Throttled,
     Transient,
 }
 
@@ -100,6 +101,7 @@ pub(super) async fn lane(post: Arc<Post>, feed: Arc<Feed>) -> FanoutStats {
                 Settled::Done
             }
             Delivery::Later => Settled::Later,
+            Delivery::Throttled => Settled::Throttled,
             Delivery::Transient => Settled::Transient,
         };
         feed.settle(id, settled);
@@ -111,18 +113,16 @@ pub(super) async fn lane(post: Arc<Post>, feed: Arc<Feed>) -> FanoutStats {
 async fn deliver_one(post: &Post, id: &str, retries: &mut u32) -> Delivery {
     // 5xx and timeouts: bounded by `max_post_attempts`. 429s are not counted: they slow the
     // whole worker through the pacer, and the id goes back at the same attempt if time runs out.
-    let mut failures = 0;
+    let (mut failures, mut throttles) = (0, 0);
     let mut first = true;
-    let give_back = |failures: u32| {
-        if failures == 0 {
-            Delivery::Later
-        } else {
-            Delivery::Transient
-        }
+    let give_back = |failures: u32, throttles: u32| match (failures, throttles) {
+        (0, 0) => Delivery::Later,
+        (0, _) => Delivery::Throttled,
+        _ => Delivery::Transient,
     };
     loop {
         if !post.pacer.acquire(post.stop_at).await {
-            return give_back(failures);
+            return give_back(failures, throttles);
         }
         if !first {
             *retries += 1;
@@ -144,6 +144,7 @@ async fn deliver_one(post: &Post, id: &str, retries: &mut u32) -> Delivery {
             }
             Err(PostError::Gone) => return delete_gone(post, id).await,
             Err(PostError::Throttled) => {
+                throttles += 1;
                 post.pacer.on_throttled();
                 backoff::full_jitter(post.config.backoff_base, post.config.backoff_cap, 1)
             }
@@ -161,7 +162,7 @@ async fn deliver_one(post: &Post, id: &str, retries: &mut u32) -> Delivery {
             }
         };
         if Instant::now() + wait >= post.stop_at {
-            return give_back(failures);
+            return give_back(failures, throttles);
         }
         tokio::time::sleep(wait).await;
     }

@@ -40,6 +40,7 @@ struct State {
     allowed: usize,
     in_flight: HashSet<String>,
     later: Vec<String>,
+    throttled: Vec<String>,
     transient: Vec<String>,
     /// No more ids will be pushed.
     closed: bool,
@@ -53,9 +54,10 @@ struct State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Settled {
     Done,
-    /// Not posted, or posted with no answer but throttles, or abandoned at the backstop:
-    /// handed back at the same attempt.
+    /// Not posted, or abandoned at the backstop: handed back at once.
     Later,
+    /// Posted, with no answer but 429s until the deadline.
+    Throttled,
     /// 5xx or timeouts past this run's retries: handed back as a later attempt.
     Transient,
 }
@@ -75,6 +77,7 @@ pub(super) struct Leftovers {
     /// Handed back at the same attempt: replayed ids not taken, ids in flight at the end
     /// (lanes that were aborted), and lanes' `later`.
     pub later: Vec<String>,
+    pub throttled: Vec<String>,
     pub transient: Vec<String>,
 }
 
@@ -233,9 +236,10 @@ impl Feed {
         match settled {
             Settled::Done => return,
             Settled::Later => state.later.push(id),
+            Settled::Throttled => state.throttled.push(id),
             Settled::Transient => state.transient.push(id),
         }
-        if state.later.len() + state.transient.len() >= MAX_HANDED_BACK {
+        if state.later.len() + state.throttled.len() + state.transient.len() >= MAX_HANDED_BACK {
             drop(state);
             self.halt();
         }
@@ -248,6 +252,7 @@ impl Feed {
             .iter()
             .chain(&state.in_flight)
             .chain(&state.later)
+            .chain(&state.throttled)
             .chain(&state.transient)
             .cloned()
             .collect();
@@ -269,6 +274,7 @@ impl Feed {
             last_taken: state.last_taken.clone(),
             untaken: std::mem::take(&mut state.page).into(),
             later,
+            throttled: std::mem::take(&mut state.throttled),
             transient: std::mem::take(&mut state.transient),
         }
     }

@@ -37,20 +37,35 @@ pub(super) struct Policy {
 }
 
 /// The jobs and dead letters that carry out `handoff` for `job`.
+///
+/// What a hand-off inherits: a `connections` job is itself a retry, so what it hands back
+/// keeps its attempt and `retrySince`; what a `room` or `all` job hands back is new work, so
+/// the budget of a failure starts with that failure, not with an earlier one elsewhere in the
+/// room (the rest of a room after a failed page read carries that failure's clock on).
 pub(super) fn plan(job: &Job, handoff: &Handoff, policy: &Policy) -> Vec<Planned> {
     let mut planned = Vec::new();
+    let fresh = Job {
+        attempt: 0,
+        retry_since: None,
+        ..job.clone()
+    };
+    let parent = match job.target {
+        Target::Connections { .. } => job,
+        _ => &fresh,
+    };
     if let Some(Rest {
         cursor,
         after_failure,
     }) = &handoff.rest
     {
+        let from = if *after_failure { job } else { &fresh };
         let rest = Job {
             cursor: cursor.clone(),
             hop: Some(job.child_hop("c")),
-            ..job.clone()
+            ..from.clone()
         };
         planned.push(if *after_failure {
-            retry(rest, policy, "its pages could not be read")
+            retry(rest, policy, "its pages could not be read", Growth::Grow)
         } else {
             Planned::Enqueue {
                 job: rest,
@@ -65,7 +80,7 @@ pub(super) fn plan(job: &Job, handoff: &Handoff, policy: &Policy) -> Vec<Planned
             room: room.clone(),
         },
         hop: Some(job.child_hop(&step)),
-        ..job.retarget(Target::All)
+        ..parent.retarget(Target::All)
     };
     for (i, ids) in chunk_for_queue(job, handoff.later.clone())
         .into_iter()
@@ -76,6 +91,17 @@ pub(super) fn plan(job: &Job, handoff: &Handoff, policy: &Policy) -> Vec<Planned
             delay: Duration::ZERO,
         });
     }
+    for (i, ids) in chunk_for_queue(job, handoff.throttled.clone())
+        .into_iter()
+        .enumerate()
+    {
+        planned.push(retry(
+            as_connections(ids, format!("t{i}")),
+            policy,
+            "API Gateway kept throttling",
+            Growth::Hold,
+        ));
+    }
     for (i, ids) in chunk_for_queue(job, handoff.transient.clone())
         .into_iter()
         .enumerate()
@@ -84,15 +110,24 @@ pub(super) fn plan(job: &Job, handoff: &Handoff, policy: &Policy) -> Vec<Planned
             as_connections(ids, format!("r{i}")),
             policy,
             "posts kept failing",
+            Growth::Grow,
         ));
     }
     planned
 }
 
-/// `job` as a later attempt after a growing delay, or to the dead-letter queue once the
-/// retry budget is spent.
-fn retry(mut job: Job, policy: &Policy, why: &str) -> Planned {
-    job.attempt = job.attempt.saturating_add(1);
+/// Whether a retry counts as another attempt (growing the delay) or holds its place.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Growth {
+    Grow,
+    Hold,
+}
+
+/// `job` tried again after a delay, or to the dead-letter queue once the retry budget is spent.
+fn retry(mut job: Job, policy: &Policy, why: &str, growth: Growth) -> Planned {
+    if growth == Growth::Grow {
+        job.attempt = job.attempt.saturating_add(1);
+    }
     // A start in the future (another producer's clock) counts from now.
     let since = job.retry_since.unwrap_or(policy.now_ms).min(policy.now_ms);
     job.retry_since = Some(since);
@@ -111,7 +146,7 @@ fn retry(mut job: Job, policy: &Policy, why: &str) -> Planned {
         );
         return Planned::DeadLetter { job, reason, ids };
     }
-    let delay = retry_delay(policy.retry_delay_base, job.attempt);
+    let delay = retry_delay(policy.retry_delay_base, job.attempt.max(1));
     Planned::Enqueue { job, delay }
 }
 

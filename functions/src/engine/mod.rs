@@ -92,6 +92,8 @@ pub enum JobFailure {
     Handoff(#[source] QueueError),
     #[error("could not park the job in the dead-letter queue: {0}")]
     DeadLetter(#[source] QueueError),
+    #[error("the invocation had no time: its deadline is within DEADLINE_MARGIN_MS")]
+    NoTime,
 }
 
 /// The worker's fan-out engine: the ports it works through and its tuning. One per process,
@@ -152,9 +154,26 @@ impl Engine {
             finish_by: before(RETURN_SLACK.min(self.config.handoff_reserve / 2)),
             lease_until: self.epoch_ms(deadline),
         };
+        // An invocation whose deadline is already within the margin (a function timeout
+        // shorter than DEADLINE_MARGIN_MS) would hand every job straight back: report them,
+        // so they come back later and the queue's redrive ends the loop.
+        let no_time = batch.stopping();
+        if no_time {
+            tracing::error!(
+                "the invocation's time is shorter than DEADLINE_MARGIN_MS; nothing can run"
+            );
+        }
+        let batch_ref = &batch;
         let runs = items.iter().map(|item| {
             let span = info_span!("job", message_id = %item.message_id);
-            self.run_item(&batch, item).instrument(span)
+            let batch = batch_ref;
+            async move {
+                if no_time {
+                    return Err(JobFailure::NoTime);
+                }
+                self.run_item(batch, item).await
+            }
+            .instrument(span)
         });
         let results = futures::future::join_all(runs).await;
         let mut report = BatchReport::default();

@@ -178,7 +178,10 @@ impl Engine {
         let mut failed = false;
         let mut next = None;
         let mut all_read = false;
-        if !batch.stopping() {
+        // A connections job's ids are in the job: read them even with no time left, so that
+        // they are handed back rather than lost.
+        let own_ids = matches!(job.target, Target::Connections { .. });
+        if own_ids || !batch.stopping() {
             match self.fetch_by(batch, job, start.as_deref()).await {
                 Ok(page) => {
                     stats.pages += 1;
@@ -272,7 +275,9 @@ impl Engine {
         let mut handoff = Handoff {
             rest: None,
             later: left.later,
+            throttled: left.throttled,
             transient: left.transient,
+            planned_at: self.now_ms(),
         };
         if let Target::Connections { .. } = job.target {
             handoff.later.extend(left.untaken);
@@ -378,7 +383,11 @@ impl Engine {
             .await
             .map_err(progress_failure)?;
             let policy = Policy {
-                now_ms: self.now_ms(),
+                // As of when it was planned: a redone hand-off enqueues the same jobs.
+                now_ms: match handoff.planned_at {
+                    0 => self.now_ms(),
+                    at => at,
+                },
                 retry_budget: self.config.retry_budget,
                 retry_delay_base: self.config.retry_delay_base,
             };

@@ -3,6 +3,7 @@
 
 mod faults;
 mod properties;
+mod review;
 mod sim;
 
 use super::*;

@@ -94,6 +94,7 @@ impl Store {
         if state
             .pages_fail_after
             .is_some_and(|after| state.pages_read >= after)
+            || within(&state.pages_down, Instant::now())
         {
             return down();
         }
