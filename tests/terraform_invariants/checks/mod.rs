@@ -3,6 +3,7 @@
 //! tests that run its checker over inline HCL breaking the rule, so none can pass vacuously.
 
 pub mod artifacts;
+pub mod dashboard;
 pub mod declarations;
 pub mod environment;
 pub mod iam;
