@@ -257,10 +257,11 @@ impl ProgressStore for LatentProgress {
         &self,
         key: &str,
         owner: &str,
+        seq: u64,
         checkpoint: &Checkpoint,
     ) -> Result<(), StoreError> {
         self.wait().await;
-        self.records.save(key, owner, checkpoint).await
+        self.records.save(key, owner, seq, checkpoint).await
     }
 
     async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {

@@ -120,9 +120,17 @@ pub trait ProgressStore: Send + Sync {
         now: i64,
         lease_until: i64,
     ) -> Result<Claim, StoreError>;
-    /// Writes the checkpoint if `owner` still holds the record; [`StoreError::Conflict`] if not.
-    async fn save(&self, key: &str, owner: &str, checkpoint: &Checkpoint)
-    -> Result<(), StoreError>;
+    /// Writes the checkpoint if `owner` still holds the record and no write of a higher `seq`
+    /// has landed; [`StoreError::Conflict`] if not. `seq` grows with every write of a run, so
+    /// a write that arrives late (an earlier attempt, delayed in the network) cannot undo a
+    /// later one, such as the hand-off or the finished marker.
+    async fn save(
+        &self,
+        key: &str,
+        owner: &str,
+        seq: u64,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), StoreError>;
     /// Gives the record up before the lease ends, so that a redelivery need not wait for it:
     /// for a run that failed and asked SQS to redeliver soon.
     async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError>;

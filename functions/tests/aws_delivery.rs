@@ -124,9 +124,19 @@ async fn a_progress_record_is_held_by_one_run_until_its_lease_ends_or_it_lets_go
         pending: vec!["c03".into()],
         ..Checkpoint::default()
     };
-    records.save("m1", "a", &checkpoint).await.unwrap();
+    records.save("m1", "a", 2, &checkpoint).await.unwrap();
     assert!(matches!(
-        records.save("m1", "b", &checkpoint).await,
+        records.save("m1", "b", 3, &checkpoint).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // A write that arrives after a later one of the same run (delayed in the network) is
+    // refused: it cannot undo what came after it.
+    let stale = Checkpoint {
+        pending: vec!["c01".into()],
+        ..Checkpoint::default()
+    };
+    assert!(matches!(
+        records.save("m1", "a", 1, &stale).await,
         Err(StoreError::Conflict(_))
     ));
 
@@ -151,6 +161,7 @@ async fn a_progress_record_is_held_by_one_run_until_its_lease_ends_or_it_lets_go
         .save(
             "m1",
             "c",
+            1,
             &Checkpoint {
                 finished: true,
                 ..Checkpoint::default()

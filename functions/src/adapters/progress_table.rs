@@ -119,7 +119,9 @@ impl ProgressStore for DynamoProgress {
             .update_item()
             .table_name(&self.config.table)
             .key("key", AttributeValue::S(key.to_owned()))
-            .update_expression("SET #owner = :owner, leaseUntil = :until, expiresAt = :expires")
+            .update_expression(
+                "SET #owner = :owner, leaseUntil = :until, expiresAt = :expires, seq = :zero",
+            )
             .condition_expression(
                 "attribute_not_exists(#key) OR #owner = :owner OR leaseUntil < :now",
             )
@@ -129,6 +131,7 @@ impl ProgressStore for DynamoProgress {
             .expression_attribute_values(":until", AttributeValue::N(lease_until.to_string()))
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
             .expression_attribute_values(":expires", self.expires_at(now))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .return_values(ReturnValue::AllOld)
             .send()
             .await;
@@ -158,6 +161,7 @@ impl ProgressStore for DynamoProgress {
         &self,
         key: &str,
         owner: &str,
+        seq: u64,
         checkpoint: &Checkpoint,
     ) -> Result<(), StoreError> {
         let saved = self
@@ -165,10 +169,11 @@ impl ProgressStore for DynamoProgress {
             .update_item()
             .table_name(&self.config.table)
             .key("key", AttributeValue::S(key.to_owned()))
-            .update_expression("SET checkpoint = :checkpoint, expiresAt = :expires")
-            .condition_expression("#owner = :owner")
+            .update_expression("SET checkpoint = :checkpoint, expiresAt = :expires, seq = :seq")
+            .condition_expression("#owner = :owner AND (attribute_not_exists(seq) OR seq < :seq)")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .expression_attribute_values(":seq", AttributeValue::N(seq.to_string()))
             .expression_attribute_values(":checkpoint", AttributeValue::S(checkpoint.to_json()))
             .expression_attribute_values(
                 ":expires",
@@ -179,7 +184,7 @@ impl ProgressStore for DynamoProgress {
         match saved {
             Ok(_) => Ok(()),
             Err(error) if is_conditional(&error) => Err(StoreError::Conflict(format!(
-                "progress record {key} is held by another run"
+                "progress record {key} is held by another run, or a later write landed"
             ))),
             Err(error) => Err(StoreError::Unavailable(describe(&error))),
         }

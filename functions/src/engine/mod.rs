@@ -104,6 +104,9 @@ pub struct Engine {
     queue: Arc<dyn JobQueue>,
     progress: Arc<dyn ProgressStore>,
     config: EngineConfig,
+    /// Numbers every progress-record write of this process, in order (see
+    /// [`ProgressStore::save`]).
+    writes: std::sync::atomic::AtomicU64,
     /// Wall-clock time as tokio's clock counts it (epoch ms at `origin`), so that leases and
     /// retry budgets follow paused time in tests exactly as deadlines do.
     origin: (Instant, i64),
@@ -123,6 +126,7 @@ impl Engine {
             queue,
             progress,
             config,
+            writes: std::sync::atomic::AtomicU64::new(0),
             origin: (Instant::now(), now_epoch_millis()),
         }
     }

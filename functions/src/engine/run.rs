@@ -118,6 +118,20 @@ impl Engine {
         }
     }
 
+    /// Writes a checkpoint, numbered after every earlier write of this process.
+    fn save<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a str,
+        checkpoint: &'a Checkpoint,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + 'a {
+        let seq = self
+            .writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        self.progress.save(key, owner, seq, checkpoint)
+    }
+
     /// An `all` job is split into Scan segments once, before it has read anything.
     fn splits(&self, job: &Job) -> bool {
         job.target == Target::All
@@ -334,7 +348,7 @@ impl Engine {
                 run.batch.cutoff,
                 self.config.backoff_base,
                 store_retryable,
-                || self.progress.save(run.key, run.owner, &checkpoint),
+                || self.save(run.key, run.owner, &checkpoint),
             )
             .await;
             match result {
@@ -378,7 +392,7 @@ impl Engine {
                 batch.finish_by,
                 self.config.backoff_base,
                 store_retryable,
-                || self.progress.save(key, owner, &ahead),
+                || self.save(key, owner, &ahead),
             )
             .await
             .map_err(progress_failure)?;
@@ -446,7 +460,7 @@ impl Engine {
             batch.finish_by,
             self.config.backoff_base,
             store_retryable,
-            || self.progress.save(key, owner, &done),
+            || self.save(key, owner, &done),
         )
         .await;
         if let Err(error) = result {

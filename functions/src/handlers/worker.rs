@@ -142,7 +142,13 @@ mod tests {
             ) -> Result<crate::ports::Claim, StoreError> {
                 Err(StoreError::Unavailable("down".into()))
             }
-            async fn save(&self, _: &str, _: &str, _: &Checkpoint) -> Result<(), StoreError> {
+            async fn save(
+                &self,
+                _: &str,
+                _: &str,
+                _: u64,
+                _: &Checkpoint,
+            ) -> Result<(), StoreError> {
                 Err(StoreError::Unavailable("down".into()))
             }
             async fn release(&self, _: &str, _: &str) -> Result<(), StoreError> {

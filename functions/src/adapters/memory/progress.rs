@@ -14,6 +14,8 @@ pub struct MemoryProgress {
 struct Record {
     owner: String,
     lease_until: i64,
+    /// The last write's sequence number, reset by a claim.
+    seq: u64,
     checkpoint: Option<Checkpoint>,
 }
 
@@ -57,6 +59,7 @@ impl ProgressStore for MemoryProgress {
         let record = records.entry(key.to_owned()).or_insert_with(|| Record {
             owner: owner.to_owned(),
             lease_until,
+            seq: 0,
             checkpoint: None,
         });
         if record.owner != owner && record.lease_until >= now {
@@ -64,6 +67,7 @@ impl ProgressStore for MemoryProgress {
         }
         record.owner = owner.to_owned();
         record.lease_until = lease_until;
+        record.seq = 0;
         Ok(match &record.checkpoint {
             None => Claim::Fresh,
             Some(checkpoint) if checkpoint.finished => Claim::Finished,
@@ -75,15 +79,17 @@ impl ProgressStore for MemoryProgress {
         &self,
         key: &str,
         owner: &str,
+        seq: u64,
         checkpoint: &Checkpoint,
     ) -> Result<(), StoreError> {
         match self.lock().get_mut(key) {
-            Some(record) if record.owner == owner => {
+            Some(record) if record.owner == owner && record.seq < seq => {
+                record.seq = seq;
                 record.checkpoint = Some(checkpoint.clone());
                 Ok(())
             }
             _ => Err(StoreError::Conflict(format!(
-                "progress record {key} is not held by {owner}"
+                "progress record {key} is not held by {owner}, or a later write landed"
             ))),
         }
     }

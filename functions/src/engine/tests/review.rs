@@ -53,9 +53,10 @@ impl ProgressStore for SlowClaim {
         &self,
         key: &str,
         owner: &str,
+        seq: u64,
         checkpoint: &Checkpoint,
     ) -> Result<(), StoreError> {
-        self.0.save(key, owner, checkpoint).await
+        self.0.save(key, owner, seq, checkpoint).await
     }
     async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
         self.0.release(key, owner).await
@@ -358,9 +359,15 @@ async fn an_id_longer_than_a_dynamodb_key_is_dead_lettered_at_once() {
             check(key)?;
             self.0.claim(key, owner, now, until).await
         }
-        async fn save(&self, key: &str, owner: &str, c: &Checkpoint) -> Result<(), StoreError> {
+        async fn save(
+            &self,
+            key: &str,
+            owner: &str,
+            seq: u64,
+            c: &Checkpoint,
+        ) -> Result<(), StoreError> {
             check(key)?;
-            self.0.save(key, owner, c).await
+            self.0.save(key, owner, seq, c).await
         }
         async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
             check(key)?;

@@ -176,6 +176,7 @@ impl ProgressStore for Progress {
         &self,
         key: &str,
         owner: &str,
+        seq: u64,
         checkpoint: &Checkpoint,
     ) -> Result<(), StoreError> {
         let state = self.1.get();
@@ -185,7 +186,7 @@ impl ProgressStore for Progress {
         if within(&state.progress_slow, Instant::now()) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        self.0.save(key, owner, checkpoint).await
+        self.0.save(key, owner, seq, checkpoint).await
     }
     async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
         if self.1.get().progress_fails {
