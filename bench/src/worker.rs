@@ -7,11 +7,9 @@ use crate::store::SyntheticStore;
 use fanout::adapters::aws::static_sdk_config;
 use fanout::adapters::management::ManagementGateway;
 use fanout::adapters::memory::{MemoryProgress, MemoryQueue};
-use fanout::domain::{Checkpoint, DeliveryMode, Job, RoomName, now_epoch_millis};
+use fanout::domain::{DeliveryMode, Job, RoomName, now_epoch_millis};
 use fanout::engine::{BatchItem, Engine, EngineConfig, FanoutStats};
-use fanout::ports::{
-    Claim, ConnectionGateway, ConnectionStore, PostError, ProgressStore, StoreError,
-};
+use fanout::ports::{ConnectionGateway, ConnectionStore, PostError};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -185,10 +183,8 @@ async fn ours(
     body: String,
 ) -> (FanoutStats, u32) {
     let queue = Arc::new(MemoryQueue::new());
-    let progress = Arc::new(LatentProgress {
-        records: MemoryProgress::new(),
-        latency: config.progress_latency,
-    });
+    // Each write takes as long as DynamoDB's would: checkpointing costs what it would.
+    let progress = Arc::new(MemoryProgress::with_latency(config.progress_latency));
     let engine = Engine::new(
         store,
         gateway,
@@ -223,51 +219,6 @@ async fn ours(
             .collect();
     }
     (counts, rounds)
-}
-
-/// Progress records in memory, each write taking as long as DynamoDB's would: the cost of
-/// checkpointing is the engine waiting on them.
-struct LatentProgress {
-    records: MemoryProgress,
-    latency: Duration,
-}
-
-impl LatentProgress {
-    async fn wait(&self) {
-        if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl ProgressStore for LatentProgress {
-    async fn claim(
-        &self,
-        key: &str,
-        owner: &str,
-        now: i64,
-        until: i64,
-    ) -> Result<Claim, StoreError> {
-        self.wait().await;
-        self.records.claim(key, owner, now, until).await
-    }
-
-    async fn save(
-        &self,
-        key: &str,
-        owner: &str,
-        seq: u64,
-        checkpoint: &Checkpoint,
-    ) -> Result<(), StoreError> {
-        self.wait().await;
-        self.records.save(key, owner, seq, checkpoint).await
-    }
-
-    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
-        self.wait().await;
-        self.records.release(key, owner).await
-    }
 }
 
 /// The seed tutorial's fan-out: read one page, post to all of it at once, no retries; a 410

@@ -3,10 +3,14 @@ use crate::ports::{Claim, ProgressStore, StoreError};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// Progress records in memory, with the same claim and lease rules as the DynamoDB table.
 #[derive(Default)]
 pub struct MemoryProgress {
+    /// Every call takes this long (on tokio's clock), as DynamoDB's would: the cost of
+    /// checkpointing in the benchmark.
+    latency: Duration,
     records: Mutex<HashMap<String, Record>>,
 }
 
@@ -22,6 +26,20 @@ struct Record {
 impl MemoryProgress {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Every call takes `latency`.
+    pub fn with_latency(latency: Duration) -> Self {
+        Self {
+            latency,
+            ..Self::default()
+        }
+    }
+
+    async fn wait(&self) {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
     }
 
     /// The checkpoint last saved under `key`.
@@ -55,6 +73,7 @@ impl ProgressStore for MemoryProgress {
         now: i64,
         lease_until: i64,
     ) -> Result<Claim, StoreError> {
+        self.wait().await;
         let mut records = self.lock();
         let record = records.entry(key.to_owned()).or_insert_with(|| Record {
             owner: owner.to_owned(),
@@ -82,6 +101,7 @@ impl ProgressStore for MemoryProgress {
         seq: u64,
         checkpoint: &Checkpoint,
     ) -> Result<(), StoreError> {
+        self.wait().await;
         match self.lock().get_mut(key) {
             Some(record) if record.owner == owner && record.seq < seq => {
                 record.seq = seq;
@@ -95,6 +115,7 @@ impl ProgressStore for MemoryProgress {
     }
 
     async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        self.wait().await;
         if let Some(record) = self.lock().get_mut(key)
             && record.owner == owner
         {
