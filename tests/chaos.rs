@@ -4,9 +4,9 @@
 //! message at least once; after one crash, at most `FANOUT_CONCURRENCY + CHECKPOINT_EVERY` get
 //! it twice; nothing is dead-lettered.
 
-use e2e::metric;
+use e2e::{metric, options};
+use fanout_local::LocalStack;
 use fanout_local::faults::FaultKind;
-use fanout_local::{LocalStack, Options};
 use fanout_test_support::http::request;
 use fanout_test_support::ws::{Audience, Client, Heard};
 use serde_json::json;
@@ -15,18 +15,6 @@ use tokio::time::{Instant, sleep};
 
 /// The longest any single wait in these tests may take.
 const WAIT: Duration = Duration::from_secs(45);
-
-fn options(extra: &[&str]) -> Options {
-    let mut args = vec![
-        "fanout-local",
-        "--listen",
-        "127.0.0.1:0",
-        "--backend",
-        "memory",
-    ];
-    args.extend_from_slice(extra);
-    clap::Parser::parse_from(args)
-}
 
 async fn join(stack: &LocalStack, room: &str, count: usize) -> Vec<Client> {
     let url = format!("{}?room={room}", stack.websocket_url());

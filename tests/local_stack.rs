@@ -1,9 +1,9 @@
 //! The local stack end to end: real WebSocket clients on 127.0.0.1, the same handlers as the
 //! Lambdas, the worker posting through the real management API client.
 
-use e2e::metric;
+use e2e::{metric, options};
 use fanout::domain::{Connection, RoomName};
-use fanout_local::{LocalStack, Options};
+use fanout_local::LocalStack;
 use fanout_test_support::http::{Response, request};
 use fanout_test_support::moto::{moto_sdk_config, unique};
 use fanout_test_support::ws::{Audience, Client, Event};
@@ -14,18 +14,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 const WAIT: Duration = Duration::from_secs(20);
 const QUIET: Duration = Duration::from_millis(500);
-
-fn options(extra: &[&str]) -> Options {
-    let mut args = vec![
-        "fanout-local",
-        "--listen",
-        "127.0.0.1:0",
-        "--backend",
-        "memory",
-    ];
-    args.extend_from_slice(extra);
-    clap::Parser::parse_from(args)
-}
 
 async fn embedded(extra: &[&str]) -> LocalStack {
     LocalStack::start_with(options(extra), None)

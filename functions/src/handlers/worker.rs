@@ -70,6 +70,15 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
+    /// A real SQS event of two records from `tests/fixtures/`: a job and a malformed body.
+    fn sqs_batch() -> SqsEvent {
+        let path = format!(
+            "{}/tests/fixtures/sqs-batch.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
     #[derive(Default)]
     struct Recorded(Mutex<Vec<FanoutStats>>);
 
@@ -92,12 +101,7 @@ mod tests {
             Arc::new(MemoryProgress::new()),
             EngineConfig::default(),
         );
-        let path = format!(
-            "{}/tests/fixtures/sqs-batch.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let event: SqsEvent =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let event = sqs_batch();
         let metrics = Recorded::default();
 
         let response = handle(
@@ -163,12 +167,7 @@ mod tests {
             Arc::new(Down),
             EngineConfig::default(),
         );
-        let path = format!(
-            "{}/tests/fixtures/sqs-batch.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let event: SqsEvent =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let event = sqs_batch();
         let good = event.records[0].message_id.clone().unwrap();
 
         let response = handle(
