@@ -34,6 +34,13 @@ pub enum StoreError {
     Conflict(String),
 }
 
+impl StoreError {
+    /// Worth trying again: the store did not answer, or refused for now.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
 impl From<tokio::time::error::Elapsed> for StoreError {
     fn from(_: tokio::time::error::Elapsed) -> Self {
         StoreError::Unavailable("no answer in time".into())
@@ -70,6 +77,13 @@ pub enum QueueError {
     Unavailable(String),
     #[error(transparent)]
     TooLarge(#[from] JobTooLarge),
+}
+
+impl QueueError {
+    /// Worth trying again: the queue did not answer, or refused for now.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, QueueError::Unavailable(_))
+    }
 }
 
 impl From<tokio::time::error::Elapsed> for QueueError {

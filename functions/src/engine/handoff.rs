@@ -162,6 +162,17 @@ pub(super) fn retry_delay(base: Duration, attempt: u32) -> Duration {
     half + Duration::from_nanos(rand::rng().random_range(0..=nanos))
 }
 
+/// Runs `call`, failing with the timeout's error if `until` comes first.
+pub(super) async fn by<T, E, Fut>(until: Instant, call: Fut) -> Result<T, E>
+where
+    Fut: Future<Output = Result<T, E>>,
+    E: From<tokio::time::error::Elapsed>,
+{
+    timeout_at(until, call)
+        .await
+        .unwrap_or_else(|elapsed| Err(E::from(elapsed)))
+}
+
 /// Runs `call` until it succeeds, fails for good (`retryable` says no), or `until` comes,
 /// backing off between tries.
 pub(super) async fn with_retries<T, E, F, Fut>(

@@ -226,7 +226,7 @@ impl Engine {
         reason: &str,
     ) -> Result<FanoutStats, JobFailure> {
         warn!(reason, "dead-lettering a job");
-        let retryable = |error: &QueueError| matches!(error, QueueError::Unavailable(_));
+        let retryable = QueueError::is_transient;
         handoff::with_retries(batch.finish_by, self.config.backoff_base, retryable, || {
             self.queue.dead_letter(body, reason)
         })

@@ -4,7 +4,7 @@
 
 use super::deliver::{self, Post};
 use super::feed::Feed;
-use super::handoff::{self, Planned, Policy, with_retries};
+use super::handoff::{self, Planned, Policy, by, with_retries};
 use super::{Batch, Engine, FanoutStats, JobFailure};
 use crate::domain::frame::MAX_FRAME_BYTES;
 use crate::domain::{Checkpoint, Handoff, Job, Rest, Segment, Target, now_epoch_millis};
@@ -15,14 +15,6 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::timeout_at;
 use tracing::{Instrument, debug, warn};
-
-fn store_retryable(error: &StoreError) -> bool {
-    matches!(error, StoreError::Unavailable(_))
-}
-
-fn queue_retryable(error: &QueueError) -> bool {
-    matches!(error, QueueError::Unavailable(_))
-}
 
 fn progress_failure(error: StoreError) -> JobFailure {
     match error {
@@ -58,14 +50,12 @@ impl Engine {
             return self.park(batch, &job.to_json(), &reason).await;
         }
         let key = job.progress_key();
-        let claim = timeout_at(
+        let claim = by(
             batch.stop_at,
             self.progress
                 .claim(&key, owner, self.now_ms(), batch.lease_until),
         )
         .await
-        .map_err(StoreError::from)
-        .and_then(|claimed| claimed)
         .map_err(JobFailure::Progress)?;
         let mut stats = FanoutStats::default();
         let checkpoint = match claim {
@@ -107,10 +97,7 @@ impl Engine {
             Err(failure) => {
                 // SQS redelivers it soon: let that run take the record at once.
                 let release = self.progress.release(&key, owner);
-                if let Ok(Err(error)) | Err(error) = timeout_at(batch.finish_by, release)
-                    .await
-                    .map_err(StoreError::from)
-                {
+                if let Err(error) = by::<_, StoreError, _>(batch.finish_by, release).await {
                     warn!(%error, "could not release the progress record");
                 }
                 Err(failure)
@@ -314,10 +301,7 @@ impl Engine {
         job: &Job,
         cursor: Option<&str>,
     ) -> Result<Page, StoreError> {
-        timeout_at(batch.stop_at, self.fetch(job, cursor))
-            .await
-            .map_err(StoreError::from)
-            .and_then(|page| page)
+        by(batch.stop_at, self.fetch(job, cursor)).await
     }
 
     /// Writes a checkpoint every half window of takes, so lanes rarely wait for one; returns
@@ -347,7 +331,7 @@ impl Engine {
             let result = with_retries(
                 run.batch.cutoff,
                 self.config.backoff_base,
-                store_retryable,
+                StoreError::is_transient,
                 || self.save(run.key, run.owner, &checkpoint),
             )
             .await;
@@ -391,7 +375,7 @@ impl Engine {
             with_retries(
                 batch.finish_by,
                 self.config.backoff_base,
-                store_retryable,
+                StoreError::is_transient,
                 || self.save(key, owner, &ahead),
             )
             .await
@@ -417,7 +401,7 @@ impl Engine {
                         with_retries(
                             batch.finish_by,
                             self.config.backoff_base,
-                            queue_retryable,
+                            QueueError::is_transient,
                             || self.queue.dead_letter(&body, &reason),
                         )
                         .await
@@ -441,7 +425,7 @@ impl Engine {
         with_retries(
             batch.finish_by,
             self.config.backoff_base,
-            queue_retryable,
+            QueueError::is_transient,
             || self.queue.enqueue(job, delay),
         )
         .await
@@ -459,7 +443,7 @@ impl Engine {
         let result = with_retries(
             batch.finish_by,
             self.config.backoff_base,
-            store_retryable,
+            StoreError::is_transient,
             || self.save(key, owner, &done),
         )
         .await;
