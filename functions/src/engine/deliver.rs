@@ -11,9 +11,10 @@
 //! handed back as possibly delivered.
 
 use super::feed::{Feed, Settled};
+use super::handoff::by;
 use super::{EngineConfig, FanoutStats, Pacer, backoff};
 use crate::domain::now_epoch_millis;
-use crate::ports::{ConnectionGateway, ConnectionStore, PostError};
+use crate::ports::{ConnectionGateway, ConnectionStore, PostError, StoreError};
 use bytes::Bytes;
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
@@ -175,24 +176,13 @@ async fn delete_gone(post: &Post, id: &str) -> Delivery {
     let grace = i64::try_from(post.config.gone_grace.as_millis()).unwrap_or(i64::MAX);
     let connected_before = now_epoch_millis().saturating_sub(grace);
     let answer_by = Instant::now() + post.config.post_timeout;
-    match timeout_at(answer_by, post.store.delete_stale(id, connected_before)).await {
-        Ok(Ok(deleted)) => Delivery::Gone {
-            deleted,
-            delete_failed: false,
-        },
-        Ok(Err(error)) => {
-            warn!(connection_id = %id, %error, "could not delete a gone connection");
-            Delivery::Gone {
-                deleted: false,
-                delete_failed: true,
-            }
-        }
-        Err(_) => {
-            warn!(connection_id = %id, "deleting a gone connection timed out");
-            Delivery::Gone {
-                deleted: false,
-                delete_failed: true,
-            }
-        }
+    let result: Result<bool, StoreError> =
+        by(answer_by, post.store.delete_stale(id, connected_before)).await;
+    if let Err(error) = &result {
+        warn!(connection_id = %id, %error, "could not delete a gone connection");
+    }
+    Delivery::Gone {
+        deleted: result.as_ref().is_ok_and(|deleted| *deleted),
+        delete_failed: result.is_err(),
     }
 }
