@@ -43,13 +43,14 @@ resource "aws_apigatewayv2_integration" "this" {
 }
 
 resource "aws_apigatewayv2_route" "this" {
-  #checkov:skip=CKV_AWS_309:WebSocket APIs authorize only on $connect; the rooms are public until the $connect authorizer lands, and the other routes run on an already accepted connection.
+  #checkov:skip=CKV_AWS_309:WebSocket APIs authorize only on $connect (the JWT authorizer, auth_mode = "jwt"); the other routes run on a connection already accepted. auth_mode = "none" is an explicit choice of public rooms.
   for_each = local.api_routes
 
   api_id                              = aws_apigatewayv2_api.this.id
   route_key                           = each.key
   target                              = "integrations/${aws_apigatewayv2_integration.this[each.key].id}"
-  authorization_type                  = "NONE"
+  authorization_type                  = each.key == "$connect" && local.auth_enabled ? "CUSTOM" : "NONE"
+  authorizer_id                       = each.key == "$connect" && local.auth_enabled ? aws_apigatewayv2_authorizer.connect[0].id : null
   route_response_selection_expression = each.value.route_response ? "$default" : null
 }
 
@@ -139,10 +140,7 @@ resource "aws_apigatewayv2_stage" "this" {
     detailed_metrics_enabled = var.detailed_metrics_enabled
   }
 
-  # Logging needs the account-level CloudWatch role, and the execution log group
-  # must exist before API Gateway creates one without a retention.
-  depends_on = [
-    aws_api_gateway_account.this,
-    aws_cloudwatch_log_group.api_execution,
-  ]
+  # The execution log group must exist before API Gateway creates one without a
+  # retention. Logging also needs the region's logging role (terraform/account).
+  depends_on = [aws_cloudwatch_log_group.api_execution]
 }

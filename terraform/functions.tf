@@ -11,7 +11,9 @@ locals {
     RUST_LOG = var.log_level
   }
 
-  functions = {
+  functions = merge(local.api_functions, local.auth_enabled ? local.authorizer_function : {})
+
+  api_functions = {
     connect = {
       description = "WebSocket $connect: records the connection and its room."
       memory_size = var.api_function_memory_mb
@@ -36,9 +38,13 @@ locals {
       memory_size = var.api_function_memory_mb
       timeout     = var.api_function_timeout_seconds
       environment = {
-        CONNECTIONS_TABLE = aws_dynamodb_table.connections.name
-        FANOUT_QUEUE_URL  = aws_sqs_queue.fanout.url
-        MAX_DATA_BYTES    = tostring(var.max_data_bytes)
+        CONNECTIONS_TABLE     = aws_dynamodb_table.connections.name
+        FANOUT_QUEUE_URL      = aws_sqs_queue.fanout.url
+        MAX_DATA_BYTES        = tostring(var.max_data_bytes)
+        RATE_LIMIT_PER_SECOND = tostring(var.rate_limit_per_second)
+        RATE_LIMIT_BURST      = tostring(var.rate_limit_burst)
+        METRICS_NAMESPACE     = var.metrics_namespace
+        WORKSPACE             = terraform.workspace
       }
     }
 

@@ -82,6 +82,14 @@ data "aws_iam_policy_document" "sendmessage" {
     resources = [aws_dynamodb_table.connections.arn]
   }
 
+  # The per-connection rate limit: a conditional update of the sender's allowance.
+  statement {
+    sid       = "SpendSenderAllowance"
+    effect    = "Allow"
+    actions   = ["dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.connections.arn]
+  }
+
   statement {
     sid       = "EnqueueFanout"
     effect    = "Allow"
@@ -156,13 +164,19 @@ data "aws_iam_policy_document" "worker" {
 }
 
 locals {
-  function_policies = {
-    connect     = data.aws_iam_policy_document.connect.json
-    disconnect  = data.aws_iam_policy_document.disconnect.json
-    sendmessage = data.aws_iam_policy_document.sendmessage.json
-    default     = data.aws_iam_policy_document.default.json
-    worker      = data.aws_iam_policy_document.worker.json
-  }
+  function_policies = merge(
+    {
+      connect     = data.aws_iam_policy_document.connect.json
+      disconnect  = data.aws_iam_policy_document.disconnect.json
+      sendmessage = data.aws_iam_policy_document.sendmessage.json
+      default     = data.aws_iam_policy_document.default.json
+      worker      = data.aws_iam_policy_document.worker.json
+    },
+    # The authorizer reads only its signing secret (with JWKS it needs nothing but logs).
+    local.auth_enabled ? {
+      authorizer = local.jwt_uses_secret ? data.aws_iam_policy_document.authorizer_secret[0].json : data.aws_iam_policy_document.function_base["authorizer"].json
+    } : {},
+  )
 }
 
 resource "aws_iam_role_policy" "function" {
@@ -171,65 +185,4 @@ resource "aws_iam_role_policy" "function" {
   name   = "${local.name_prefix}-${each.key}"
   role   = aws_iam_role.function[each.key].id
   policy = local.function_policies[each.key]
-}
-
-################################################################################
-# API Gateway's account-level CloudWatch role (needed for stage logging)
-################################################################################
-
-data "aws_iam_policy_document" "apigateway_assume_role" {
-  statement {
-    sid     = "ApiGatewayAssumeRole"
-    effect  = "Allow"
-    actions = ["sts:AssumeRole"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["apigateway.amazonaws.com"]
-    }
-  }
-}
-
-# The role serves every API Gateway API of this account and region, so it is
-# scoped to the region's log groups rather than to this stack's.
-data "aws_iam_policy_document" "apigateway_cloudwatch" {
-  statement {
-    sid    = "ApiGatewayLogs"
-    effect = "Allow"
-    actions = [
-      "logs:CreateLogGroup",
-      "logs:CreateLogStream",
-      "logs:DescribeLogGroups",
-      "logs:DescribeLogStreams",
-      "logs:PutLogEvents",
-      "logs:GetLogEvents",
-      "logs:FilterLogEvents",
-    ]
-    resources = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:*"]
-  }
-}
-
-resource "aws_iam_role" "apigateway_cloudwatch" {
-  count = var.manage_api_gateway_account ? 1 : 0
-
-  name                 = "${local.name_prefix}-apigw-cloudwatch"
-  description          = "Lets API Gateway write execution and access logs in ${local.region}"
-  assume_role_policy   = data.aws_iam_policy_document.apigateway_assume_role.json
-  max_session_duration = 3600
-}
-
-resource "aws_iam_role_policy" "apigateway_cloudwatch" {
-  count = var.manage_api_gateway_account ? 1 : 0
-
-  name   = "${local.name_prefix}-apigw-cloudwatch"
-  role   = aws_iam_role.apigateway_cloudwatch[0].id
-  policy = data.aws_iam_policy_document.apigateway_cloudwatch.json
-}
-
-resource "aws_api_gateway_account" "this" {
-  count = var.manage_api_gateway_account ? 1 : 0
-
-  cloudwatch_role_arn = aws_iam_role.apigateway_cloudwatch[0].arn
-
-  depends_on = [aws_iam_role_policy.apigateway_cloudwatch]
 }

@@ -7,6 +7,84 @@ locals {
   api_dimensions       = ["ApiId", aws_apigatewayv2_api.this.id, "Stage", local.stage_name]
   # The worker's EMF metrics carry exactly these dimensions.
   emf_dimensions = ["Workspace", terraform.workspace, "Function", local.worker_function_name]
+  # sendmessage's (Accepted, Refused), and Refused by the error code the sender got.
+  send_dimensions = {
+    Workspace = terraform.workspace
+    Function  = aws_lambda_function.this["sendmessage"].function_name
+  }
+  worker_dimensions = {
+    Workspace = terraform.workspace
+    Function  = local.worker_function_name
+  }
+
+  # Failures no Lambda or API Gateway error metric shows: each alarms when its count over
+  # `period` seconds is above `threshold`. Runbooks: docs/operations.md, by alarm name.
+  silent_failure_alarms = {
+    "jobs-failed" = {
+      description = "Fan-out jobs failed and were reported back to SQS (FailedJobs): the progress table or the queue failed, or a run outlived its lease. They come back; max_receive_count failures park them."
+      namespace   = var.metrics_namespace
+      metric      = "FailedJobs"
+      dimensions  = local.worker_dimensions
+      period      = 300
+      threshold   = 0
+    }
+    "jobs-dead-lettered" = {
+      description = "The worker parked jobs in the dead-letter queue (DeadLettered): invalid jobs, or deliveries given up after the retry budget. Each DLQ message says why in its Reason attribute."
+      namespace   = var.metrics_namespace
+      metric      = "DeadLettered"
+      dimensions  = local.worker_dimensions
+      period      = 300
+      threshold   = 0
+    }
+    "deliveries-abandoned" = {
+      description = "Deliveries were given up after retry_budget_seconds (Abandoned): those members did not get the message. Their ids are in the dead-letter queue; redrive once the cause is fixed."
+      namespace   = var.metrics_namespace
+      metric      = "Abandoned"
+      dimensions  = local.worker_dimensions
+      period      = 300
+      threshold   = 0
+    }
+    "handoffs-failed" = {
+      description = "The worker could not hand the rest of a job back to the queue in time (HandoffsFailed): SQS redelivers the job and its progress record resumes it, but until then the rest of the room waits."
+      namespace   = var.metrics_namespace
+      metric      = "HandoffsFailed"
+      dimensions  = local.worker_dimensions
+      period      = 300
+      threshold   = 0
+    }
+    "management-forbidden" = {
+      description = "The API Gateway management API answers 403 to the worker (Forbidden): no one receives messages. Check the worker role's execute-api:ManageConnections and MANAGEMENT_ENDPOINT."
+      namespace   = var.metrics_namespace
+      metric      = "Forbidden"
+      dimensions  = local.worker_dimensions
+      period      = 60
+      threshold   = 0
+    }
+    "sendmessage-unavailable" = {
+      description = "sendmessage refused messages because the connections table or the fan-out queue failed (Refused, Code unavailable): senders get an error frame over HTTP 200, so no Lambda or API Gateway error shows it."
+      namespace   = var.metrics_namespace
+      metric      = "Refused"
+      dimensions  = merge(local.send_dimensions, { Code = "unavailable" })
+      period      = 60
+      threshold   = 0
+    }
+    "api-integration-errors" = {
+      description = "API Gateway could not invoke a route's Lambda or got a bad answer from it (IntegrationError): clients get internal server errors."
+      namespace   = "AWS/ApiGateway"
+      metric      = "IntegrationError"
+      dimensions  = { ApiId = aws_apigatewayv2_api.this.id, Stage = local.stage_name }
+      period      = 60
+      threshold   = 0
+    }
+    "api-execution-errors" = {
+      description = "API Gateway failed requests itself (ExecutionError): clients get internal server errors."
+      namespace   = "AWS/ApiGateway"
+      metric      = "ExecutionError"
+      dimensions  = { ApiId = aws_apigatewayv2_api.this.id, Stage = local.stage_name }
+      period      = 60
+      threshold   = 0
+    }
+  }
 
   dashboard_name = "${local.name_prefix}-fanout"
 }
@@ -106,6 +184,69 @@ resource "aws_cloudwatch_metric_alarm" "worker_throttles" {
   ok_actions    = local.alarm_actions
 }
 
+# No datapoint means nothing happened: notBreaching.
+resource "aws_cloudwatch_metric_alarm" "silent_failure" {
+  for_each = local.silent_failure_alarms
+
+  alarm_name        = "${local.name_prefix}-${each.key}"
+  alarm_description = "${each.value.description} Runbook: docs/operations.md#${each.key}"
+
+  namespace           = each.value.namespace
+  metric_name         = each.value.metric
+  dimensions          = each.value.dimensions
+  statistic           = "Sum"
+  period              = each.value.period
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = each.value.threshold
+  treat_missing_data  = "notBreaching"
+
+  alarm_actions = local.alarm_actions
+  ok_actions    = local.alarm_actions
+}
+
+# Members the management API refused for good (a 4xx other than 410, 429 and 403), as a share
+# of the posts the worker settled. A job that delivers to 99 members and fails 1 succeeds: this
+# is where that shows.
+resource "aws_cloudwatch_metric_alarm" "delivery_failure_ratio" {
+  alarm_name          = "${local.name_prefix}-delivery-failure-ratio"
+  alarm_description   = "More than ${var.alarm_delivery_failure_percent}% of deliveries were refused by the management API (Failed / (Delivered + Failed)). Runbook: docs/operations.md#delivery-failure-ratio"
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.alarm_delivery_failure_percent
+  treat_missing_data  = "notBreaching"
+
+  metric_query {
+    id          = "ratio"
+    expression  = "IF(delivered + failed > 0, 100 * failed / (delivered + failed), 0)"
+    label       = "Failed deliveries (%)"
+    return_data = true
+  }
+  metric_query {
+    id = "delivered"
+    metric {
+      namespace   = var.metrics_namespace
+      metric_name = "Delivered"
+      dimensions  = local.worker_dimensions
+      stat        = "Sum"
+      period      = 300
+    }
+  }
+  metric_query {
+    id = "failed"
+    metric {
+      namespace   = var.metrics_namespace
+      metric_name = "Failed"
+      dimensions  = local.worker_dimensions
+      stat        = "Sum"
+      period      = 300
+    }
+  }
+
+  alarm_actions = local.alarm_actions
+  ok_actions    = local.alarm_actions
+}
+
 ################################################################################
 # Notifications (only with var.alarm_email)
 ################################################################################
@@ -160,12 +301,16 @@ resource "aws_cloudwatch_dashboard" "this" {
         height = 4
         properties = {
           title = "Alarms"
-          alarms = [
-            aws_cloudwatch_metric_alarm.fanout_oldest_message_age.arn,
-            aws_cloudwatch_metric_alarm.dlq_not_empty.arn,
-            aws_cloudwatch_metric_alarm.worker_errors.arn,
-            aws_cloudwatch_metric_alarm.worker_throttles.arn,
-          ]
+          alarms = concat(
+            [
+              aws_cloudwatch_metric_alarm.fanout_oldest_message_age.arn,
+              aws_cloudwatch_metric_alarm.dlq_not_empty.arn,
+              aws_cloudwatch_metric_alarm.worker_errors.arn,
+              aws_cloudwatch_metric_alarm.worker_throttles.arn,
+              aws_cloudwatch_metric_alarm.delivery_failure_ratio.arn,
+            ],
+            [for key in keys(local.silent_failure_alarms) : aws_cloudwatch_metric_alarm.silent_failure[key].arn],
+          )
         }
       },
 
@@ -377,6 +522,8 @@ resource "aws_cloudwatch_dashboard" "this" {
             concat([var.metrics_namespace, "Delivered"], local.emf_dimensions, [{ label = "Delivered", color = "#2ca02c" }]),
             concat([var.metrics_namespace, "Stale"], local.emf_dimensions, [{ label = "Stale (410, deleted)", color = "#7f7f7f" }]),
             concat([var.metrics_namespace, "Failed"], local.emf_dimensions, [{ label = "Failed", color = "#d62728" }]),
+            concat([var.metrics_namespace, "Abandoned"], local.emf_dimensions, [{ label = "Abandoned (retry budget spent)", color = "#9467bd" }]),
+            concat([var.metrics_namespace, "Forbidden"], local.emf_dimensions, [{ label = "Forbidden (403)", color = "#ff7f0e" }]),
           ]
           yAxis = { left = { min = 0 } }
         }

@@ -57,3 +57,8 @@ output "alarm_topic_arn" {
   description = "ARN of the SNS topic the alarms notify, or null when alarm_email is null."
   value       = one(aws_sns_topic.alarms[*].arn)
 }
+
+output "region" {
+  description = "AWS region of the stack (the ops CLI's default region when it reads these outputs)."
+  value       = local.region
+}

@@ -34,3 +34,40 @@ resource "aws_sqs_queue_redrive_allow_policy" "fanout_dlq" {
     sourceQueueArns   = [aws_sqs_queue.fanout.arn]
   })
 }
+
+# A closed job boundary: whoever may send to the fan-out queue decides who receives what (and
+# the `sender` every frame shows), so only sendmessage, the worker (its hand-offs) and the
+# producer roles named in var.producer_role_arns may, whatever their IAM policies allow. An
+# explicit Deny, because an Allow in a queue policy cannot take away what IAM grants in the
+# same account. Operators who run `wsfanout publish` or redrive the DLQ need a listed role.
+data "aws_iam_policy_document" "fanout_queue" {
+  statement {
+    sid       = "OnlyKnownProducersSend"
+    effect    = "Deny"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.fanout.arn]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "ArnNotEquals"
+      variable = "aws:PrincipalArn"
+      values   = local.fanout_producer_arns
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "fanout" {
+  queue_url = aws_sqs_queue.fanout.id
+  policy    = data.aws_iam_policy_document.fanout_queue.json
+}
+
+locals {
+  fanout_producer_arns = concat(
+    [for function in ["sendmessage", "worker"] : aws_iam_role.function[function].arn],
+    var.producer_role_arns,
+  )
+}

@@ -31,7 +31,7 @@ variable "tags" {
 }
 
 variable "kms_key_arn" {
-  description = "Optional customer-managed KMS key ARN for the log groups, the connections table, the Lambda environment and the alarm topic. null keeps AWS-managed encryption. The key policy must allow logs.<region>.amazonaws.com and cloudwatch.amazonaws.com (for the alarm topic)."
+  description = "Optional customer-managed KMS key ARN for the log groups, the DynamoDB tables, the Lambda environment, the JWT signing secret and the alarm topic. null keeps AWS-managed encryption. Each role is granted what it needs of the key, only through the service that uses it; the key policy (docs/deploy.md) must allow the account's IAM policies, logs.<region>.amazonaws.com and cloudwatch.amazonaws.com (for the alarm topic)."
   type        = string
   default     = null
 
@@ -345,9 +345,9 @@ variable "sendmessage_throttling_rate_limit" {
 }
 
 variable "api_execution_logging_level" {
-  description = "API Gateway execution logging level (OFF, ERROR or INFO); logs go to /aws/apigateway/<api_id>/<stage>."
+  description = "API Gateway execution logging level (OFF, ERROR or INFO); logs go to /aws/apigateway/<api_id>/<stage>. ERROR and INFO need the region's API Gateway logging role, set up once per account and region by terraform/account (docs/deploy.md)."
   type        = string
-  default     = "ERROR"
+  default     = "OFF"
 
   validation {
     condition     = contains(["OFF", "ERROR", "INFO"], var.api_execution_logging_level)
@@ -359,12 +359,6 @@ variable "detailed_metrics_enabled" {
   description = "Per-route API Gateway metrics (dimension Route); billed as custom metrics."
   type        = bool
   default     = false
-}
-
-variable "manage_api_gateway_account" {
-  description = "Create the IAM role API Gateway uses to write logs and register it in the region's API Gateway account settings (required once per account and region before a WebSocket stage can log). The setting is region-wide: when several workspaces share an account and region, let exactly one of them manage it and set false elsewhere."
-  type        = bool
-  default     = true
 }
 
 ################################################################################
@@ -412,5 +406,108 @@ variable "alarm_evaluation_periods" {
   validation {
     condition     = var.alarm_evaluation_periods >= 1 && var.alarm_evaluation_periods <= 60
     error_message = "alarm_evaluation_periods must be between 1 and 60."
+  }
+}
+
+variable "alarm_delivery_failure_percent" {
+  description = "Alarm when more than this percentage of the deliveries in five minutes were refused by the management API (Failed / (Delivered + Failed))."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.alarm_delivery_failure_percent >= 0 && var.alarm_delivery_failure_percent <= 100
+    error_message = "alarm_delivery_failure_percent must be between 0 and 100."
+  }
+}
+
+variable "producer_role_arns" {
+  description = "IAM role ARNs besides sendmessage and the worker that may send jobs to the fan-out queue: backends that publish announcements, and operators who run `wsfanout publish` or redrive the dead-letter queue. Everyone else is denied sqs:SendMessage by the queue policy. A producer's `sender` is trusted as given (docs/contracts.md)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.producer_role_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$", arn))])
+    error_message = "producer_role_arns must be IAM role ARNs (arn:aws:iam::123456789012:role/NAME)."
+  }
+}
+
+variable "rate_limit_per_second" {
+  description = "Messages a second one connection may send, sustained (sendmessage answers a faster sender `rate_limited`; the room's other members are not slowed). Kept on the connection's item, so it holds across every sendmessage instance. 0 turns the limit off (and its write per message)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.rate_limit_per_second >= 0 && var.rate_limit_per_second <= 100000 && floor(var.rate_limit_per_second) == var.rate_limit_per_second
+    error_message = "rate_limit_per_second must be a whole number from 0 to 100000."
+  }
+}
+
+variable "rate_limit_burst" {
+  description = "Messages one connection may send at once before rate_limit_per_second applies."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.rate_limit_burst >= 1 && var.rate_limit_burst <= 100000 && floor(var.rate_limit_burst) == var.rate_limit_burst
+    error_message = "rate_limit_burst must be a whole number from 1 to 100000."
+  }
+}
+
+################################################################################
+# Authentication
+################################################################################
+
+variable "auth_mode" {
+  description = "\"jwt\" (the default): every connection presents a JWT whose `rooms` claim names the rooms it may join, verified by the $connect authorizer (docs/security.md). \"none\": anyone who knows a room's name may join it, read it and post to it."
+  type        = string
+  default     = "jwt"
+
+  validation {
+    condition     = contains(["jwt", "none"], var.auth_mode)
+    error_message = "auth_mode must be \"jwt\" or \"none\"."
+  }
+}
+
+variable "jwt_issuer" {
+  description = "The `iss` every token must carry: the OIDC issuer URL with jwks_url (for Cognito, https://cognito-idp.<region>.amazonaws.com/<pool-id>), or the name your token service signs with for HS256. null: \"<project>-<workspace>\"."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.jwt_issuer == null || try(length(var.jwt_issuer) > 0, false)
+    error_message = "jwt_issuer must be null or a non-empty string."
+  }
+}
+
+variable "jwt_audience" {
+  description = "The `aud` every token must carry (for Cognito ID tokens, the app client id)."
+  type        = string
+  default     = "wsfanout"
+
+  validation {
+    condition     = length(var.jwt_audience) > 0
+    error_message = "jwt_audience must not be empty."
+  }
+}
+
+variable "jwks_url" {
+  description = "The issuer's JWKS (https): tokens are RS256 or ES256, verified against its keys (for Cognito, <issuer>/.well-known/jwks.json). null: HS256 with the secret in jwt_secret_arn (or one this stack creates). The authorizer then needs outbound HTTPS."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.jwks_url == null || (can(regex("^https://[^\\s]+$", var.jwks_url)) && var.jwt_secret_arn == null)
+    error_message = "jwks_url must be an https URL, and not set together with jwt_secret_arn."
+  }
+}
+
+variable "jwt_secret_arn" {
+  description = "A Secrets Manager secret holding the HS256 signing secret (32 bytes or more) shared with your token service. null (and no jwks_url): the stack creates an empty secret to put the value in."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.jwt_secret_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", var.jwt_secret_arn))
+    error_message = "jwt_secret_arn must be null or a Secrets Manager secret ARN."
   }
 }

@@ -4,10 +4,11 @@
 //! message at least once; after one crash, at most `FANOUT_CONCURRENCY + CHECKPOINT_EVERY` get
 //! it twice; nothing is dead-lettered.
 
-use e2e::{metric, options};
+use e2e::{embedded, join};
 use fanout_local::LocalStack;
 use fanout_local::faults::FaultKind;
 use fanout_test_support::http::request;
+use fanout_test_support::prometheus::metric;
 use fanout_test_support::ws::{Audience, Client, Heard};
 use serde_json::json;
 use std::time::Duration;
@@ -15,15 +16,6 @@ use tokio::time::{Instant, sleep};
 
 /// The longest any single wait in these tests may take.
 const WAIT: Duration = Duration::from_secs(45);
-
-async fn join(stack: &LocalStack, room: &str, count: usize) -> Vec<Client> {
-    let url = format!("{}?room={room}", stack.websocket_url());
-    let mut clients = Vec::with_capacity(count);
-    for _ in 0..count {
-        clients.push(Client::connect(&url).await);
-    }
-    clients
-}
 
 /// Sends from the first client and returns the message id from its ack.
 async fn send_from_first(clients: &mut [Client], data: serde_json::Value) -> String {
@@ -83,25 +75,21 @@ fn duplicates(heard: &[Heard], id: &str) -> usize {
 async fn a_fan_out_through_5xx_429_hangs_and_a_kill_reaches_everyone_within_the_bound() {
     const CLIENTS: usize = 800;
     let began = Instant::now();
-    let stack = LocalStack::start_with(
-        options(&[
-            "--fanout-concurrency",
-            "16",
-            "--management-latency",
-            "100ms",
-            "--worker-concurrency",
-            "1",
-            "--batch-size",
-            "1",
-            "--worker-timeout",
-            "10s",
-            "--visibility-timeout",
-            "11s",
-        ]),
-        None,
-    )
-    .await
-    .expect("start the local stack");
+    let stack = embedded(&[
+        "--fanout-concurrency",
+        "16",
+        "--management-latency",
+        "100ms",
+        "--worker-concurrency",
+        "1",
+        "--batch-size",
+        "1",
+        "--worker-timeout",
+        "10s",
+        "--visibility-timeout",
+        "11s",
+    ])
+    .await;
     let config = stack.engine_config();
     let bound = config.concurrency + config.checkpoint_window();
     assert_eq!(bound, 32, "FANOUT_CONCURRENCY 16, CHECKPOINT_EVERY = it");
@@ -198,25 +186,21 @@ async fn a_fan_out_through_5xx_429_hangs_and_a_kill_reaches_everyone_within_the_
 async fn command_line_faults_and_a_kill_still_reach_everyone() {
     const CLIENTS: usize = 100;
     let began = Instant::now();
-    let stack = LocalStack::start_with(
-        options(&[
-            "--management-fault",
-            "503@0s+2s",
-            "--management-latency",
-            "20ms",
-            "--fanout-concurrency",
-            "4",
-            "--kill-worker-after",
-            "1s",
-            "--worker-timeout",
-            "8s",
-            "--visibility-timeout",
-            "9s",
-        ]),
-        None,
-    )
-    .await
-    .expect("start the local stack");
+    let stack = embedded(&[
+        "--management-fault",
+        "503@0s+2s",
+        "--management-latency",
+        "20ms",
+        "--fanout-concurrency",
+        "4",
+        "--kill-worker-after",
+        "1s",
+        "--worker-timeout",
+        "8s",
+        "--visibility-timeout",
+        "9s",
+    ])
+    .await;
     let mut clients = join(&stack, "cli", CLIENTS).await;
     let id = send_from_first(&mut clients, json!("despite it all")).await;
     let audience = Audience::listen(clients);
@@ -247,4 +231,48 @@ async fn command_line_faults_and_a_kill_still_reach_everyone() {
         "command line: {CLIENTS} clients, {twice} twice, {:?}",
         began.elapsed()
     );
+}
+
+/// A management API that refuses the worker (403, as when its role lacks
+/// `execute-api:ManageConnections`) stops each job at its first refusal, counts it as
+/// `Forbidden` (the metric the alarm watches), not as a failure per member, and once the
+/// permission is back the retries reach everyone exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_403_from_the_management_api_is_one_stop_per_job_and_retried_to_everyone() {
+    const CLIENTS: usize = 60;
+    let stack = embedded(&[
+        "--management-fault",
+        "403@0s+3s",
+        "--fanout-concurrency",
+        "4",
+    ])
+    .await;
+    let mut clients = join(&stack, "locked", CLIENTS).await;
+    let id = send_from_first(&mut clients, json!("once allowed")).await;
+    let audience = Audience::listen(clients);
+    assert!(
+        audience.wait_reached(CLIENTS, WAIT).await,
+        "everyone is reached once the 403s stop; {} of {CLIENTS} were",
+        audience.reached()
+    );
+    until_the_queue_is_empty(&stack).await;
+    let heard = audience.finish(WAIT).await;
+    assert_eq!(duplicates(&heard, &id), 0, "no one got it twice");
+
+    let text = metrics(&stack).await;
+    let count = |name: &str| metric(&text, name).unwrap_or(0.0);
+    let refused = count(r#"fanout_management_faults_total{kind="403"}"#);
+    let forbidden = count("fanout_forbidden_total");
+    assert!(forbidden > 0.0, "{text}");
+    assert_eq!(
+        forbidden, refused,
+        "every 403 counted once, as Forbidden: {text}"
+    );
+    assert!(
+        forbidden < CLIENTS as f64,
+        "each job stops at its first 403s rather than post to every member: {forbidden}"
+    );
+    assert_eq!(count("fanout_failed_total"), 0.0, "{text}");
+    assert_eq!(count("fanout_dlq_depth"), 0.0, "{text}");
+    stack.shutdown().await;
 }

@@ -1,11 +1,12 @@
 //! The local stack end to end: real WebSocket clients on 127.0.0.1, the same handlers as the
 //! Lambdas, the worker posting through the real management API client.
 
-use e2e::{metric, options};
+use e2e::{embedded, join, options};
 use fanout::domain::{Connection, RoomName};
 use fanout_local::LocalStack;
 use fanout_test_support::http::{Response, request};
 use fanout_test_support::moto::{moto_sdk_config, unique};
+use fanout_test_support::prometheus::metric;
 use fanout_test_support::ws::{Audience, Client, Event};
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
@@ -14,12 +15,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 const WAIT: Duration = Duration::from_secs(20);
 const QUIET: Duration = Duration::from_millis(500);
-
-async fn embedded(extra: &[&str]) -> LocalStack {
-    LocalStack::start_with(options(extra), None)
-        .await
-        .expect("start the local stack")
-}
 
 /// On DynamoDB and SQS in moto, with fresh resources.
 async fn on_moto() -> LocalStack {
@@ -47,15 +42,6 @@ async fn expect_silence(clients: &mut [Client], who: &str) {
             "{who} {i} received {event:?}"
         );
     }
-}
-
-async fn join(stack: &LocalStack, room: &str, count: usize) -> Vec<Client> {
-    let url = format!("{}?room={room}", stack.websocket_url());
-    let mut clients = Vec::with_capacity(count);
-    for _ in 0..count {
-        clients.push(Client::connect(&url).await);
-    }
-    clients
 }
 
 /// The embedded default with `extra` options, and `count` clients in `room`.
@@ -147,6 +133,7 @@ async fn gone_connections_are_deleted_and_disconnects_are_removed() {
                 connected_at: 0,
                 expires_at: i64::MAX,
                 principal: None,
+                allowance: None,
             })
             .await
             .unwrap();
@@ -334,7 +321,24 @@ async fn health_metrics_and_the_management_api_answer_like_api_gateway() {
 
     let text = http(&stack, "GET", "/metrics").await.body;
     assert_eq!(metric(&text, "fanout_connections"), Some(1.0), "{text}");
-    assert!(text.contains("fanout_fanout_latency_ms_bucket"), "{text}");
+    assert!(text.contains("fanout_latency_seconds_bucket"), "{text}");
+    // sendmessage's outcomes, as its CloudWatch metrics Accepted and Refused by Code.
+    client.send_text(r#"{"action":"sendmessage"}"#).await;
+    assert_eq!(client.next_json(WAIT).await["code"], "missing_data");
+    let text = http(&stack, "GET", "/metrics").await.body;
+    assert_eq!(
+        metric(&text, "fanout_messages_accepted_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"fanout_messages_refused_total{code="missing_data"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
 
     assert_eq!(http(&stack, "DELETE", &path).await.status, 204);
     expect_close(client, 1000, "the connection to close").await;

@@ -109,6 +109,7 @@ impl ConnectionStore for SyntheticStore {
                 connected_at: 0,
                 expires_at: 0,
                 principal: None,
+                allowance: None,
             }))
     }
 

@@ -11,9 +11,12 @@
 //! - [`ports`]: the traits the logic needs: [`ports::ConnectionStore`], [`ports::JobQueue`],
 //!   [`ports::ConnectionGateway`].
 //! - [`engine`]: the fan-out engine the worker runs.
+//! - [`auth`]: the `$connect` authorizer's JWT verification, the issuer's keys (JWKS) and the
+//!   rooms a token grants.
 //! - [`handlers`]: one per Lambda (typed event in, typed response out), written against the
 //!   ports only, so the same handlers run in Lambda and in the local stack.
-//! - [`adapters`]: the ports on DynamoDB, SQS and the management API (real SDKs), and in memory.
+//! - [`adapters`]: the ports on DynamoDB, SQS and the management API (real SDKs), and in memory;
+//!   the issuer's JWKS over HTTP; the authorizer's secret from Secrets Manager.
 //! - [`config`]: configuration from environment variables, validated at start-up.
 //! - [`metrics`]: CloudWatch embedded metric format lines for the worker.
 //! - [`runtime`]: what every Lambda binary does at start (logging, SDK configuration).
@@ -22,6 +25,7 @@
 //! `lambda_runtime::run` a handler.
 
 pub mod adapters;
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod engine;

@@ -1,8 +1,8 @@
-//! The worker's metrics in CloudWatch's embedded metric format (EMF): one JSON line per
-//! invocation on stdout, which Lambda ships to CloudWatch Logs and CloudWatch turns into
-//! metrics, without an API call on the hot path.
+//! Metrics in CloudWatch's embedded metric format (EMF): one JSON line per worker invocation
+//! and per sendmessage request on stdout, which Lambda ships to CloudWatch Logs and CloudWatch
+//! turns into metrics, without an API call on the hot path.
 
-use crate::domain::now_epoch_millis;
+use crate::domain::{ErrorCode, now_epoch_millis};
 use crate::engine::FanoutStats;
 use serde_json::{Map, Value, json};
 use std::io::Write;
@@ -11,6 +11,14 @@ use std::sync::Mutex;
 /// Where a handler reports what an invocation did.
 pub trait MetricsSink: Send + Sync {
     fn record(&self, stats: &FanoutStats);
+}
+
+/// Where sendmessage reports what it did with a request.
+pub trait SendMetrics: Send + Sync {
+    /// The message is on the queue.
+    fn accepted(&self);
+    /// The sender got an error frame with this code.
+    fn refused(&self, code: ErrorCode);
 }
 
 /// Names and dimensions of the EMF lines.
@@ -55,17 +63,31 @@ impl<W: Write + Send> EmfSink<W> {
     }
 }
 
-impl<W: Write + Send> MetricsSink for EmfSink<W> {
-    fn record(&self, stats: &FanoutStats) {
-        let timestamp = now_epoch_millis();
-        let line = emf_line(&self.config, stats, timestamp);
+impl<W: Write + Send> EmfSink<W> {
+    fn write(&self, line: &str) {
         let mut out = self
             .out
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Metrics are best-effort: a closed stdout must not fail the batch.
+        // Metrics are best-effort: a closed stdout must not fail the request.
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
+    }
+}
+
+impl<W: Write + Send> MetricsSink for EmfSink<W> {
+    fn record(&self, stats: &FanoutStats) {
+        self.write(&emf_line(&self.config, stats, now_epoch_millis()));
+    }
+}
+
+impl<W: Write + Send> SendMetrics for EmfSink<W> {
+    fn accepted(&self) {
+        self.write(&send_emf_line(&self.config, Ok(()), now_epoch_millis()));
+    }
+
+    fn refused(&self, code: ErrorCode) {
+        self.write(&send_emf_line(&self.config, Err(code), now_epoch_millis()));
     }
 }
 
@@ -80,6 +102,7 @@ pub const WORKER_COUNTS: &[(&str, Count)] = &[
     ("StaleKept", |s| s.stale_kept),
     ("DeleteFailed", |s| s.delete_failed),
     ("Failed", |s| s.failed),
+    ("Forbidden", |s| s.forbidden),
     ("Abandoned", |s| s.abandoned),
     ("Retried", |s| s.retried),
     ("Interrupted", |s| s.interrupted),
@@ -88,6 +111,7 @@ pub const WORKER_COUNTS: &[(&str, Count)] = &[
     ("Resumed", |s| s.resumed),
     ("Checkpoints", |s| s.checkpoints),
     ("FailedJobs", |s| s.failed_jobs),
+    ("HandoffsFailed", |s| s.handoffs_failed),
     ("DeadLettered", |s| s.dead_lettered),
 ];
 
@@ -95,6 +119,68 @@ pub const WORKER_COUNTS: &[(&str, Count)] = &[
 /// beside [`WORKER_COUNTS`] when an invocation finished a job. With them, every metric name the
 /// worker emits.
 pub const FANOUT_LATENCY: &str = "FanoutLatencyMs";
+
+/// sendmessage's metrics, one per request: `Accepted`, or `Refused` (per function, and per
+/// function and [`REFUSAL_CODE`]). With them, every metric name sendmessage emits.
+pub const SEND_ACCEPTED: &str = "Accepted";
+pub const SEND_REFUSED: &str = "Refused";
+/// The dimension of `Refused` that names the error code the sender got (`unavailable`, ...).
+pub const REFUSAL_CODE: &str = "Code";
+
+/// One EMF document for one sendmessage request.
+pub fn send_emf_line(
+    config: &EmfConfig,
+    outcome: Result<(), ErrorCode>,
+    timestamp_ms: i64,
+) -> String {
+    let mut document = Map::new();
+    let (name, dimensions) = match outcome {
+        Ok(()) => (SEND_ACCEPTED, json!([["Workspace", "Function"]])),
+        Err(code) => {
+            document.insert(REFUSAL_CODE.into(), json!(code));
+            (
+                SEND_REFUSED,
+                json!([
+                    ["Workspace", "Function"],
+                    ["Workspace", "Function", REFUSAL_CODE]
+                ]),
+            )
+        }
+    };
+    document.insert(name.into(), 1.into());
+    finish(
+        config,
+        document,
+        dimensions,
+        vec![json!({"Name": name, "Unit": "Count"})],
+        timestamp_ms,
+    )
+}
+
+/// An EMF document's values (with its `Workspace` and `Function` dimensions) and its metadata:
+/// which of them are metrics, with which dimension sets.
+fn finish(
+    config: &EmfConfig,
+    mut document: Map<String, Value>,
+    dimensions: Value,
+    metrics: Vec<Value>,
+    timestamp_ms: i64,
+) -> String {
+    document.insert("Workspace".into(), config.workspace.clone().into());
+    document.insert("Function".into(), config.function.clone().into());
+    document.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": config.namespace,
+                "Dimensions": dimensions,
+                "Metrics": metrics,
+            }],
+        }),
+    );
+    Value::Object(document).to_string()
+}
 
 /// One EMF document for one invocation.
 pub fn emf_line(config: &EmfConfig, stats: &FanoutStats, timestamp_ms: i64) -> String {
@@ -107,8 +193,6 @@ pub fn emf_line(config: &EmfConfig, stats: &FanoutStats, timestamp_ms: i64) -> S
         .map(|(name, _)| json!({"Name": name, "Unit": "Count"}))
         .collect();
     let mut document = Map::new();
-    document.insert("Workspace".into(), config.workspace.clone().into());
-    document.insert("Function".into(), config.function.clone().into());
     for (name, value) in counts {
         document.insert(name.into(), value.into());
     }
@@ -116,32 +200,30 @@ pub fn emf_line(config: &EmfConfig, stats: &FanoutStats, timestamp_ms: i64) -> S
         definitions.push(json!({"Name": FANOUT_LATENCY, "Unit": "Milliseconds"}));
         document.insert(FANOUT_LATENCY.into(), latency.into());
     }
-    document.insert(
-        "_aws".into(),
-        json!({
-            "Timestamp": timestamp_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": config.namespace,
-                "Dimensions": [["Workspace", "Function"]],
-                "Metrics": definitions,
-            }],
-        }),
-    );
-    Value::Object(document).to_string()
+    finish(
+        config,
+        document,
+        json!([["Workspace", "Function"]]),
+        definitions,
+        timestamp_ms,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn emits_one_emf_document_per_record() {
-        let config = EmfConfig {
+    fn config(function: &str) -> EmfConfig {
+        EmfConfig {
             namespace: "WsFanout".into(),
             workspace: "prod".into(),
-            function: "wsfanout-prod-worker".into(),
-        };
-        let sink = EmfSink::new(config, Vec::new());
+            function: function.into(),
+        }
+    }
+
+    #[test]
+    fn emits_one_emf_document_per_record() {
+        let sink = EmfSink::new(config("wsfanout-prod-worker"), Vec::new());
         sink.record(&FanoutStats {
             delivered: 10,
             stale: 2,
@@ -168,5 +250,30 @@ mod tests {
             (doc["Workspace"].as_str(), doc["Function"].as_str()),
             (Some("prod"), Some("wsfanout-prod-worker"))
         );
+    }
+
+    #[test]
+    fn sendmessage_emits_accepted_or_refused_by_code() {
+        let sink = EmfSink::new(config("wsfanout-prod-sendmessage"), Vec::new());
+        sink.accepted();
+        sink.refused(ErrorCode::Unavailable);
+        let out = String::from_utf8(sink.into_inner()).unwrap();
+        let docs: Vec<Value> = out
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0]["Accepted"], 1);
+        assert_eq!(
+            docs[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"],
+            json!([{"Name": "Accepted", "Unit": "Count"}])
+        );
+        assert_eq!(docs[1]["Refused"], 1);
+        assert_eq!(docs[1]["Code"], "unavailable");
+        assert_eq!(
+            docs[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Workspace", "Function"], ["Workspace", "Function", "Code"]])
+        );
+        assert_eq!(docs[1]["Function"], "wsfanout-prod-sendmessage");
     }
 }

@@ -5,7 +5,7 @@
 //! Every method may hang or fail: callers bound each call by their own deadline.
 
 use crate::domain::job::JobTooLarge;
-use crate::domain::{Checkpoint, Connection, Job, RoomName, Segment};
+use crate::domain::{Allowance, Checkpoint, Connection, Job, RoomName, Segment};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::time::Duration;
@@ -71,10 +71,28 @@ pub trait ConnectionStore: Send + Sync {
     fn cursor_after(&self, room: Option<&RoomName>, connection_id: &str) -> String;
 }
 
+/// Each connection's sending allowance ([`Allowance`], sendmessage's rate limit), kept on its
+/// item so that every instance of sendmessage sees the same one.
+#[async_trait]
+pub trait Allowances: Send + Sync {
+    /// Replaces the connection's allowance with `new` if it is still `expected` (`None`: never
+    /// set). `false` if another send changed it first, or the connection is gone.
+    async fn swap_allowance(
+        &self,
+        connection_id: &str,
+        expected: Option<Allowance>,
+        new: Allowance,
+    ) -> Result<bool, StoreError>;
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("job queue unavailable: {0}")]
     Unavailable(String),
+    /// The queue holds as many messages as it may and refuses new ones for now (the local
+    /// stack's in-memory queue, `--max-queue-depth`; SQS has no such bound).
+    #[error("job queue full: {0}")]
+    Full(String),
     #[error(transparent)]
     TooLarge(#[from] JobTooLarge),
 }
@@ -82,7 +100,7 @@ pub enum QueueError {
 impl QueueError {
     /// Worth trying again: the queue did not answer, or refused for now.
     pub fn is_transient(&self) -> bool {
-        matches!(self, QueueError::Unavailable(_))
+        matches!(self, QueueError::Unavailable(_) | QueueError::Full(_))
     }
 }
 
@@ -162,6 +180,11 @@ pub enum PostError {
     /// 5xx from the management API.
     #[error("management API error ({0})")]
     Server(u16),
+    /// 403: the worker may not post to this endpoint (its role lacks
+    /// `execute-api:ManageConnections`, or the endpoint is another API's). It holds for every
+    /// connection, so the job stops at once rather than count a failure per member.
+    #[error("forbidden (403): {0}")]
+    Forbidden(String),
     /// Another 4xx: retrying will not help.
     #[error("rejected ({status}): {reason}")]
     Rejected { status: u16, reason: String },

@@ -5,11 +5,11 @@ use fanout::adapters::dynamodb::DynamoStore;
 use fanout::adapters::dynamodb::TableConfig;
 use fanout::adapters::management::ManagementGateway;
 use fanout::adapters::sqs::SqsQueue;
-use fanout::domain::{Connection, Job, RoomName};
+use fanout::domain::{Allowance, Connection, Job, RoomName};
 use fanout::ports::{
-    ConnectionGateway, ConnectionStore, JobQueue, PostError, QueueError, StoreError,
+    Allowances, ConnectionGateway, ConnectionStore, JobQueue, PostError, QueueError, StoreError,
 };
-use fanout_test_support::moto::{moto_sdk_config, unique};
+use fanout_test_support::moto::{create_queue, moto_sdk_config, unique};
 use fanout_test_support::net::free_port;
 use fanout_test_support::pages::{ids, room_pages, scan_pages};
 use std::collections::BTreeSet;
@@ -41,6 +41,7 @@ mod dynamodb {
             connected_at: 1_795_780_800_123,
             expires_at: 1_795_788_300,
             principal: None,
+            allowance: None,
         }
     }
 
@@ -70,6 +71,52 @@ mod dynamodb {
             .delete("Dx4sXe1ZoAMCJvw=")
             .await
             .expect("deleting twice is fine");
+    }
+
+    #[tokio::test]
+    async fn swaps_an_allowance_only_from_what_was_read_and_only_on_a_connection() {
+        let store = store(None).await;
+        store.put(&connection("fast=", "general")).await.unwrap();
+        let first = Allowance {
+            milli: 19_000,
+            at: 1_000,
+        };
+        let second = Allowance {
+            milli: 18_000,
+            at: 1_000,
+        };
+
+        assert!(store.swap_allowance("fast=", None, first).await.unwrap());
+        assert!(
+            !store.swap_allowance("fast=", None, second).await.unwrap(),
+            "another send went first"
+        );
+        assert!(
+            store
+                .swap_allowance("fast=", Some(first), second)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .swap_allowance("fast=", Some(first), first)
+                .await
+                .unwrap()
+        );
+        let read = store.get("fast=").await.unwrap().unwrap();
+        assert_eq!(read.allowance, Some(second));
+        assert_eq!(
+            read.room.as_str(),
+            "general",
+            "the rest of the item is kept"
+        );
+
+        assert!(!store.swap_allowance("gone=", None, first).await.unwrap());
+        assert_eq!(
+            store.get("gone=").await.unwrap(),
+            None,
+            "no item is created for a connection that is gone"
+        );
     }
 
     #[tokio::test]
@@ -141,14 +188,7 @@ mod sqs {
     /// A new queue in moto, and a client for it.
     async fn fresh_queue() -> (aws_sdk_sqs::Client, String) {
         let client = aws_sdk_sqs::Client::new(&moto_sdk_config().await);
-        let url = client
-            .create_queue()
-            .queue_name(unique("fanout"))
-            .send()
-            .await
-            .expect("create a queue in moto")
-            .queue_url
-            .expect("moto returns the queue URL");
+        let url = create_queue(&client, &unique("fanout")).await;
         (client, url)
     }
 
@@ -270,6 +310,7 @@ mod management {
                                 Some("InternalServerErrorException"),
                             ),
                             "forbidden" => ("403 Forbidden", Some("ForbiddenException")),
+                            "huge" => ("413 Payload Too Large", Some("PayloadTooLargeException")),
                             _ => ("200 OK", None),
                         };
                         let response = match error_type {
@@ -331,11 +372,15 @@ mod management {
         assert_eq!(post("broken").await, Err(PostError::Server(500)));
         assert!(matches!(
             post("forbidden").await,
-            Err(PostError::Rejected { status: 403, .. })
+            Err(PostError::Forbidden(_))
+        ));
+        assert!(matches!(
+            post("huge").await,
+            Err(PostError::Rejected { status: 413, .. })
         ));
         assert_eq!(
             seen.lock().unwrap().len(),
-            4,
+            5,
             "one call each: the SDK's own retries are off"
         );
 

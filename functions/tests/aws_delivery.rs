@@ -7,7 +7,7 @@ use fanout::adapters::progress_table::{DynamoProgress, ProgressTableConfig};
 use fanout::adapters::sqs::SqsQueue;
 use fanout::domain::{Checkpoint, Connection, Job, RoomName, Segment};
 use fanout::ports::{Claim, ConnectionStore, JobQueue, ProgressStore, StoreError};
-use fanout_test_support::moto::{moto_sdk_config, unique};
+use fanout_test_support::moto::{create_queue, moto_sdk_config, unique};
 use fanout_test_support::pages::ids;
 use std::time::Duration;
 
@@ -35,6 +35,7 @@ fn connection(id: &str, connected_at: i64) -> Connection {
         connected_at,
         expires_at: 1_795_788_300,
         principal: None,
+        allowance: None,
     }
 }
 
@@ -183,16 +184,7 @@ async fn queues() -> (aws_sdk_sqs::Client, String, String) {
     let client = aws_sdk_sqs::Client::new(&moto_sdk_config().await);
     let mut urls = Vec::new();
     for name in [unique("fanout"), unique("fanout-dlq")] {
-        urls.push(
-            client
-                .create_queue()
-                .queue_name(name)
-                .send()
-                .await
-                .expect("create a queue in moto")
-                .queue_url
-                .expect("moto returns the URL"),
-        );
+        urls.push(create_queue(&client, &name).await);
     }
     let dlq = urls.pop().unwrap();
     (client, urls.pop().unwrap(), dlq)

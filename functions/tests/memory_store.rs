@@ -13,6 +13,7 @@ fn connection(id: &str, room: &str) -> Connection {
         connected_at: 0,
         expires_at: 0,
         principal: None,
+        allowance: None,
     }
 }
 

@@ -11,10 +11,9 @@
 //! the message. `--url` measures a stack that is already running instead.
 
 use clap::Parser;
-use fanout_test_support::net::{free_port, wait_for_port};
+use fanout_test_support::stack_process::StackProcess;
 use fanout_test_support::ws::{Client, Event};
 use futures::StreamExt;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long a member or the sender waits for a message before the round gives up.
@@ -36,41 +35,6 @@ struct Args {
     connect_concurrency: usize,
 }
 
-/// Stops the stack this run started.
-struct Stack(Child);
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_stack() -> (Stack, String) {
-    let binary = std::env::current_exe()
-        .expect("own path")
-        .parent()
-        .and_then(|examples| examples.parent())
-        .map(|dir| dir.join("fanout-local"))
-        .filter(|path| path.exists())
-        .expect("fanout-local is not built: cargo build --release -p fanout-local --examples");
-    let port = free_port();
-    let child = Command::new(binary)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--backend",
-            "memory",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start fanout-local");
-    wait_for_port(port, Duration::from_secs(30))
-        .unwrap_or_else(|error| panic!("fanout-local did not start: {error}"));
-    (Stack(child), format!("ws://127.0.0.1:{port}/local"))
-}
-
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -78,7 +42,8 @@ async fn main() {
     let (_stack, url) = match &args.url {
         Some(url) => (None, url.clone()),
         None => {
-            let (stack, url) = start_stack();
+            let stack = StackProcess::start(None, &[]);
+            let url = stack.websocket_url();
             (Some(stack), url)
         }
     };

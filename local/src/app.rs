@@ -5,9 +5,10 @@ use crate::connections::Registry;
 use crate::faults::ManagementFaults;
 use crate::metrics::Metrics;
 use crate::queue::JobSource;
+use fanout::auth::Verifier;
 use fanout::handlers::connect::ConnectConfig;
 use fanout::handlers::sendmessage::{SendConfig, SendMessage};
-use fanout::ports::{ConnectionStore, JobQueue};
+use fanout::ports::{Allowances, ConnectionStore, JobQueue};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ pub struct App {
     /// Where `$connect` puts a connection, `$disconnect` removes it and the worker pages through
     /// a room: the same port, and the same adapter, as the Lambdas use.
     pub store: Arc<dyn ConnectionStore>,
+    /// Each connection's sending allowance (sendmessage's rate limit), in the same table.
+    pub allowances: Arc<dyn Allowances>,
     /// The producer end of the fan-out queue: `sendmessage` enqueues a job here and acks at
     /// once, whatever the room's size.
     pub queue: Arc<dyn JobQueue>,
@@ -45,15 +48,28 @@ pub struct App {
     /// `host:port` the stack listens on, given to the handlers as `requestContext.domainName`
     /// where API Gateway gives its own domain, so the events look like the deployed ones.
     pub domain_name: String,
+    /// The `$connect` authorizer (`--jwt-secret`, `--jwks-url`); `None`: every room is public.
+    pub authorizer: Option<Arc<Verifier>>,
 }
 
 impl App {
+    /// The `methodArn` of a route, as API Gateway hands the authorizer one: the stage and route
+    /// are this stack's, the account and API id are placeholders.
+    pub fn method_arn(&self, route: &str) -> String {
+        format!(
+            "arn:aws:execute-api:local:000000000000:fanout-local/{}/{route}",
+            self.stage
+        )
+    }
+
     /// The `sendmessage` handler on this stack's store, queue and settings.
     pub fn sendmessage(&self) -> SendMessage<'_> {
         SendMessage {
             store: &*self.store,
+            allowances: &*self.allowances,
             queue: &*self.queue,
             config: &self.send,
+            metrics: &*self.metrics,
         }
     }
 }
@@ -70,4 +86,9 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// A connection open this long is closed with 1001, however active.
     pub max_connection_duration: Duration,
+    /// Bytes queued for one client and not yet written, at most: a post beyond closes the
+    /// connection as a slow consumer ([`crate::connections`]).
+    pub max_outbound_bytes: usize,
+    /// A socket write that takes longer drops the connection.
+    pub write_timeout: Duration,
 }

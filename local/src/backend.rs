@@ -11,13 +11,15 @@ use fanout::adapters::dynamodb::TableConfig;
 use fanout::adapters::memory::{MemoryProgress, MemoryStore};
 use fanout::adapters::progress_table::{DynamoProgress, ProgressTableConfig};
 use fanout::adapters::sqs::SqsQueue;
-use fanout::ports::{ConnectionStore, JobQueue, ProgressStore};
+use fanout::ports::{Allowances, ConnectionStore, JobQueue, ProgressStore};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The store, both ends of the queue, and the progress records.
 pub struct Backend {
     pub store: Arc<dyn ConnectionStore>,
+    /// The connections' sending allowances: the same table as `store`.
+    pub allowances: Arc<dyn Allowances>,
     pub queue: Arc<dyn JobQueue>,
     pub source: Arc<dyn JobSource>,
     /// The worker's job progress records (`PROGRESS_TABLE` in AWS).
@@ -57,9 +59,12 @@ pub fn memory(options: &Options) -> Backend {
     let queue = Arc::new(LocalQueue::new(QueueSettings {
         visibility_timeout: options.visibility_timeout(),
         max_receive_count: options.max_receive_count,
+        max_depth: usize::try_from(options.max_queue_depth).unwrap_or(usize::MAX),
     }));
+    let store = Arc::new(MemoryStore::new());
     Backend {
-        store: Arc::new(MemoryStore::new()),
+        store: store.clone(),
+        allowances: store,
         queue: queue.clone(),
         source: queue.clone(),
         progress: Arc::new(MemoryProgress::new()),
@@ -107,8 +112,10 @@ pub async fn aws(sdk: &SdkConfig, options: &Options) -> Result<Backend, BackendE
         })?;
     }
     let (queue_url, dlq_url) = queues(&sqs, options).await?;
+    let store = Arc::new(store);
     Ok(Backend {
-        store: Arc::new(store),
+        store: store.clone(),
+        allowances: store,
         queue: Arc::new(
             SqsQueue::from_client(sqs.clone(), queue_url.clone())
                 .with_dead_letter_queue(dlq_url.clone()),

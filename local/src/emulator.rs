@@ -3,9 +3,28 @@
 //! or `$default` and the route response goes back to the sender, a close runs `$disconnect`.
 //! Frame and message limits close with 1009; idle timeout, maximum duration and shutdown close
 //! with 1001.
+//!
+//! Each connection has two tasks: [`serve`] reads and routes, and a writer
+//! ([`write_frames`]) takes the connection's outbound queue ([`crate::connections`]) to the
+//! socket, each write bounded by `--write-timeout`. Every wait in a connection's life is
+//! bounded:
+//!
+//! - reading: by the idle timeout and the maximum connection duration, and by the writer's
+//!   end (a writer that ended stops the read loop);
+//! - each write, the close frame's included: by the write timeout; a write that times out
+//!   ends the writer and takes the connection out of the registry;
+//! - the client's answer to our close frame: by the write timeout;
+//! - the writer's last frames once the read loop is done: by the write timeout, then the
+//!   writer is aborted;
+//! - `$disconnect`: by the store's own timeouts, as in the Lambda.
 
 use crate::app::App;
-use crate::connections::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_TOO_BIG, new_connection_id};
+use crate::auth::{Admission, admit};
+use crate::connections::{
+    CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_TOO_BIG, LiveConnection, Outgoing, Registry, SendError,
+    new_connection_id, payload_len,
+};
+use crate::metrics::SlowConsumerReason;
 use aws_lambda_events::apigw::{
     ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest,
     ApiGatewayWebsocketProxyRequestContext,
@@ -18,11 +37,10 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use fanout::domain::{epoch_millis, now_epoch_millis};
 use fanout::handlers;
-use futures::{SinkExt, StreamExt};
+use futures::{Sink, SinkExt, Stream, StreamExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
@@ -72,11 +90,22 @@ pub async fn upgrade(
             .map(str::to_owned),
     };
     let mut request = event(&app, &origin, "$connect", "CONNECT");
+    let pairs = query.as_deref().map(form_pairs).unwrap_or_default();
+    if let Some(verifier) = &app.authorizer {
+        match admit(verifier, &app.method_arn("$connect"), &pairs, &headers).await {
+            Admission::Allowed(fields) => request.request_context.authorizer.fields = fields,
+            Admission::Refused(status, reason) => {
+                app.metrics.connects_refused.inc();
+                info!(
+                    status = status.as_u16(),
+                    reason, "connect refused by the authorizer"
+                );
+                return (status, reason).into_response();
+            }
+        }
+    }
     request.headers = headers;
-    request.query_string_parameters = query
-        .as_deref()
-        .map(|query| form_pairs(query).into())
-        .unwrap_or_default();
+    request.query_string_parameters = pairs.into();
     let response =
         handlers::connect::handle(&*app.store, &app.connect, request, SystemTime::now()).await;
     if response.status_code != 200 {
@@ -113,16 +142,25 @@ fn text_body(response: &ApiGatewayProxyResponse) -> Option<String> {
     }
 }
 
-/// One connection's life: reads frames until the client closes, a limit closes it, or the
-/// server shuts down; then `$disconnect`.
+/// One connection's life: reads frames until the client closes, a limit closes it, the
+/// server shuts down or the writer ends (a close frame written, a write timed out or failed);
+/// then `$disconnect`, and the socket is dropped.
 async fn serve(app: Arc<App>, origin: Origin, socket: WebSocket) {
-    let (connection, outbound) = app.connections.open(
+    let write_timeout = app.limits.write_timeout;
+    let connection = app.connections.open(
         origin.connection_id.clone(),
         origin.source,
         origin.user_agent.clone(),
+        app.limits.max_outbound_bytes,
     );
     let (sink, mut stream) = socket.split();
-    let writer = tokio::spawn(write_frames(sink, outbound));
+    let mut writer = tokio::spawn(write_frames(
+        sink,
+        connection.clone(),
+        app.connections.clone(),
+        write_timeout,
+    ));
+    let mut writer_ended = false;
     info!(connection_id = %origin.connection_id, "connected");
 
     let give_up_at = Instant::now() + app.limits.max_connection_duration;
@@ -144,10 +182,7 @@ async fn serve(app: Arc<App>, origin: Origin, socket: WebSocket) {
                     reply_to(&app, &origin.connection_id, reply);
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => connection.touch(),
-                Some(Ok(Message::Close(frame))) => {
-                    let (code, reason) = frame.map_or((1005, String::new()), |f| (f.code, f.reason.to_string()));
-                    break (code, reason);
-                }
+                Some(Ok(Message::Close(frame))) => break close_status(frame),
                 Some(Err(error)) => {
                     let too_big = is_capacity_error(error);
                     if too_big {
@@ -158,6 +193,28 @@ async fn serve(app: Arc<App>, origin: Origin, socket: WebSocket) {
                 }
                 None => break (1006, "connection lost".into()),
             },
+            ended = &mut writer => {
+                writer_ended = true;
+                break match ended.unwrap_or(WriterEnd::Failed) {
+                    // Our close frame is out: the client's answer ends the handshake. One that
+                    // does not read never answers; wait no longer than a write may take.
+                    WriterEnd::Closed { code, reason } => {
+                        tokio::time::timeout(write_timeout, close_reply(&mut stream))
+                            .await
+                            .ok()
+                            .flatten()
+                            .unwrap_or((code, reason))
+                    }
+                    WriterEnd::TimedOut { while_open } => {
+                        if while_open {
+                            app.metrics.slow_consumer(SlowConsumerReason::WriteTimeout);
+                        }
+                        info!(connection_id = %origin.connection_id, ?write_timeout, "a write timed out: dropping the connection");
+                        (1006, "write timed out".into())
+                    }
+                    WriterEnd::Failed => (1006, "connection lost".into()),
+                };
+            }
             () = tokio::time::sleep_until(idle_at) => {
                 let _ = app.connections.close(&origin.connection_id, CLOSE_GOING_AWAY, "Going away");
                 break (CLOSE_GOING_AWAY, "idle timeout".into());
@@ -168,11 +225,23 @@ async fn serve(app: Arc<App>, origin: Origin, socket: WebSocket) {
             }
         }
     };
-    // Let the close frame (ours or the echo of the client's) go out before the socket drops.
-    let _ = app
-        .connections
-        .close(&origin.connection_id, CLOSE_NORMAL, "");
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    if !writer_ended {
+        // Let the close frame (ours or the echo of the client's) go out before the socket
+        // drops, for as long as one write may take; then stop the writer where it is.
+        let _ = app
+            .connections
+            .close(&origin.connection_id, CLOSE_NORMAL, "");
+        if tokio::time::timeout(write_timeout, &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+            // Ends at once: the writer is parked in a (bounded) write or in waiting for a frame.
+            let _ = writer.await;
+        }
+    }
+    // The writer's end shut the outbound queue; the read half is the last owner of the socket.
+    drop(stream);
 
     let mut request = event(&app, &origin, "$disconnect", "DISCONNECT");
     request.request_context.disconnect_status_code = Some(i64::from(status));
@@ -182,17 +251,91 @@ async fn serve(app: Arc<App>, origin: Origin, socket: WebSocket) {
     app.connections.finished();
 }
 
-async fn write_frames(
-    mut sink: futures::stream::SplitSink<WebSocket, Message>,
-    mut outbound: mpsc::Receiver<Message>,
-) {
-    while let Some(message) = outbound.recv().await {
-        let closing = matches!(message, Message::Close(_));
-        if sink.send(message).await.is_err() || closing {
-            break;
+/// The code and reason of a client's close frame (1005 without one).
+fn close_status(frame: Option<axum::extract::ws::CloseFrame>) -> (u16, String) {
+    frame.map_or((1005, String::new()), |f| (f.code, f.reason.to_string()))
+}
+
+/// Reads until the client's close frame (its code and reason) or the end of the stream
+/// (`None`); frames in between are dropped, as API Gateway routes nothing once it closed.
+async fn close_reply<S>(stream: &mut S) -> Option<(u16, String)>
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    while let Some(Ok(frame)) = stream.next().await {
+        if let Message::Close(frame) = frame {
+            return Some(close_status(frame));
         }
     }
-    let _ = sink.close().await;
+    None
+}
+
+/// Why a connection's writer ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum WriterEnd {
+    /// It wrote the close frame it was asked for.
+    Closed { code: u16, reason: String },
+    /// A write, a close frame's included, took longer than the write timeout: the client does
+    /// not read. `while_open`: the connection was still open (not already closing).
+    TimedOut { while_open: bool },
+    /// The socket failed (or the writer was told to stop).
+    Failed,
+}
+
+/// The writer: takes the connection's outbound queue to the socket in order, each write
+/// bounded by `write_timeout`; each frame written gives its bytes back to the budget. A write
+/// that fails or times out takes the connection out of `registry` at once (posts answer 410)
+/// and ends the writer without touching the socket again. However it ends, the outbound
+/// queue is shut (what is queued is freed, nothing more is taken).
+async fn write_frames<S>(
+    mut sink: S,
+    connection: Arc<LiveConnection>,
+    registry: Arc<Registry>,
+    write_timeout: Duration,
+) -> WriterEnd
+where
+    S: Sink<Message> + Unpin,
+{
+    /// Shuts the queue when the writer ends, aborted included.
+    struct Shut(Arc<LiveConnection>);
+    impl Drop for Shut {
+        fn drop(&mut self) {
+            self.0.shut_outbound();
+        }
+    }
+    let _shut = Shut(connection.clone());
+
+    while let Some(next) = connection.next_outbound().await {
+        match next {
+            Outgoing::Frame(message) => {
+                let bytes = payload_len(&message);
+                match tokio::time::timeout(write_timeout, sink.send(message)).await {
+                    Ok(Ok(())) => connection.written(bytes),
+                    Ok(Err(_)) => {
+                        registry.forget(&connection.id);
+                        return WriterEnd::Failed;
+                    }
+                    Err(_) => {
+                        let while_open = !connection.is_closing();
+                        registry.forget(&connection.id);
+                        return WriterEnd::TimedOut { while_open };
+                    }
+                }
+            }
+            Outgoing::Close(frame) => {
+                let (code, reason) = (frame.code, frame.reason.to_string());
+                let sent =
+                    tokio::time::timeout(write_timeout, sink.send(Message::Close(Some(frame))))
+                        .await;
+                return match sent {
+                    Ok(Ok(())) => WriterEnd::Closed { code, reason },
+                    Ok(Err(_)) => WriterEnd::Failed,
+                    Err(_) => WriterEnd::TimedOut { while_open: false },
+                };
+            }
+        }
+    }
+    WriterEnd::Failed
 }
 
 fn is_capacity_error(error: axum::Error) -> bool {
@@ -245,10 +388,12 @@ fn selected_route(body: &str) -> Option<String> {
 
 /// The route response goes back to the sender as a frame.
 fn reply_to(app: &App, connection_id: &str, response: ApiGatewayProxyResponse) {
-    if let Some(text) = text_body(&response) {
-        let _ = app
+    if let Some(text) = text_body(&response)
+        && let Err(SendError::SlowConsumer) = app
             .connections
-            .send(connection_id, bytes::Bytes::from(text));
+            .send(connection_id, bytes::Bytes::from(text))
+    {
+        app.metrics.slow_consumer(SlowConsumerReason::OutboundBytes);
     }
 }
 
@@ -269,6 +414,144 @@ mod tests {
         assert_eq!(selected_route(r#"{"action":5}"#), None);
         assert_eq!(selected_route("not json"), None);
         assert_eq!(selected_route("[1]"), None);
+    }
+
+    /// A socket whose client never reads: no write ever finishes.
+    struct Stuck;
+
+    impl Sink<Message> for Stuck {
+        type Error = std::convert::Infallible;
+        fn poll_ready(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Pending
+        }
+        fn start_send(self: std::pin::Pin<&mut Self>, _: Message) -> Result<(), Self::Error> {
+            unreachable!("never ready")
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Pending
+        }
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Pending
+        }
+    }
+
+    const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// Connection `a` (an outbound budget of 1000 bytes) in a new registry, and its writer on
+    /// `socket`.
+    fn writer_on<S>(
+        socket: S,
+    ) -> (
+        Arc<Registry>,
+        Arc<LiveConnection>,
+        tokio::task::JoinHandle<WriterEnd>,
+    )
+    where
+        S: Sink<Message> + Unpin + Send + 'static,
+    {
+        let registry = Registry::new();
+        let connection = registry.open("a".into(), "127.0.0.1:1".parse().unwrap(), None, 1000);
+        let writer = tokio::spawn(write_frames(
+            socket,
+            connection.clone(),
+            registry.clone(),
+            WRITE_TIMEOUT,
+        ));
+        (registry, connection, writer)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_times_out_releases_the_connection_and_later_posts_are_gone() {
+        let (registry, connection, writer) = writer_on(Stuck);
+        registry
+            .send("a", bytes::Bytes::from_static(b"hello"))
+            .unwrap();
+        registry
+            .send("a", bytes::Bytes::from_static(b"again"))
+            .unwrap();
+        let started = Instant::now();
+        let ended = writer.await.unwrap();
+        assert_eq!(ended, WriterEnd::TimedOut { while_open: true });
+        assert_eq!(
+            started.elapsed(),
+            WRITE_TIMEOUT,
+            "one write's timeout, no more"
+        );
+        // Gone at once, its frames freed, and nothing more is queued.
+        assert!(registry.get("a").is_none());
+        assert_eq!(
+            registry.send("a", bytes::Bytes::from_static(b"late")),
+            Err(SendError::Gone)
+        );
+        assert_eq!(connection.outbound_bytes(), 0);
+        assert!(connection.is_closing());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_consumers_close_is_bounded_by_the_write_timeout_too() {
+        let (registry, connection, writer) = writer_on(Stuck);
+        registry
+            .send("a", bytes::Bytes::from(vec![b'x'; 600]))
+            .unwrap();
+        tokio::task::yield_now().await;
+        assert_eq!(
+            registry.send("a", bytes::Bytes::from(vec![b'x'; 600])),
+            Err(SendError::SlowConsumer)
+        );
+        let started = Instant::now();
+        // The stuck write times out; the close frame behind it is never attempted.
+        assert_eq!(
+            writer.await.unwrap(),
+            WriterEnd::TimedOut { while_open: false }
+        );
+        assert_eq!(started.elapsed(), WRITE_TIMEOUT);
+        assert_eq!(connection.outbound_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn frames_go_out_in_order_and_give_their_bytes_back_then_the_close_ends_the_writer() {
+        // A socket that takes one frame at a time, as the client reads them.
+        let (socket, mut client) = futures::channel::mpsc::channel::<Message>(0);
+        let (registry, connection, writer) = writer_on(socket);
+        for text in ["one", "two", "three"] {
+            registry
+                .send("a", bytes::Bytes::from_static(text.as_bytes()))
+                .unwrap();
+        }
+        registry.close("a", CLOSE_NORMAL, "").unwrap();
+        let mut read = Vec::new();
+        while let Some(frame) = client.next().await {
+            read.push(frame);
+        }
+        assert_eq!(
+            read,
+            [
+                Message::Text("one".into()),
+                Message::Text("two".into()),
+                Message::Text("three".into()),
+                Message::Close(Some(axum::extract::ws::CloseFrame {
+                    code: CLOSE_NORMAL,
+                    reason: "".into()
+                })),
+            ]
+        );
+        assert_eq!(
+            writer.await.unwrap(),
+            WriterEnd::Closed {
+                code: CLOSE_NORMAL,
+                reason: String::new()
+            }
+        );
+        assert_eq!(connection.outbound_bytes(), 0);
     }
 
     #[test]

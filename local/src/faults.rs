@@ -1,4 +1,4 @@
-//! Faults the management API can be told to inject, for a period: answer 500, 503 or 429, or
+//! Faults the management API can be told to inject, for a period: answer 500, 503, 429 or 403, or
 //! hold requests without answering (`hang`), as API Gateway does in a brownout; and a latency
 //! added to every request. From the command line (`--management-fault KIND@START+DURATION`,
 //! `--management-latency`) or, for tests, [`crate::LocalStack::inject_management_fault`].
@@ -18,19 +18,23 @@ pub enum FaultKind {
     Unavailable,
     /// `429 LimitExceededException`: throttled.
     Throttled,
+    /// `403 ForbiddenException`: the worker may not post (a role without
+    /// `execute-api:ManageConnections`).
+    Forbidden,
     /// Holds the request without answering until the period ends, then answers 504.
     Hang,
 }
 
 impl FaultKind {
     /// The names `--management-fault` takes.
-    pub const NAMES: &str = "500, 503, 429 or hang";
+    pub const NAMES: &str = "500, 503, 429, 403 or hang";
 
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::InternalError => "500",
             FaultKind::Unavailable => "503",
             FaultKind::Throttled => "429",
+            FaultKind::Forbidden => "403",
             FaultKind::Hang => "hang",
         }
     }
@@ -50,6 +54,7 @@ impl FromStr for FaultKind {
             "500" => Ok(FaultKind::InternalError),
             "503" => Ok(FaultKind::Unavailable),
             "429" => Ok(FaultKind::Throttled),
+            "403" => Ok(FaultKind::Forbidden),
             "hang" => Ok(FaultKind::Hang),
             other => Err(format!("unknown fault '{other}': use {}", FaultKind::NAMES)),
         }
@@ -173,7 +178,7 @@ mod tests {
         for (bad, says) in [
             ("500", "KIND@START+DURATION"),
             ("500@5s", "KIND@START+DURATION"),
-            ("404@0s+1s", "use 500, 503, 429 or hang"),
+            ("404@0s+1s", "use 500, 503, 429, 403 or hang"),
             ("503@5+1s", "START '5'"),
             ("429@0s+soon", "DURATION 'soon'"),
             ("hang@0s+0s", "more than 0"),

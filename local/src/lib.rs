@@ -9,21 +9,28 @@
 //!   worker reaches it through the real aws-sdk-apigatewaymanagement client.
 //! - [`faults`]: what the management API can be told to inject (500, 503, 429, hangs, latency).
 //! - [`app`]: what the handlers share (store, queue, sockets, metrics, settings, limits).
-//! - [`connections`]: the open sockets by connection id, and the close codes they get.
+//! - [`connections`]: the open sockets by connection id, each with its outbound queue bounded
+//!   in bytes (a client that does not read is dropped), and the close codes they get.
 //! - [`queue`]: an SQS-like queue in memory (delays, visibility timeout, redelivery, dead-letter
 //!   queue), or a real SQS queue; [`worker`]: the event source mapping's loop, whose
 //!   invocations can be killed mid-run.
 //! - [`backend`]: in-memory store, queue and progress records, or DynamoDB and SQS through the
 //!   SDKs.
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format.
+//! - [`admin`]: the operators' API under `/admin` (status, rooms, dead-letter queue, publish),
+//!   for the ops CLI `wsfanout --local URL`.
+//! - [`page`]: the browser page at `/` (`local/static/`, compiled in).
 //! - [`stack`]: the composition root: wiring, routes, start and graceful shutdown;
 //!   [`options`]: the command line, where every default lives.
 //!
-//! Modules depend downward only: `stack` uses everything; `emulator` and `management` use
-//! `app` and `connections`; `app` uses `connections`, `faults`, `metrics` and `queue`;
-//! `options` uses `faults` and `queue`; nothing uses `stack`.
+//! Modules depend downward only: `stack` uses everything; `admin` uses `app` and `queue`;
+//! `page` uses `app` and `emulator`; `emulator` and `management` use `app`, `connections` and
+//! `metrics`; `app` uses `connections`, `faults`, `metrics` and `queue`; `options` uses `faults`
+//! and `queue`; nothing uses `stack`.
 
+pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod backend;
 pub mod connections;
 pub mod emulator;
@@ -31,6 +38,7 @@ pub mod faults;
 pub mod management;
 pub mod metrics;
 pub mod options;
+pub mod page;
 pub mod queue;
 pub mod stack;
 pub mod worker;

@@ -1,6 +1,7 @@
 //! `fanout-local`: runs the whole pipeline on this machine. See `--help`.
 
 use clap::Parser;
+use fanout_local::options::Command;
 use fanout_local::{LocalStack, Options};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
@@ -11,8 +12,21 @@ const WANTED_OPEN_FILES: u64 = 20_000;
 #[tokio::main]
 async fn main() -> ExitCode {
     let options = Options::parse();
+    if let Some(Command::Token(token)) = &options.command {
+        return match token.mint(std::time::SystemTime::now()) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("fanout-local token: {error}");
+                ExitCode::from(2)
+            }
+        };
+    }
     init_logging(options.log_json);
     raise_open_file_limit();
+    let auth = options.auth.describe();
 
     let stack = match LocalStack::start(options).await {
         Ok(stack) => stack,
@@ -22,6 +36,7 @@ async fn main() -> ExitCode {
         }
     };
     println!("fanout-local is running ({})", stack.description());
+    println!("  {auth}");
     println!("  connect:    {}?room=lobby", stack.websocket_url());
     println!("  send:       {{\"action\":\"sendmessage\",\"data\":\"Hello World\"}}");
     println!(

@@ -6,6 +6,7 @@
 use crate::app::App;
 use crate::connections::{CLOSE_NORMAL, SendError};
 use crate::faults::FaultKind;
+use crate::metrics::SlowConsumerReason;
 use aws_sdk_apigatewaymanagement::primitives::{DateTime, DateTimeFormat};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -58,6 +59,11 @@ async fn misbehave(app: &App) -> Option<Response> {
             "LimitExceededException",
             "injected fault: rate exceeded",
         ),
+        FaultKind::Forbidden => error(
+            StatusCode::FORBIDDEN,
+            "ForbiddenException",
+            "injected fault: User is not authorized to perform execute-api:ManageConnections",
+        ),
         FaultKind::Hang => {
             tokio::time::sleep_until(end).await;
             error(
@@ -87,11 +93,16 @@ pub async fn post(State(app): State<Arc<App>>, Path(id): Path<String>, body: Byt
     match app.connections.send(&id, body) {
         Ok(()) => StatusCode::OK.into_response(),
         Err(SendError::Gone) => gone(),
-        Err(SendError::Backlogged) => error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "LimitExceededException",
-            "the client is not reading fast enough",
-        ),
+        // A 410, not a 429: a 429 would make the worker slow the whole fan-out down for one
+        // client (see crate::connections).
+        Err(SendError::SlowConsumer) => {
+            app.metrics.slow_consumer(SlowConsumerReason::OutboundBytes);
+            error(
+                StatusCode::GONE,
+                "GoneException",
+                "the connection is gone: closed as a slow consumer (its outbound queue is full)",
+            )
+        }
     }
 }
 

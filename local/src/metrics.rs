@@ -8,8 +8,9 @@
 use crate::connections::Registry as Connections;
 use crate::faults::FaultKind;
 use crate::queue::JobSource;
+use fanout::domain::ErrorCode;
 use fanout::engine::FanoutStats;
-use fanout::metrics::{Count, MetricsSink, WORKER_COUNTS};
+use fanout::metrics::{Count, MetricsSink, SendMetrics, WORKER_COUNTS};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -18,6 +19,27 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(String, String)>;
+
+/// Why a connection was dropped for not reading (see [`crate::connections`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowConsumerReason {
+    /// A frame would have taken its outbound queue over `--max-outbound-bytes`.
+    OutboundBytes,
+    /// A write to its socket took longer than `--write-timeout`.
+    WriteTimeout,
+}
+
+impl SlowConsumerReason {
+    const ALL: [Self; 2] = [Self::OutboundBytes, Self::WriteTimeout];
+
+    fn labels(self) -> Labels {
+        let reason = match self {
+            Self::OutboundBytes => "outbound_bytes",
+            Self::WriteTimeout => "write_timeout",
+        };
+        vec![("reason".to_owned(), reason.to_owned())]
+    }
+}
 
 /// Counters the worker feeds and gauges read at scrape time.
 pub struct Metrics {
@@ -30,7 +52,11 @@ pub struct Metrics {
     delayed: Gauge,
     dlq_depth: Gauge,
     connections: Gauge,
+    sockets: Gauge,
+    slow_consumers: Family<Labels, Counter>,
     management_faults: Family<Labels, Counter>,
+    messages_accepted: Counter,
+    messages_refused: Family<Labels, Counter>,
     /// Frames received from clients, and handshakes refused.
     pub frames_received: Counter,
     pub connects_refused: Counter,
@@ -73,13 +99,14 @@ impl Metrics {
             );
             worker_counts.push((*value, counter));
         }
-        // 5 ms to about 82 s.
+        // 5 ms to about 82 s, in seconds: Prometheus's base unit.
         let latency = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-            5.0, 2.0, 15,
+            0.005, 2.0, 15,
         ));
-        registry.register(
-            "fanout_latency_ms",
-            "Milliseconds from a message's sentAt to its last delivery, per invocation",
+        registry.register_with_unit(
+            "latency",
+            "Seconds from a message's sentAt to its last delivery, per invocation (the worker's CloudWatch metric FanoutLatencyMs)",
+            prometheus_client::registry::Unit::Seconds,
             latency.clone(),
         );
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
@@ -92,6 +119,22 @@ impl Metrics {
             registry.register(name, help, counter.clone());
             counter
         };
+        let messages_refused = Family::<Labels, Counter>::default();
+        registry.register(
+            "messages_refused",
+            "Messages sendmessage refused, by the error code the sender got (CloudWatch: Refused by Code)",
+            messages_refused.clone(),
+        );
+        let slow_consumers = Family::<Labels, Counter>::default();
+        registry.register(
+            "slow_consumers",
+            "Connections dropped because their client did not read, by reason: outbound_bytes (over --max-outbound-bytes) or write_timeout (a write over --write-timeout)",
+            slow_consumers.clone(),
+        );
+        for reason in SlowConsumerReason::ALL {
+            // Both at 0 from the start, so that a rate over them has a start.
+            let _ = slow_consumers.get_or_create(&reason.labels());
+        }
         let management_faults = Family::<Labels, Counter>::default();
         registry.register(
             "management_faults",
@@ -118,7 +161,19 @@ impl Metrics {
             ),
             dlq_depth: gauge(&mut registry, "dlq_depth", "Jobs in the dead-letter queue"),
             connections: gauge(&mut registry, "connections", "Open WebSocket connections"),
+            sockets: gauge(
+                &mut registry,
+                "sockets",
+                "WebSocket sockets the stack holds, each with its tasks: open connections, and closing ones until their $disconnect ran",
+            ),
+            slow_consumers,
             management_faults,
+            messages_accepted: counter(
+                &mut registry,
+                "messages_accepted",
+                "Messages sendmessage put on the queue (CloudWatch: Accepted)",
+            ),
+            messages_refused,
             frames_received: counter(
                 &mut registry,
                 "frames_received",
@@ -145,6 +200,11 @@ impl Metrics {
             .inc();
     }
 
+    /// A connection was dropped because its client did not read.
+    pub fn slow_consumer(&self, reason: SlowConsumerReason) {
+        self.slow_consumers.get_or_create(&reason.labels()).inc();
+    }
+
     /// The text exposition, with the gauges read now.
     pub async fn render(&self, queue: &dyn JobSource, connections: &Connections) -> String {
         match queue.depths().await {
@@ -157,9 +217,26 @@ impl Metrics {
             Err(error) => tracing::warn!(%error, "queue depths unavailable"),
         }
         self.connections.set(connections.len() as i64);
+        self.sockets.set(connections.sockets() as i64);
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
+    }
+}
+
+impl SendMetrics for Metrics {
+    fn accepted(&self) {
+        self.messages_accepted.inc();
+    }
+
+    fn refused(&self, code: ErrorCode) {
+        let code = serde_json::to_value(code)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.messages_refused
+            .get_or_create(&vec![("code".to_owned(), code)])
+            .inc();
     }
 }
 
@@ -169,7 +246,7 @@ impl MetricsSink for Metrics {
             counter.inc_by(value(stats));
         }
         if let Some(latency) = stats.fanout_latency_ms {
-            self.latency.observe(latency as f64);
+            self.latency.observe(latency as f64 / 1000.0);
         }
     }
 }

@@ -3,9 +3,10 @@
 //! ...); the flags here override them, and are refused, naming the flag, where the variable
 //! would be refused.
 
+use crate::auth::{AuthOptions, TokenOptions};
 use crate::faults::FaultSpec;
 use crate::queue::MAX_VISIBILITY_TIMEOUT;
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use fanout::domain::DeliveryMode;
 use fanout::handlers::sendmessage::SendConfig;
 use std::net::SocketAddr;
@@ -13,12 +14,17 @@ use std::time::Duration;
 
 /// `--max-data-bytes` at most: `MAX_DATA_BYTES`'s own bound, as clap's ranges take it.
 const LIMIT_MAX_DATA_BYTES: i64 = SendConfig::LIMIT_MAX_DATA_BYTES as i64;
+/// `--max-outbound-bytes` at least: one post of the largest size fits an empty queue.
+const MIN_OUTBOUND_BYTES: u64 = crate::management::MAX_POST_BYTES as u64;
+/// `--max-outbound-bytes` at most: 1 GiB.
+const MAX_OUTBOUND_BYTES: u64 = 1 << 30;
 
 /// Runs the whole WebSocket fan-out pipeline on this machine.
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "fanout-local",
     version,
+    args_conflicts_with_subcommands = true,
     after_help = "DURATION is a number with its unit: 250ms, 30s, 10m, 2h, or combined as in \
                   1h30m (humantime's format). A bare number is refused: write 30s, not 30."
 )]
@@ -47,6 +53,26 @@ pub struct Options {
     /// Largest message accepted (API Gateway: 128 KB); larger closes with 1009.
     #[arg(long, default_value_t = 128 * 1024)]
     pub max_message_bytes: usize,
+
+    /// Bytes queued for one client, not yet written to its socket, at most: a post beyond
+    /// closes the connection as a slow consumer (1001) and is answered 410. At least 131072
+    /// (one message of 128 KB).
+    #[arg(long, value_name = "N", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(MIN_OUTBOUND_BYTES..=MAX_OUTBOUND_BYTES))]
+    pub max_outbound_bytes: u64,
+
+    /// A write to a client's socket that takes longer drops the connection (the client is not
+    /// reading): it is gone at once (posts answer 410), $disconnect runs, the socket is
+    /// released. For example 500ms or 5s (at most 10m).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_write_timeout)]
+    pub write_timeout: Duration,
+
+    /// The kernel's send buffer of each accepted socket (SO_SNDBUF; Linux doubles it for its
+    /// bookkeeping): what a client that does not read holds in the kernel before a write blocks.
+    /// 0 leaves it to the kernel's autotuning (up to net.ipv4.tcp_wmem's maximum, 4 MiB on most
+    /// systems). Otherwise 4096 to 67108864.
+    #[arg(long, value_name = "N", default_value_t = 256 * 1024, value_parser = parse_socket_send_buffer)]
+    pub socket_send_buffer: usize,
 
     /// Where connections and jobs live. `auto` picks `aws` when an endpoint is given (flag
     /// or the SDK's AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_SQS), else
@@ -93,6 +119,13 @@ pub struct Options {
     #[arg(long, value_name = "DURATION", value_parser = parse_visibility_timeout)]
     pub visibility_timeout: Option<Duration>,
 
+    /// Messages the in-memory queue holds at most (waiting, delayed or in flight): a new
+    /// message beyond is refused, and its sender told `unavailable` (the queue is full). The
+    /// worker's hand-offs of messages already accepted are never refused.
+    #[arg(long, value_name = "N", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub max_queue_depth: u64,
+
     /// Receives after which a job moves to the dead-letter queue.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_receive_count: u32,
@@ -114,8 +147,17 @@ pub struct Options {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=LIMIT_MAX_DATA_BYTES))]
     pub max_data_bytes: Option<u32>,
 
+    /// Messages a second one connection may send, sustained; a faster sender gets
+    /// `rate_limited` (overrides RATE_LIMIT_PER_SECOND, default 10; 0 turns the limit off).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub rate_limit_per_second: Option<u32>,
+
+    /// Messages one connection may send at once (overrides RATE_LIMIT_BURST, default 20).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub rate_limit_burst: Option<u32>,
+
     /// Fault injection: the management API answers KIND from START after start-up for
-    /// DURATION. KIND is 500, 503, 429 or hang (hold each request unanswered until the period
+    /// DURATION. KIND is 500, 503, 429, 403 or hang (hold each request unanswered until the period
     /// ends, then answer 504). Repeatable; where periods overlap, the one that started last
     /// applies. For example 500@5s+30s or hang@40s+5s.
     #[arg(long, value_name = "KIND@START+DURATION", value_parser = parse_fault)]
@@ -135,6 +177,20 @@ pub struct Options {
     /// Log JSON lines instead of text.
     #[arg(long)]
     pub log_json: bool,
+
+    #[command(flatten)]
+    pub auth: AuthOptions,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What `fanout-local` does instead of running the stack.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Print a development token (HS256, signed with --jwt-secret) for a stack started with the
+    /// same --jwt-secret: `fanout-local token --jwt-secret S --sub alice --rooms 'lobby,team-42:*'`.
+    Token(TokenOptions),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -167,6 +223,23 @@ fn duration_at_most(text: &str, max: Duration, why: &str) -> Result<Duration, St
 
 fn parse_visibility_timeout(text: &str) -> Result<Duration, String> {
     duration_at_most(text, MAX_VISIBILITY_TIMEOUT, "SQS's longest")
+}
+
+fn parse_write_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = duration_at_most(text, Duration::from_secs(600), "the default idle timeout")?;
+    if timeout.is_zero() {
+        return Err("must be more than 0s".into());
+    }
+    Ok(timeout)
+}
+
+fn parse_socket_send_buffer(text: &str) -> Result<usize, String> {
+    let bytes: usize = text.parse().map_err(|error| format!("{error}"))?;
+    if bytes == 0 || (4096..=64 << 20).contains(&bytes) {
+        Ok(bytes)
+    } else {
+        Err("0 (the kernel's autotuning) or 4096 to 67108864".into())
+    }
 }
 
 fn parse_latency(text: &str) -> Result<Duration, String> {
@@ -249,6 +322,16 @@ mod tests {
             ("--management-fault", "418@0s+1s"),
             ("--management-fault", "hang@5s+0s"),
             ("--kill-worker-after", "5"),
+            ("--max-outbound-bytes", "131071"),
+            ("--max-outbound-bytes", "2000000000"),
+            ("--max-outbound-bytes", "1MiB"),
+            ("--write-timeout", "0s"),
+            ("--write-timeout", "5"),
+            ("--write-timeout", "11m"),
+            ("--max-queue-depth", "0"),
+            ("--socket-send-buffer", "100"),
+            ("--socket-send-buffer", "67108865"),
+            ("--max-queue-depth", "100000001"),
         ] {
             let error = parse(&[flag, value])
                 .expect_err("out of bounds")
@@ -290,7 +373,7 @@ mod tests {
         let error = parse(&["--management-fault", "404@0s+1s"])
             .unwrap_err()
             .to_string();
-        assert!(error.contains("500, 503, 429 or hang"), "{error}");
+        assert!(error.contains("500, 503, 429, 403 or hang"), "{error}");
     }
 
     #[test]
@@ -316,6 +399,16 @@ mod tests {
         assert_eq!(options.progress_table, "fanout-local-progress");
         assert!(options.management_fault.is_empty() && options.kill_worker_after.is_none());
         assert_eq!(options.management_latency, Duration::ZERO);
+        assert_eq!(options.max_outbound_bytes, 1024 * 1024);
+        assert_eq!(options.write_timeout, Duration::from_secs(5));
+        assert_eq!(options.max_queue_depth, 100_000);
+        assert_eq!(options.socket_send_buffer, 256 * 1024);
+        assert_eq!(
+            parse(&["--socket-send-buffer", "0"])
+                .unwrap()
+                .socket_send_buffer,
+            0
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The composition root: builds the backend, the engine and the shared [`App`] from the
-//! options, routes the emulator, the management API and `/metrics`, starts the server and the
-//! worker, and stops them gracefully.
+//! options, routes the emulator, the management API, `/metrics` and the page at `/`, starts the
+//! server and the worker, and stops them gracefully.
 
 use crate::app::{App, Limits};
 use crate::backend::{self, Backend, BackendError};
@@ -10,6 +10,7 @@ use crate::faults::{FaultKind, ManagementFaults};
 use crate::management;
 use crate::metrics::Metrics;
 use crate::options::{BackendKind, Options};
+use crate::page;
 use crate::queue::LocalQueue;
 use crate::worker::{self, Invocations, WorkerSettings};
 use aws_config::SdkConfig;
@@ -20,6 +21,7 @@ use axum::serve::ListenerExt;
 use fanout::adapters::aws::static_sdk_config;
 use fanout::adapters::management::ManagementGateway;
 use fanout::config::{ConfigError, ProcessEnv};
+use fanout::domain::RateLimit;
 use fanout::engine::{Engine, EngineConfig};
 use fanout::handlers::connect::ConnectConfig;
 use fanout::handlers::sendmessage::SendConfig;
@@ -50,6 +52,9 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Backend(#[from] BackendError),
+    /// A flag's value cannot be used (the message names the flag).
+    #[error("{0}")]
+    Options(String),
 }
 
 /// The whole pipeline running in this process: one HTTP server (the WebSocket emulator, the
@@ -110,6 +115,7 @@ impl LocalStack {
         })?;
         let Backend {
             store,
+            allowances,
             queue,
             source,
             progress,
@@ -132,6 +138,16 @@ impl LocalStack {
         if let Some(max) = options.max_data_bytes {
             send.max_data_bytes = max as usize;
         }
+        // The flags override the environment; a burst alone does not turn a limit on.
+        let per_second = options
+            .rate_limit_per_second
+            .unwrap_or(send.rate_limit.map_or(0, |limit| limit.per_second));
+        let burst = options.rate_limit_burst.unwrap_or(
+            send.rate_limit
+                .unwrap_or(SendConfig::DEFAULT_RATE_LIMIT)
+                .burst,
+        );
+        send.rate_limit = (per_second > 0).then_some(RateLimit { per_second, burst });
         // The management client signs requests like the real one; the emulator ignores the
         // signature, so fixed credentials do.
         let management = static_sdk_config(None).await;
@@ -152,9 +168,11 @@ impl LocalStack {
             );
         }
 
+        let authorizer = options.auth.verifier().await.map_err(StartError::Options)?;
         let metrics = Arc::new(Metrics::new());
         let app = Arc::new(App {
             store,
+            allowances,
             queue,
             source: source.clone(),
             connections: Registry::new(),
@@ -171,9 +189,13 @@ impl LocalStack {
                 max_message_bytes: options.max_message_bytes,
                 idle_timeout: options.idle_timeout,
                 max_connection_duration: options.max_connection_duration,
+                max_outbound_bytes: usize::try_from(options.max_outbound_bytes)
+                    .unwrap_or(usize::MAX),
+                write_timeout: options.write_timeout,
             },
             stage: options.stage.clone(),
             domain_name: addr.to_string(),
+            authorizer,
         });
 
         let (stop_worker, worker_signal) = watch::channel(false);
@@ -196,12 +218,23 @@ impl LocalStack {
 
         let (stop_accepting, mut accept_signal) = watch::channel(false);
         // Frames are small and latency matters more than packet count: no Nagle delay.
-        let listener = listener.tap_io(|socket| {
+        // A bounded kernel send buffer: what a client that stops reading holds in the kernel
+        // before a write blocks (then --write-timeout and --max-outbound-bytes take over).
+        let send_buffer = options.socket_send_buffer;
+        let listener = listener.tap_io(move |socket| {
             if let Err(error) = socket.set_nodelay(true) {
                 tracing::debug!(%error, "could not set TCP_NODELAY");
             }
+            if send_buffer > 0
+                && let Err(error) =
+                    socket2::SockRef::from(&*socket).set_send_buffer_size(send_buffer)
+            {
+                tracing::debug!(%error, "could not set SO_SNDBUF");
+            }
         });
-        let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let service = router(app.clone())
+            .merge(crate::admin::router(app.clone(), local_queue.clone()))
+            .into_make_service_with_connect_info::<SocketAddr>();
         let server = tokio::spawn(async move {
             let stopped = async move {
                 let _ = accept_signal.wait_for(|stop| *stop).await;
@@ -307,7 +340,9 @@ fn router(app: Arc<App>) -> Router {
     let stage = format!("/{}", app.stage);
     let connections = format!("/{}/@connections/{{id}}", app.stage);
     Router::new()
-        .route("/", get(emulator::upgrade))
+        .route("/", get(page::root))
+        .route(page::SCRIPT_PATH, get(page::script))
+        .route(page::STYLE_PATH, get(page::style))
         .route(&stage, get(emulator::upgrade))
         .route(
             &connections,

@@ -7,7 +7,9 @@ aws_region = "eu-west-1"
 log_retention_days     = 14
 point_in_time_recovery = false
 
-log_level                   = "info,fanout=debug"
+log_level = "info,fanout=debug"
+# Execution logs need the region's API Gateway logging role: apply terraform/account once
+# per account and region first (docs/deploy.md).
 api_execution_logging_level = "INFO"
 
 throttling_burst_limit             = 50
@@ -17,12 +19,11 @@ sendmessage_throttling_rate_limit  = 10
 
 worker_maximum_concurrency = 2
 
-# API Gateway's account-level logging role is region-wide: set false when another
-# workspace in the same account and region already manages it.
-manage_api_gateway_account = true
-
 alarm_email = null
 
 tags = {
   Environment = "dev"
 }
+
+# auth_mode = "jwt" by default: HS256 with the secret the stack creates
+# (put a value in it, docs/deploy.md); mint tokens with `fanout-local token`.

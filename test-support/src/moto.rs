@@ -16,6 +16,18 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
 }
 
+/// A new queue `name` in moto (plain: no redrive policy, default attributes); its URL.
+pub async fn create_queue(client: &aws_sdk_sqs::Client, name: &str) -> String {
+    client
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("create a queue in moto")
+        .queue_url
+        .expect("moto returns the queue URL")
+}
+
 /// The moto endpoint, starting moto if needed.
 pub fn moto_endpoint() -> String {
     static ENDPOINT: OnceLock<String> = OnceLock::new();

@@ -33,7 +33,39 @@ impl Client {
     }
 
     pub async fn try_connect(url: &str) -> Result<Client, Error> {
-        let (socket, _) = tokio_tungstenite::connect_async(url).await?;
+        Self::try_connect_request(url).await
+    }
+
+    /// Connects with a request of its own: headers (`Authorization`), subprotocols.
+    pub async fn try_connect_request(
+        request: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+    ) -> Result<Client, Error> {
+        let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Client { socket })
+    }
+
+    /// Connects (plain `ws://` only) with the socket's receive buffer set to `bytes` before
+    /// the handshake, so the TCP window stays that small (Linux doubles the value, and has a
+    /// floor of about 2 KiB): a client that then does not read makes the server's writes to it
+    /// block after little data, as a stalled mobile client does.
+    pub async fn try_connect_with_receive_buffer(url: &str, bytes: u32) -> Result<Client, Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let request = url.into_client_request()?;
+        let host = request.uri().host().unwrap_or("127.0.0.1").to_owned();
+        let port = request.uri().port_u16().unwrap_or(80);
+        let addr = tokio::net::lookup_host((host.as_str(), port))
+            .await?
+            .next()
+            .ok_or_else(|| std::io::Error::other(format!("{host} has no address")))?;
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_recv_buffer_size(bytes)?;
+        let stream = socket.connect(addr).await?;
+        let (socket, _) =
+            tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await?;
         Ok(Client { socket })
     }
 

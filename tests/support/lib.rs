@@ -1,8 +1,9 @@
-//! What only the end-to-end tests need: the local stack's options, and reading its Prometheus
-//! metrics. What the tests of every crate share (moto, the HTTP and WebSocket clients) is in
-//! `fanout-test-support`.
+//! What only the end-to-end tests need: the local stack's options, the stack on them, and
+//! clients joined to a room. What the tests of every crate share (moto, the HTTP and WebSocket
+//! clients, reading Prometheus metrics) is in `fanout-test-support`.
 
-use fanout_local::Options;
+use fanout_local::{LocalStack, Options};
+use fanout_test_support::ws::Client;
 
 /// The local stack on the embedded backend and a free port, with `extra` flags.
 pub fn options(extra: &[&str]) -> Options {
@@ -17,15 +18,19 @@ pub fn options(extra: &[&str]) -> Options {
     clap::Parser::parse_from(args)
 }
 
-/// The value of one sample in a Prometheus text exposition.
-pub fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            line.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
+/// The local stack started on [`options`]`(extra)`; panics if it does not start.
+pub async fn embedded(extra: &[&str]) -> LocalStack {
+    LocalStack::start_with(options(extra), None)
+        .await
+        .expect("start the local stack")
+}
+
+/// `count` clients connected to `room`, one after the other; panics if one is refused.
+pub async fn join(stack: &LocalStack, room: &str, count: usize) -> Vec<Client> {
+    let url = format!("{}?room={room}", stack.websocket_url());
+    let mut clients = Vec::with_capacity(count);
+    for _ in 0..count {
+        clients.push(Client::connect(&url).await);
+    }
+    clients
 }

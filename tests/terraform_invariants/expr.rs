@@ -1,5 +1,5 @@
-//! Reading expressions: traversals (`a.b["c"]`), the references an expression makes (through
-//! templates, calls, operators, collections and `for` expressions), and template parsing.
+//! Reading expressions (never evaluating them): traversals (`a.b["c"]`) and the references an
+//! expression makes (through templates, calls, operators, collections and `for` expressions).
 
 use hcl::expr::{Operation, TemplateExpr, TraversalOperator};
 use hcl::template::{Directive, Element};
@@ -32,7 +32,7 @@ pub fn traversal(expr: &Expression) -> Option<(String, Vec<Seg>)> {
     }
 }
 
-pub fn template_of(t: &TemplateExpr) -> Result<Template, String> {
+fn template_of(t: &TemplateExpr) -> Result<Template, String> {
     let raw = t.to_string();
     raw.parse::<Template>()
         .map_err(|e| format!("cannot parse template \"{raw}\": {e}"))

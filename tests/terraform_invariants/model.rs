@@ -25,9 +25,17 @@ pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
     paths
 }
 
-/// The `.tf` files of one module, parsed.
+/// The `.tf` files of one module, parsed, and where they come from (to render them).
 pub struct Module {
     pub files: Vec<(String, Body)>,
+    pub source: Source,
+}
+
+/// Where a module's files are: a directory, or inline HCL.
+pub enum Source {
+    Dir(PathBuf),
+    /// (file name, HCL)
+    Snippet(Vec<(String, String)>),
 }
 
 impl Module {
@@ -44,13 +52,17 @@ impl Module {
                 (p.file_name().unwrap().to_string_lossy().into_owned(), body)
             })
             .collect();
-        Module { files }
+        Module {
+            files,
+            source: Source::Dir(dir.to_path_buf()),
+        }
     }
 
     pub fn parse_snippet(name: &str, src: &str) -> Module {
         let body = hcl::parse(src).unwrap_or_else(|e| panic!("cannot parse snippet {name}: {e}"));
         Module {
             files: vec![(name.to_owned(), body)],
+            source: Source::Snippet(vec![(name.to_owned(), src.to_owned())]),
         }
     }
 
@@ -82,12 +94,6 @@ impl Module {
         self.labelled("resource")
     }
 
-    pub fn resource(&self, kind: &str, name: &str) -> Option<Labelled<'_>> {
-        self.resources()
-            .into_iter()
-            .find(|r| r.kind == kind && r.name == name)
-    }
-
     /// Blocks with one label (`variable "x"`, `output "y"`) by that label.
     fn by_label<'a>(&'a self, ident: &'a str) -> BTreeMap<String, (&'a str, &'a Block)> {
         self.blocks(ident)
@@ -116,12 +122,6 @@ impl Module {
             })
             .collect()
     }
-
-    pub fn var_default(&self, name: &str) -> Option<&Expression> {
-        self.variables()
-            .get(name)
-            .and_then(|(_, b)| attr(b.body(), "default"))
-    }
 }
 
 #[derive(Clone, Copy)]
@@ -135,6 +135,17 @@ pub struct Labelled<'a> {
 impl Labelled<'_> {
     pub fn address(&self) -> String {
         format!("{}.{} ({})", self.kind, self.name, self.file)
+    }
+
+    /// `TYPE.NAME.ATTRIBUTE`: what the renderer renders of this resource's instances.
+    pub fn spec(&self, attribute: &str) -> String {
+        format!("{}.{}.{attribute}", self.kind, self.name)
+    }
+
+    /// Does the block set this argument, or have a nested block of this name?
+    pub fn sets(&self, name: &str) -> bool {
+        let body = self.block.body();
+        attr(body, name).is_some() || nested(body, name).next().is_some()
     }
 }
 

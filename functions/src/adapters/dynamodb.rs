@@ -1,10 +1,12 @@
 //! The connection store on DynamoDB: the `connections` table and its `room-index` GSI.
 
 use super::aws::describe;
-use crate::domain::{Connection, RoomName, Segment};
-use crate::ports::{ConnectionStore, Page, StoreError};
+use crate::domain::{Allowance, Connection, RoomName, Segment};
+use crate::ports::{Allowances, ConnectionStore, Page, StoreError};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, Projection, ProjectionType, ScalarAttributeType, TableStatus,
@@ -128,6 +130,25 @@ fn unavailable(error: impl std::error::Error + 'static) -> StoreError {
     StoreError::Unavailable(describe(&error))
 }
 
+/// A conditional write's outcome: `true` written, `false` its condition did not hold.
+fn conditional<O, E>(result: Result<O, SdkError<E, HttpResponse>>) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(error)
+            if error
+                .as_service_error()
+                .and_then(ProvideErrorMetadata::code)
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(error) => Err(unavailable(error)),
+    }
+}
+
 /// A page cursor is DynamoDB's LastEvaluatedKey (string attributes only, since every key
 /// attribute here is a string) as a JSON object.
 fn encode_cursor(key: Option<Item>) -> Result<Option<String>, StoreError> {
@@ -175,6 +196,48 @@ fn page(items: Option<Vec<Item>>, last_key: Option<Item>) -> Result<Page, StoreE
         ids,
         next: encode_cursor(last_key)?,
     })
+}
+
+/// One conditional UpdateItem: the allowance is replaced only if it is still the one the
+/// sender read, and only on an item that exists (UpdateItem would otherwise create one).
+#[async_trait]
+impl Allowances for DynamoStore {
+    async fn swap_allowance(
+        &self,
+        connection_id: &str,
+        expected: Option<Allowance>,
+        new: Allowance,
+    ) -> Result<bool, StoreError> {
+        let number = |n: i64| AttributeValue::N(n.to_string());
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.config.table)
+            .set_key(Some(Self::key(connection_id)))
+            .update_expression("SET #allowance = :new")
+            .expression_attribute_names("#id", "connectionId")
+            .expression_attribute_names("#allowance", "allowance")
+            .expression_attribute_values(
+                ":new",
+                AttributeValue::M(HashMap::from([
+                    ("milli".to_owned(), number(new.milli)),
+                    ("at".to_owned(), number(new.at)),
+                ])),
+            );
+        update = match expected {
+            None => update
+                .condition_expression("attribute_exists(#id) AND attribute_not_exists(#allowance)"),
+            Some(old) => update
+                .condition_expression(
+                    "attribute_exists(#id) AND #allowance.#milli = :milli AND #allowance.#at = :at",
+                )
+                .expression_attribute_names("#milli", "milli")
+                .expression_attribute_names("#at", "at")
+                .expression_attribute_values(":milli", number(old.milli))
+                .expression_attribute_values(":at", number(old.at)),
+        };
+        conditional(update.send().await)
+    }
 }
 
 #[async_trait]
@@ -239,18 +302,8 @@ impl ConnectionStore for DynamoStore {
             .expression_attribute_values(":before", AttributeValue::N(connected_before.to_string()))
             .send()
             .await;
-        match deleted {
-            Ok(_) => Ok(true),
-            // Too young, or already gone.
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(unavailable(error)),
-        }
+        // False: too young, or already gone.
+        conditional(deleted)
     }
 
     async fn room_page(&self, room: &RoomName, cursor: Option<&str>) -> Result<Page, StoreError> {

@@ -54,7 +54,7 @@ impl ManagementGateway {
 }
 
 /// Maps an SDK failure to what the engine does about it, by HTTP status as API Gateway
-/// documents: 410 GoneException, 429 LimitExceededException, 5xx, other 4xx.
+/// documents: 410 GoneException, 429 LimitExceededException, 403 ForbiddenException, 5xx, other 4xx.
 fn classify<E>(error: SdkError<E, HttpResponse>) -> PostError
 where
     E: std::error::Error + 'static,
@@ -65,6 +65,7 @@ where
     match status {
         Some(410) => PostError::Gone,
         Some(429) => PostError::Throttled,
+        Some(403) => PostError::Forbidden(describe(&error)),
         Some(status) if status >= 500 => PostError::Server(status),
         Some(status) => PostError::Rejected {
             status,

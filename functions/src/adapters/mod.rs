@@ -1,8 +1,11 @@
-//! Adapters: the ports implemented on the real AWS SDKs and in memory.
+//! Adapters: the ports implemented on the real AWS SDKs and in memory, the issuer's JWKS over
+//! HTTP, and the authorizer's secret from Secrets Manager.
 
 pub mod aws;
 pub mod dynamodb;
+pub mod jwks;
 pub mod management;
 pub mod memory;
 pub mod progress_table;
+pub mod secrets;
 pub mod sqs;

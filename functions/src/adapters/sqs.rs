@@ -6,7 +6,9 @@ use crate::domain::job::MAX_JOB_BYTES;
 use crate::ports::{JobQueue, MAX_QUEUE_DELAY, QueueError};
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::MessageAttributeValue;
+use aws_sdk_sqs::error::SdkError;
+use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
+use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
 use std::time::Duration;
 
 /// SQS's longest message attribute we write; a longer reason is cut (the body carries the job).
@@ -40,6 +42,56 @@ impl SqsQueue {
         self.dead_letter_url = Some(url);
         self
     }
+}
+
+/// A queue's messages by state, as SQS approximates them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// `ApproximateNumberOfMessages`: ready to be received.
+    pub visible: u64,
+    /// `ApproximateNumberOfMessagesNotVisible`: received and not yet deleted (in flight).
+    pub not_visible: u64,
+    /// `ApproximateNumberOfMessagesDelayed`: sent with a delay not yet over.
+    pub delayed: u64,
+}
+
+impl QueueCounts {
+    /// Every message on the queue, whatever its state.
+    pub fn total(&self) -> u64 {
+        self.visible + self.not_visible + self.delayed
+    }
+}
+
+/// The visible, not visible (in flight) and delayed messages of the queue at `url`; a count
+/// SQS leaves out, or gives as something other than a number, is 0.
+pub async fn queue_counts(
+    client: &Client,
+    url: &str,
+) -> Result<QueueCounts, SdkError<GetQueueAttributesError>> {
+    use QueueAttributeName::{
+        ApproximateNumberOfMessages, ApproximateNumberOfMessagesDelayed,
+        ApproximateNumberOfMessagesNotVisible,
+    };
+    let output = client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(ApproximateNumberOfMessages)
+        .attribute_names(ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await?;
+    let attributes = output.attributes.unwrap_or_default();
+    let read = |name| {
+        attributes
+            .get(&name)
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(QueueCounts {
+        visible: read(ApproximateNumberOfMessages),
+        not_visible: read(ApproximateNumberOfMessagesNotVisible),
+        delayed: read(ApproximateNumberOfMessagesDelayed),
+    })
 }
 
 fn unavailable(error: impl std::error::Error + 'static) -> QueueError {

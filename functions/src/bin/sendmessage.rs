@@ -4,6 +4,7 @@ use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use fanout::adapters::{aws, dynamodb::DynamoStore, sqs::SqsQueue};
 use fanout::config::{ProcessEnv, SendSettings};
 use fanout::handlers::sendmessage::SendMessage;
+use fanout::metrics::EmfSink;
 use fanout::runtime;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use std::time::SystemTime;
@@ -17,10 +18,13 @@ async fn main() -> Result<(), Error> {
         DynamoStore::new(&sdk, settings.table),
         SqsQueue::new(&sdk, settings.queue_url),
     );
+    let metrics = EmfSink::stdout(settings.metrics);
     let handler = SendMessage {
         store: &store,
+        allowances: &store,
         queue: &queue,
         config: &settings.send,
+        metrics: &metrics,
     };
     let handler = &handler;
     lambda_runtime::run(service_fn(

@@ -1,9 +1,11 @@
 //! What each Lambda binary reads, as one bundle per function, and the list of variables
 //! each one reads, derived from that code so that it cannot drift.
 
-use super::{ConfigError, Source, dead_letter_queue_url, queue_url};
+use super::components::{dead_letter_queue_url, jwks_url, jwt_secret_arn, queue_url};
+use super::source::{ConfigError, Source, seconds};
 use crate::adapters::dynamodb::TableConfig;
 use crate::adapters::progress_table::ProgressTableConfig;
+use crate::auth::{JwksConfig, VerifierConfig};
 use crate::engine::EngineConfig;
 use crate::handlers::connect::ConnectConfig;
 use crate::handlers::sendmessage::SendConfig;
@@ -29,6 +31,7 @@ pub struct SendSettings {
     pub table: TableConfig,
     pub queue_url: String,
     pub send: SendConfig,
+    pub metrics: EmfConfig,
 }
 
 impl SendSettings {
@@ -37,6 +40,7 @@ impl SendSettings {
             table: TableConfig::from_env(env)?,
             queue_url: queue_url(env)?,
             send: SendConfig::from_env(env)?,
+            metrics: EmfConfig::from_env(env),
         })
     }
 }
@@ -58,9 +62,75 @@ impl WorkerSettings {
             progress: ProgressTableConfig::from_env(env)?,
             queue_url: queue_url(env)?,
             dead_letter_url: dead_letter_queue_url(env)?,
-            engine: EngineConfig::from_env(env)?,
+            engine: worker_engine(env)?,
             metrics: EmfConfig::from_env(env),
         })
+    }
+}
+
+/// The worker's engine settings, which must name the management endpoint: the worker posts
+/// only there, never to an endpoint a job names (a closed job boundary: docs/contracts.md).
+fn worker_engine(env: &impl Source) -> Result<EngineConfig, ConfigError> {
+    let engine = EngineConfig::from_env(env)?;
+    if engine.management_endpoint.is_none() {
+        return Err(ConfigError::Missing {
+            var: "MANAGEMENT_ENDPOINT",
+            what: "the API Gateway management endpoint the worker posts to, https://{api-id}.execute-api.{region}.amazonaws.com/{stage}",
+        });
+    }
+    Ok(engine)
+}
+
+/// Where the authorizer's keys come from: exactly one of `JWKS_URL` and `JWT_SECRET_ARN`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthorizerKeys {
+    /// `JWKS_URL` (and `JWKS_REFRESH_SECONDS`): RS256 and ES256 tokens from an OIDC issuer.
+    Jwks(JwksConfig),
+    /// `JWT_SECRET_ARN`: HS256 tokens signed with a secret kept in Secrets Manager, read at
+    /// cold start.
+    Secret { arn: String },
+}
+
+/// What the `$connect` authorizer Lambda reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizerSettings {
+    pub verifier: VerifierConfig,
+    pub keys: AuthorizerKeys,
+}
+
+impl AuthorizerSettings {
+    /// `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_LEEWAY_SECONDS`, and `JWKS_URL` (with
+    /// `JWKS_REFRESH_SECONDS`) or `JWT_SECRET_ARN`.
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        let verifier = VerifierConfig::from_env(env)?;
+        // Read before the choice below, so that every variable is asked for whatever is set.
+        let refresh = seconds(
+            env,
+            "JWKS_REFRESH_SECONDS",
+            JwksConfig::DEFAULT_REFRESH_SECONDS,
+            1..=86_400,
+        )?;
+        let keys = match (jwks_url(env)?, jwt_secret_arn(env)?) {
+            (Some(url), None) => AuthorizerKeys::Jwks(JwksConfig {
+                refresh,
+                ..JwksConfig::new(url)
+            }),
+            (None, Some(arn)) => AuthorizerKeys::Secret { arn },
+            (Some(_), Some(arn)) => {
+                return Err(ConfigError::Invalid {
+                    var: "JWT_SECRET_ARN",
+                    value: arn,
+                    reason: "JWKS_URL is set too; set exactly one: JWKS_URL for RS256/ES256 tokens from an OIDC issuer, JWT_SECRET_ARN for HS256 tokens with a shared secret".into(),
+                });
+            }
+            (None, None) => {
+                return Err(ConfigError::MissingOneOf {
+                    vars: &["JWKS_URL", "JWT_SECRET_ARN"],
+                    what: "JWKS_URL for RS256/ES256 tokens from an OIDC issuer, or JWT_SECRET_ARN for HS256 tokens with a secret in Secrets Manager",
+                });
+            }
+        };
+        Ok(Self { verifier, keys })
     }
 }
 
@@ -72,13 +142,14 @@ pub const LOGGING_VARS: &[&str] = &["RUST_LOG"];
 pub const RESERVED_VARS: &[&str] = &["AWS_LAMBDA_FUNCTION_NAME"];
 
 /// The Lambda functions this crate builds, one `[[bin]]` each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Function {
     Connect,
     Disconnect,
     SendMessage,
     Default,
     Worker,
+    Authorizer,
 }
 
 /// An environment variable a function reads.
@@ -90,12 +161,13 @@ pub struct EnvVar {
 }
 
 impl Function {
-    pub const ALL: [Function; 5] = [
+    pub const ALL: [Function; 6] = [
         Function::Connect,
         Function::Disconnect,
         Function::SendMessage,
         Function::Default,
         Function::Worker,
+        Function::Authorizer,
     ];
 
     /// The binary's name: the `[[bin]]` in Cargo.toml and the zip `cargo lambda build` writes.
@@ -106,6 +178,7 @@ impl Function {
             Function::SendMessage => "sendmessage",
             Function::Default => "default",
             Function::Worker => "worker",
+            Function::Authorizer => "authorizer",
         }
     }
 
@@ -117,6 +190,7 @@ impl Function {
             Function::SendMessage => SendSettings::from_env(env).map(drop),
             Function::Default => Ok(()),
             Function::Worker => WorkerSettings::from_env(env).map(drop),
+            Function::Authorizer => AuthorizerSettings::from_env(env).map(drop),
         }
     }
 
@@ -154,7 +228,7 @@ impl Function {
 }
 
 /// A source that records what is asked for and has a placeholder for the required variables
-/// found so far.
+/// found so far: an https URL, which every required variable accepts (names and URLs alike).
 struct Recorder<'a> {
     present: &'a std::collections::BTreeSet<&'static str>,
     asked: std::cell::RefCell<std::collections::BTreeSet<String>>,
@@ -165,7 +239,7 @@ impl Source for Recorder<'_> {
         self.asked.borrow_mut().insert(name.to_owned());
         self.present
             .contains(name)
-            .then(|| "placeholder".to_owned())
+            .then(|| "https://placeholder.invalid".to_owned())
     }
 }
 
@@ -207,6 +281,7 @@ mod tests {
             ("RETRY_BUDGET_SECONDS", false),
             ("PROGRESS_TABLE", true),
             ("DEAD_LETTER_QUEUE_URL", true),
+            ("MANAGEMENT_ENDPOINT", true),
             ("PAGE_LIMIT", false),
             ("METRICS_NAMESPACE", false),
             ("WORKSPACE", false),
@@ -221,5 +296,112 @@ mod tests {
                 .iter()
                 .any(|(name, _)| name == "AWS_LAMBDA_FUNCTION_NAME")
         );
+    }
+
+    #[test]
+    fn the_authorizer_lists_both_key_sources_as_optional() {
+        let vars: Vec<(String, bool)> = Function::Authorizer
+            .env_vars()
+            .into_iter()
+            .map(|var| (var.name, var.required))
+            .collect();
+        let expected: Vec<(String, bool)> = [
+            ("JWKS_REFRESH_SECONDS", false),
+            ("JWKS_URL", false),
+            ("JWT_AUDIENCE", true),
+            ("JWT_ISSUER", true),
+            ("JWT_LEEWAY_SECONDS", false),
+            ("JWT_SECRET_ARN", false),
+            ("RUST_LOG", false),
+        ]
+        .iter()
+        .map(|(n, r)| ((*n).to_owned(), *r))
+        .collect();
+        assert_eq!(vars, expected);
+    }
+
+    const ARN: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:fanout-jwt-AbCdEf";
+    const JWKS: &str =
+        "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc/.well-known/jwks.json";
+
+    #[test]
+    fn the_authorizer_reads_one_key_source() {
+        let jwks = AuthorizerSettings::from_env(&[
+            ("JWT_ISSUER", "https://issuer.example"),
+            ("JWT_AUDIENCE", "client-1"),
+            ("JWKS_URL", JWKS),
+            ("JWKS_REFRESH_SECONDS", "120"),
+            ("JWT_LEEWAY_SECONDS", "10"),
+        ])
+        .unwrap();
+        assert_eq!(jwks.verifier.issuer, "https://issuer.example");
+        assert_eq!(jwks.verifier.audience, "client-1");
+        assert_eq!(jwks.verifier.leeway, std::time::Duration::from_secs(10));
+        let AuthorizerKeys::Jwks(config) = jwks.keys else {
+            panic!("{:?}", jwks.keys)
+        };
+        assert_eq!((config.url.as_str(), config.refresh.as_secs()), (JWKS, 120));
+
+        let secret = AuthorizerSettings::from_env(&[
+            ("JWT_ISSUER", "fanout"),
+            ("JWT_AUDIENCE", "fanout"),
+            ("JWT_SECRET_ARN", ARN),
+        ])
+        .unwrap();
+        assert_eq!(secret.keys, AuthorizerKeys::Secret { arn: ARN.into() });
+        assert_eq!(secret.verifier.leeway, std::time::Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_authorizer_refuses_bad_settings_naming_the_variable() {
+        let base = |extra: &[(&'static str, &'static str)]| {
+            let mut env = vec![("JWT_ISSUER", "i"), ("JWT_AUDIENCE", "a")];
+            env.extend_from_slice(extra);
+            env
+        };
+        for (env, var) in [
+            (base(&[]), "JWKS_URL or JWT_SECRET_ARN"),
+            (
+                base(&[("JWKS_URL", JWKS), ("JWT_SECRET_ARN", ARN)]),
+                "JWT_SECRET_ARN",
+            ),
+            (
+                base(&[("JWKS_URL", "http://issuer.example/jwks")]),
+                "JWKS_URL",
+            ),
+            (base(&[("JWKS_URL", "https://")]), "JWKS_URL"),
+            (base(&[("JWT_SECRET_ARN", "my-secret")]), "JWT_SECRET_ARN"),
+            (
+                base(&[("JWT_SECRET_ARN", ARN), ("JWT_LEEWAY_SECONDS", "3600")]),
+                "JWT_LEEWAY_SECONDS",
+            ),
+            (
+                base(&[("JWKS_URL", JWKS), ("JWKS_REFRESH_SECONDS", "0")]),
+                "JWKS_REFRESH_SECONDS",
+            ),
+            (
+                vec![("JWT_AUDIENCE", "a"), ("JWKS_URL", JWKS)],
+                "JWT_ISSUER",
+            ),
+            (
+                vec![("JWT_ISSUER", "i"), ("JWKS_URL", JWKS)],
+                "JWT_AUDIENCE",
+            ),
+        ] {
+            let error = AuthorizerSettings::from_env(&VecSource(&env)).unwrap_err();
+            assert!(error.to_string().contains(var), "{env:?}: {error}");
+        }
+    }
+
+    /// A list of variables built at run time.
+    struct VecSource<'a>(&'a [(&'static str, &'static str)]);
+
+    impl Source for VecSource<'_> {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        }
     }
 }

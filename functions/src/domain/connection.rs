@@ -1,6 +1,6 @@
 //! A connected client as the store keeps it.
 
-use crate::domain::RoomName;
+use crate::domain::{Allowance, RoomName};
 use serde::{Deserialize, Serialize};
 
 /// One row of the `connections` table. Field names are the table's attribute names.
@@ -17,4 +17,7 @@ pub struct Connection {
     /// Who the `$connect` authorizer said this is, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
+    /// What is left of its sending allowance (sendmessage's rate limit); absent until it sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowance: Option<Allowance>,
 }

@@ -1,13 +1,13 @@
 //! Frames the API sends to clients (wire contract v1, see docs/contracts.md).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// API Gateway's largest WebSocket message: a post over this is refused with 413.
 pub const MAX_FRAME_BYTES: usize = 128 * 1024;
 
 /// Machine-readable error codes, stable across releases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The frame was empty.
@@ -28,6 +28,8 @@ pub enum ErrorCode {
     NotConnected,
     /// A dependency failed; the client may retry.
     Unavailable,
+    /// The connection sends faster than its rate limit; it may send again shortly.
+    RateLimited,
 }
 
 /// A frame sent to a client, tagged by `type`.
@@ -45,6 +47,9 @@ pub enum Frame<'a> {
         room: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         from: Option<&'a str>,
+        /// The sender's verified identity (the token's `sub`), with authentication on.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user: Option<&'a str>,
         #[serde(rename = "sentAt")]
         sent_at: i64,
         data: &'a RawValue,
@@ -86,6 +91,7 @@ mod tests {
             id: "m1",
             room: Some("lobby"),
             from: Some("c1"),
+            user: None,
             sent_at: 5,
             data: &data,
         };

@@ -144,6 +144,10 @@ pub struct Job {
     /// The sending connection, if a client sent it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender: Option<String>,
+    /// Who the sender is, as the `$connect` authorizer verified it (the token's `sub`); `user`
+    /// in every delivered frame. Absent when the stack runs without authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// Epoch milliseconds when the message was accepted.
     pub sent_at: i64,
     /// Where to continue paging; absent on a fresh job.
@@ -152,9 +156,8 @@ pub struct Job {
     /// The Scan segment an `all` job covers; absent means the whole table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<Segment>,
-    /// The management API endpoint (`https://{domain}/{stage}`) of the API the sender used.
-    /// The worker's `MANAGEMENT_ENDPOINT` overrides it (custom domains); jobs from other
-    /// producers may leave it out when that is set.
+    /// Deprecated: the worker posts only to its own `MANAGEMENT_ENDPOINT`, and dead-letters a
+    /// job that names another endpoint here (no signed request goes where a message says).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// How many times the worker has re-enqueued transient failures of this message; grows
@@ -269,6 +272,33 @@ impl Job {
         Ok(body)
     }
 
+    /// A new message's first job, as sendmessage writes it (and a backend's announcement, with
+    /// no sender): a fresh id, accepted at `sent_at`, no cursor, attempt or hop, and no endpoint
+    /// (the worker posts to its own).
+    pub fn message(
+        target: Target,
+        payload: Box<RawValue>,
+        sender: Option<String>,
+        user: Option<String>,
+        sent_at: i64,
+    ) -> Job {
+        Job {
+            v: JOB_VERSION,
+            id: uuid::Uuid::now_v7().to_string(),
+            target,
+            payload,
+            sender,
+            user,
+            sent_at,
+            cursor: None,
+            segment: None,
+            endpoint: None,
+            attempt: 0,
+            retry_since: None,
+            hop: None,
+        }
+    }
+
     /// A job for the same message with another target, starting from the first page.
     pub fn retarget(&self, target: Target) -> Job {
         Job {
@@ -303,6 +333,7 @@ impl Job {
                 id: &self.id,
                 room: self.target.room().map(RoomName::as_str),
                 from: self.sender.as_deref(),
+                user: self.user.as_deref(),
                 sent_at: self.sent_at,
                 data: &self.payload,
             }
@@ -438,5 +469,17 @@ mod tests {
         let text = Job::parse(&body(json!({"room":"lobby"})).replace("{\"a\":[1,2]}", "\"Hello\""))
             .unwrap();
         assert_eq!(&text.render(DeliveryMode::Raw)[..], b"Hello");
+
+        let mut signed = job.clone();
+        signed.user = Some("alice".into());
+        let envelope: serde_json::Value =
+            serde_json::from_slice(&signed.render(DeliveryMode::Envelope)).unwrap();
+        assert_eq!(
+            envelope["user"], "alice",
+            "the verified sender, beside from"
+        );
+        assert_eq!(envelope["from"], "s1");
+        let again = Job::parse(&signed.to_json()).unwrap();
+        assert_eq!(again.user.as_deref(), Some("alice"));
     }
 }

@@ -1,16 +1,21 @@
-//! Domain types and validation: rooms, connections, jobs and the frames clients see.
+//! Domain types and validation: rooms, connections, jobs, the frames clients see, and the rooms
+//! a token grants.
 //! Pure data and pure functions; nothing here does I/O.
 
+pub mod allowance;
 pub mod connection;
 pub mod frame;
+pub mod grants;
 pub mod job;
 pub mod message;
 pub mod progress;
 pub mod room;
 pub mod time;
 
+pub use allowance::{Allowance, RateLimit};
 pub use connection::Connection;
 pub use frame::{ErrorCode, Frame};
+pub use grants::{Grant, InvalidGrants, RoomGrants};
 pub use job::{DeliveryMode, Job, Segment, Target};
 pub use message::{ClientError, parse_send_message};
 pub use progress::{Checkpoint, Handoff, Rest};

@@ -44,6 +44,10 @@ pub struct Handoff {
     /// the retry budget lasts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transient: Vec<String>,
+    /// The management API refused the worker (403): the rest and the transient posts wait for
+    /// its permission to be fixed, and say so if they reach the dead-letter queue.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forbidden: bool,
     /// When the hand-off was planned (epoch ms): a run that redoes it plans it as of then, so
     /// it enqueues the same jobs.
     #[serde(default)]

@@ -10,9 +10,12 @@
 //! and whatever is still running at `cutoff` (a hung post, a slow delete) is abandoned and
 //! handed back as possibly delivered.
 
+use super::backoff;
+use super::config::EngineConfig;
 use super::feed::{Feed, Settled};
 use super::handoff::by;
-use super::{EngineConfig, FanoutStats, Pacer, backoff};
+use super::pacer::Pacer;
+use super::stats::FanoutStats;
 use crate::domain::now_epoch_millis;
 use crate::ports::{ConnectionGateway, ConnectionStore, PostError, StoreError};
 use bytes::Bytes;
@@ -21,7 +24,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, sleep_until, timeout_at};
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 /// Everything a lane needs, owned so the lane can be spawned.
 pub(super) struct Post {
@@ -45,6 +48,8 @@ enum Delivery {
         delete_failed: bool,
     },
     Refused,
+    /// 403: the worker may not post here; the job stops.
+    Forbidden,
     Later,
     Throttled,
     Transient,
@@ -101,6 +106,12 @@ pub(super) async fn lane(post: Arc<Post>, feed: Arc<Feed>) -> FanoutStats {
                 stats.failed += 1;
                 Settled::Done
             }
+            Delivery::Forbidden => {
+                stats.forbidden += 1;
+                // No other member would fare better: stop taking ids, hand the rest back.
+                feed.halt();
+                Settled::Transient
+            }
             Delivery::Later => Settled::Later,
             Delivery::Throttled => Settled::Throttled,
             Delivery::Transient => Settled::Transient,
@@ -144,6 +155,10 @@ async fn deliver_one(post: &Post, id: &str, retries: &mut u32) -> Delivery {
                 return Delivery::Delivered;
             }
             Err(PostError::Gone) => return delete_gone(post, id).await,
+            Err(PostError::Forbidden(reason)) => {
+                error!(connection_id = %id, %reason, "the management API refuses the worker (403); stopping the job");
+                return Delivery::Forbidden;
+            }
             Err(PostError::Throttled) => {
                 throttles += 1;
                 post.pacer.on_throttled();

@@ -29,6 +29,10 @@ pub(super) enum Planned {
     },
 }
 
+/// Why a job refused with 403 is retried, and dead-lettered once the budget is spent.
+const FORBIDDEN: &str = "the management API answered 403 Forbidden (does the worker's role allow \
+     execute-api:ManageConnections on MANAGEMENT_ENDPOINT's API?)";
+
 /// What retry delays and the budget are measured with.
 pub(super) struct Policy {
     pub now_ms: i64,
@@ -65,7 +69,12 @@ pub(super) fn plan(job: &Job, handoff: &Handoff, policy: &Policy) -> Vec<Planned
             ..from.clone()
         };
         planned.push(if *after_failure {
-            retry(rest, policy, "its pages could not be read", Growth::Grow)
+            let why = if handoff.forbidden {
+                FORBIDDEN
+            } else {
+                "its pages could not be read"
+            };
+            retry(rest, policy, why, Growth::Grow)
         } else {
             Planned::Enqueue {
                 job: rest,
@@ -109,7 +118,11 @@ pub(super) fn plan(job: &Job, handoff: &Handoff, policy: &Policy) -> Vec<Planned
         planned.push(retry(
             as_connections(ids, format!("r{i}")),
             policy,
-            "posts kept failing",
+            if handoff.forbidden {
+                FORBIDDEN
+            } else {
+                "posts kept failing"
+            },
             Growth::Grow,
         ));
     }

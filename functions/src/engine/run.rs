@@ -2,10 +2,11 @@
 //! goes, and hand back what is left. Every call to the store, the progress record and the
 //! queue is bounded by the batch's deadlines.
 
+use super::batch::{Batch, Engine, JobFailure};
 use super::deliver::{self, Post};
 use super::feed::Feed;
 use super::handoff::{self, Planned, Policy, by, with_retries};
-use super::{Batch, Engine, FanoutStats, JobFailure};
+use super::stats::FanoutStats;
 use crate::domain::frame::MAX_FRAME_BYTES;
 use crate::domain::{Checkpoint, Handoff, Job, Rest, Segment, Target, now_epoch_millis};
 use crate::ports::{Claim, Page, QueueError, StoreError};
@@ -30,16 +31,22 @@ impl Engine {
         owner: &str,
         job: Job,
     ) -> Result<FanoutStats, JobFailure> {
-        let Some(endpoint) = self
-            .config
-            .management_endpoint
-            .clone()
-            .or_else(|| job.endpoint.clone())
-        else {
-            let reason =
-                "no management endpoint: the job carries none and MANAGEMENT_ENDPOINT is not set";
+        // Posts are signed with the worker's credentials: they go to its own API only, never
+        // to a host a message names.
+        let Some(endpoint) = self.config.management_endpoint.clone() else {
+            let reason = "no management endpoint: MANAGEMENT_ENDPOINT is not set";
             return self.park(batch, &job.to_json(), reason).await;
         };
+        if let Some(named) = &job.endpoint
+            && named.trim_end_matches('/') != endpoint.trim_end_matches('/')
+        {
+            let shown: String = named.chars().take(200).collect();
+            let reason = format!(
+                "the job names the management endpoint {shown:?}, not this worker's: \
+                 a job cannot send posts elsewhere"
+            );
+            return self.park(batch, &job.to_json(), &reason).await;
+        }
         // Checked once per job, not found post by post as 413s.
         let frame = job.render(self.config.delivery_mode);
         if frame.len() > MAX_FRAME_BYTES {
@@ -273,11 +280,14 @@ impl Engine {
             stats.fanout_latency_ms = Some(latency.unsigned_abs());
         }
         let left = feed.leftovers();
+        // After a 403 nothing is worth trying at once: it all waits, as a failure does.
+        let forbidden = stats.forbidden > 0;
         let mut handoff = Handoff {
             rest: None,
             later: left.later,
             throttled: left.throttled,
             transient: left.transient,
+            forbidden,
             planned_at: self.now_ms(),
         };
         if let Target::Connections { .. } = job.target {
@@ -289,8 +299,12 @@ impl Engine {
             };
             handoff.rest = Some(Rest {
                 cursor,
-                after_failure: failed,
+                after_failure: failed || forbidden,
             });
+        }
+        if forbidden {
+            let later = std::mem::take(&mut handoff.later);
+            handoff.transient.extend(later);
         }
         Ok((stats, handoff))
     }

@@ -15,6 +15,8 @@ pub struct FanoutStats {
     pub delete_failed: u64,
     /// Deliveries refused for good: a 4xx other than 410 and 429.
     pub failed: u64,
+    /// Posts the management API answered with 403; the first one stops the job.
+    pub forbidden: u64,
     /// Deliveries given up after the retry budget: their ids are in the dead-letter queue.
     pub abandoned: u64,
     /// Posts repeated after a 429, 5xx or timeout.
@@ -31,6 +33,9 @@ pub struct FanoutStats {
     pub checkpoints: u64,
     /// Jobs reported in `batchItemFailures`.
     pub failed_jobs: u64,
+    /// Jobs whose hand-off (or dead-lettering) could not be written in time: SQS redelivers
+    /// them, and until then the rest of their room waits.
+    pub handoffs_failed: u64,
     /// Messages parked in the dead-letter queue: invalid jobs and retries past the budget.
     pub dead_lettered: u64,
     /// Milliseconds from the message's `sentAt` to its last delivery, the largest in the batch.
@@ -44,6 +49,7 @@ impl AddAssign for FanoutStats {
         self.stale_kept += other.stale_kept;
         self.delete_failed += other.delete_failed;
         self.failed += other.failed;
+        self.forbidden += other.forbidden;
         self.abandoned += other.abandoned;
         self.retried += other.retried;
         self.interrupted += other.interrupted;
@@ -52,6 +58,7 @@ impl AddAssign for FanoutStats {
         self.resumed += other.resumed;
         self.checkpoints += other.checkpoints;
         self.failed_jobs += other.failed_jobs;
+        self.handoffs_failed += other.handoffs_failed;
         self.dead_lettered += other.dead_lettered;
         self.fanout_latency_ms = self.fanout_latency_ms.max(other.fanout_latency_ms);
     }

@@ -1,6 +1,6 @@
 //! `$connect`: join a room.
 
-use super::{connection_id, response};
+use super::reply::{connection_id, response};
 use crate::domain::{Connection, RoomName, epoch_millis};
 use crate::ports::ConnectionStore;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
@@ -51,6 +51,7 @@ pub async fn handle(
         connected_at: epoch_millis(now),
         expires_at: epoch_millis(now + config.ttl) / 1000,
         principal: principal(&request),
+        allowance: None,
     };
     match store.put(&connection).await {
         Ok(()) => {

@@ -1,6 +1,6 @@
 //! `$default`: anything that matched no route.
 
-use super::error_response;
+use super::reply::error_response;
 use crate::domain::message::{ClientFrame, unknown_action};
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use tracing::info;

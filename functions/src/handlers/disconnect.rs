@@ -1,6 +1,6 @@
 //! `$disconnect`: leave.
 
-use super::{connection_id, response};
+use super::reply::{connection_id, response};
 use crate::ports::ConnectionStore;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use tracing::{error, info};

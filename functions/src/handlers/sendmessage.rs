@@ -1,19 +1,26 @@
 //! `sendmessage`: validate, enqueue one job, answer the sender.
 
-use super::{connection_id, error_response, response};
+use super::reply::{connection_id, error_response, response};
 use crate::domain::frame::MAX_FRAME_BYTES;
-use crate::domain::job::JOB_VERSION;
-use crate::domain::{ClientError, ErrorCode, Frame, Job, Target, epoch_millis, parse_send_message};
-use crate::ports::{ConnectionStore, JobQueue};
+use crate::domain::{
+    Allowance, ClientError, ErrorCode, Frame, Job, RateLimit, Target, epoch_millis,
+    parse_send_message,
+};
+use crate::metrics::SendMetrics;
+use crate::ports::{Allowances, ConnectionStore, JobQueue, QueueError};
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use std::time::{Duration, SystemTime};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// sendmessage's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendConfig {
     /// `MAX_DATA_BYTES`: the largest `data` accepted, as JSON text.
     pub max_data_bytes: usize,
+    /// `RATE_LIMIT_PER_SECOND` and `RATE_LIMIT_BURST`: how fast one connection may send; a
+    /// faster one gets `rate_limited`, and the room's other members are not slowed. `None`
+    /// (a rate of 0) turns it off.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl SendConfig {
@@ -21,12 +28,20 @@ impl SendConfig {
     /// API Gateway's 128 KB message limit less room for the envelope around `data` (id, room,
     /// sender, timestamp and keys take under 300 bytes).
     pub const LIMIT_MAX_DATA_BYTES: usize = MAX_FRAME_BYTES - 1024;
+    pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit {
+        per_second: 10,
+        burst: 20,
+    };
+    /// How many times a send re-reads an allowance another send of the same connection changed
+    /// meanwhile, before it counts as over the limit (only a connection racing itself loses).
+    const ALLOWANCE_TRIES: usize = 3;
 }
 
 impl Default for SendConfig {
     fn default() -> Self {
         Self {
             max_data_bytes: Self::DEFAULT_MAX_DATA_BYTES,
+            rate_limit: Some(Self::DEFAULT_RATE_LIMIT),
         }
     }
 }
@@ -34,8 +49,13 @@ impl Default for SendConfig {
 /// The ports sendmessage uses.
 pub struct SendMessage<'a> {
     pub store: &'a dyn ConnectionStore,
+    /// Where each connection's sending allowance is kept (the same table in practice).
+    pub allowances: &'a dyn Allowances,
     pub queue: &'a dyn JobQueue,
     pub config: &'a SendConfig,
+    /// Every request counts as accepted or refused by code: a refusal is an HTTP 200 carrying an
+    /// error frame, invisible to Lambda's and API Gateway's error metrics.
+    pub metrics: &'a dyn SendMetrics,
 }
 
 impl SendMessage<'_> {
@@ -47,9 +67,13 @@ impl SendMessage<'_> {
         now: SystemTime,
     ) -> ApiGatewayProxyResponse {
         match self.enqueue(&request, now).await {
-            Ok(id) => response(200, Some(Frame::Ack { id: &id }.to_json())),
+            Ok(id) => {
+                self.metrics.accepted();
+                response(200, Some(Frame::Ack { id: &id }.to_json()))
+            }
             Err(refusal) => {
                 info!(connection_id = ?connection_id(&request), code = ?refusal.code, "refused message");
+                self.metrics.refused(refusal.code);
                 error_response(&refusal)
             }
         }
@@ -73,38 +97,91 @@ impl SendMessage<'_> {
         })?;
         let connection = match self.store.get(sender).await {
             Ok(Some(connection)) => connection,
-            Ok(None) => {
-                return Err(ClientError::new(
-                    ErrorCode::NotConnected,
-                    "this connection is not registered (expired?); reconnect and send again",
-                ));
-            }
+            Ok(None) => return Err(not_registered()),
             Err(failure) => {
                 error!(connection_id = sender, error = %failure, "store lookup failed");
                 return Err(unavailable());
             }
         };
-        let job = Job {
-            v: JOB_VERSION,
-            id: uuid::Uuid::now_v7().to_string(),
-            target: Target::Room(connection.room),
+        if let Some(limit) = self.config.rate_limit {
+            self.spend_allowance(sender, connection.allowance, limit, epoch_millis(now))
+                .await?;
+        }
+        let job = Job::message(
+            Target::Room(connection.room),
             payload,
-            sender: Some(sender.to_owned()),
-            sent_at: epoch_millis(now),
-            cursor: None,
-            segment: None,
-            endpoint: management_endpoint(request),
-            attempt: 0,
-            retry_since: None,
-            hop: None,
-        };
-        if let Err(failure) = self.queue.enqueue(&job, Duration::ZERO).await {
-            error!(connection_id = sender, error = %failure, "enqueue failed");
-            return Err(unavailable());
+            Some(sender.to_owned()),
+            connection.principal,
+            epoch_millis(now),
+        );
+        match self.queue.enqueue(&job, Duration::ZERO).await {
+            Ok(()) => {}
+            Err(QueueError::Full(why)) => {
+                warn!(connection_id = sender, %why, "queue full: message refused");
+                return Err(ClientError::new(
+                    ErrorCode::Unavailable,
+                    "the queue is full; send the message again in a moment",
+                ));
+            }
+            Err(failure) => {
+                error!(connection_id = sender, error = %failure, "enqueue failed");
+                return Err(unavailable());
+            }
         }
         info!(connection_id = sender, message_id = %job.id, "message accepted");
         Ok(job.id)
     }
+}
+
+impl SendMessage<'_> {
+    /// Takes one message from the sender's allowance, or refuses with `rate_limited`.
+    async fn spend_allowance(
+        &self,
+        sender: &str,
+        mut current: Option<Allowance>,
+        limit: RateLimit,
+        now_ms: i64,
+    ) -> Result<(), ClientError> {
+        for _ in 0..SendConfig::ALLOWANCE_TRIES {
+            let Some(next) = limit.take(current, now_ms) else {
+                return Err(rate_limited(limit));
+            };
+            match self.allowances.swap_allowance(sender, current, next).await {
+                Ok(true) => return Ok(()),
+                // Another send of this connection went first: read what it left.
+                Ok(false) => match self.store.get(sender).await {
+                    Ok(Some(connection)) => current = connection.allowance,
+                    Ok(None) => return Err(not_registered()),
+                    Err(failure) => {
+                        error!(connection_id = sender, error = %failure, "store lookup failed");
+                        return Err(unavailable());
+                    }
+                },
+                Err(failure) => {
+                    error!(connection_id = sender, error = %failure, "allowance update failed");
+                    return Err(unavailable());
+                }
+            }
+        }
+        Err(rate_limited(limit))
+    }
+}
+
+fn rate_limited(limit: RateLimit) -> ClientError {
+    ClientError::new(
+        ErrorCode::RateLimited,
+        format!(
+            "more than {} messages a second (bursts of {}); wait a moment and send again",
+            limit.per_second, limit.burst
+        ),
+    )
+}
+
+fn not_registered() -> ClientError {
+    ClientError::new(
+        ErrorCode::NotConnected,
+        "this connection is not registered (expired?); reconnect and send again",
+    )
 }
 
 fn unavailable() -> ClientError {
@@ -114,29 +191,38 @@ fn unavailable() -> ClientError {
     )
 }
 
-/// `https://{domainName}/{stage}`: where the worker posts for this API.
-pub fn management_endpoint(request: &ApiGatewayWebsocketProxyRequest) -> Option<String> {
-    let context = &request.request_context;
-    match (context.domain_name.as_deref(), context.stage.as_deref()) {
-        (Some(domain), Some(stage)) if !domain.is_empty() && !stage.is_empty() => {
-            Some(format!("https://{domain}/{stage}"))
-        }
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::adapters::memory::{MemoryQueue, MemoryStore};
     use crate::handlers::fixtures::{body_json, connect_client, websocket, with_body};
-    use crate::ports::QueueError;
     use async_trait::async_trait;
+    use std::sync::Mutex;
+
+    /// What the handler reported, in order.
+    #[derive(Default)]
+    struct Outcomes(Mutex<Vec<Result<(), ErrorCode>>>);
+
+    impl SendMetrics for Outcomes {
+        fn accepted(&self) {
+            self.0.lock().unwrap().push(Ok(()));
+        }
+        fn refused(&self, code: ErrorCode) {
+            self.0.lock().unwrap().push(Err(code));
+        }
+    }
+
+    impl Outcomes {
+        fn take(&self) -> Vec<Result<(), ErrorCode>> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
 
     struct Fixture {
         store: MemoryStore,
         queue: MemoryQueue,
         config: SendConfig,
+        outcomes: Outcomes,
     }
 
     impl Fixture {
@@ -146,20 +232,187 @@ mod tests {
             Self {
                 store,
                 queue: MemoryQueue::new(),
-                config: SendConfig { max_data_bytes: 64 },
+                config: SendConfig {
+                    max_data_bytes: 64,
+                    ..SendConfig::default()
+                },
+                outcomes: Outcomes::default(),
             }
         }
 
         async fn send(&self, request: ApiGatewayWebsocketProxyRequest) -> serde_json::Value {
+            self.send_at(request, SystemTime::now(), &self.store).await
+        }
+
+        /// Sends the fixture's message through another queue.
+        async fn send_through(&self, queue: &dyn JobQueue) -> serde_json::Value {
             let handler = SendMessage {
                 store: &self.store,
+                allowances: &self.store,
+                queue,
+                config: &self.config,
+                metrics: &self.outcomes,
+            };
+            body_json(
+                &handler
+                    .handle(websocket("sendmessage"), SystemTime::now())
+                    .await,
+            )
+        }
+
+        async fn send_at(
+            &self,
+            request: ApiGatewayWebsocketProxyRequest,
+            now: SystemTime,
+            allowances: &dyn Allowances,
+        ) -> serde_json::Value {
+            let handler = SendMessage {
+                store: &self.store,
+                allowances,
                 queue: &self.queue,
                 config: &self.config,
+                metrics: &self.outcomes,
             };
-            let response = handler.handle(request, SystemTime::now()).await;
+            let response = handler.handle(request, now).await;
             assert_eq!(response.status_code, 200);
             body_json(&response)
         }
+    }
+
+    /// Another instance of sendmessage sends for the same connection just before each of the
+    /// first `races` swaps.
+    struct Racing<'a> {
+        store: &'a MemoryStore,
+        races: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Allowances for Racing<'_> {
+        async fn swap_allowance(
+            &self,
+            id: &str,
+            expected: Option<Allowance>,
+            new: Allowance,
+        ) -> Result<bool, crate::ports::StoreError> {
+            use std::sync::atomic::Ordering;
+            if self
+                .races
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                let limit = SendConfig::DEFAULT_RATE_LIMIT;
+                let theirs = limit.take(expected, new.at).unwrap();
+                assert!(self.store.swap_allowance(id, expected, theirs).await?);
+            }
+            self.store.swap_allowance(id, expected, new).await
+        }
+    }
+
+    const SENDER: &str = "Dx4sXe1ZoAMCJvw=";
+
+    fn other_member() -> ApiGatewayWebsocketProxyRequest {
+        let mut request = websocket("sendmessage");
+        request.request_context.connection_id = Some("Other00000000A0=".into());
+        request
+    }
+
+    #[tokio::test]
+    async fn a_fast_sender_is_rate_limited_and_the_room_is_not() {
+        let f = Fixture::connected().await;
+        let mut joining = websocket("connect");
+        joining.request_context.connection_id = Some("Other00000000A0=".into());
+        let joined = crate::handlers::connect::handle(
+            &f.store,
+            &crate::handlers::connect::ConnectConfig::default(),
+            joining,
+            SystemTime::now(),
+        )
+        .await;
+        assert_eq!(joined.status_code, 200);
+        let start = SystemTime::now();
+        let mut codes = Vec::new();
+        for _ in 0..30 {
+            let frame = f.send_at(websocket("sendmessage"), start, &f.store).await;
+            codes.push(frame["code"].as_str().unwrap_or("ack").to_owned());
+        }
+        let acked = codes.iter().filter(|c| *c == "ack").count();
+        assert_eq!(acked, 20, "a burst of 20: {codes:?}");
+        assert!(codes[20..].iter().all(|c| c == "rate_limited"), "{codes:?}");
+        let refused = f.send_at(websocket("sendmessage"), start, &f.store).await;
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap()
+                .contains("10 messages a second"),
+            "{refused}"
+        );
+
+        // The other member is not slowed.
+        let theirs = f.send_at(other_member(), start, &f.store).await;
+        assert_eq!(theirs["type"], "ack", "{theirs}");
+        // A second later the sender has ten more.
+        let later = start + Duration::from_secs(1);
+        let mut again = 0;
+        for _ in 0..15 {
+            if f.send_at(websocket("sendmessage"), later, &f.store).await["type"] == "ack" {
+                again += 1;
+            }
+        }
+        assert_eq!(again, 10);
+        assert_eq!(
+            f.queue.drain().len(),
+            20 + 1 + 10,
+            "refused sends enqueue nothing"
+        );
+        let outcomes = f.outcomes.take();
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|o| **o == Err(ErrorCode::RateLimited))
+                .count(),
+            10 + 1 + 5
+        );
+    }
+
+    #[tokio::test]
+    async fn a_send_racing_another_instance_reads_again_and_both_count() {
+        let f = Fixture::connected().await;
+        let now = SystemTime::now();
+        let racing = Racing {
+            store: &f.store,
+            races: 1.into(),
+        };
+        assert_eq!(
+            f.send_at(websocket("sendmessage"), now, &racing).await["type"],
+            "ack"
+        );
+        let left = f
+            .store
+            .get(SENDER)
+            .await
+            .unwrap()
+            .unwrap()
+            .allowance
+            .unwrap();
+        assert_eq!(left.milli, 18_000, "both sends took a token");
+
+        // A connection racing itself on every try is over its limit.
+        let racing = Racing {
+            store: &f.store,
+            races: SendConfig::ALLOWANCE_TRIES.into(),
+        };
+        let frame = f.send_at(websocket("sendmessage"), now, &racing).await;
+        assert_eq!(frame["code"], "rate_limited", "{frame}");
+    }
+
+    #[tokio::test]
+    async fn no_rate_limit_writes_nothing() {
+        let mut f = Fixture::connected().await;
+        f.config.rate_limit = None;
+        for _ in 0..50 {
+            assert_eq!(f.send(websocket("sendmessage")).await["type"], "ack");
+        }
+        assert_eq!(f.store.get(SENDER).await.unwrap().unwrap().allowance, None);
     }
 
     #[tokio::test]
@@ -177,12 +430,10 @@ mod tests {
         );
         assert_eq!(job.payload.get(), "\"Hello World\"");
         assert_eq!(job.sender.as_deref(), Some("Dx4sXe1ZoAMCJvw="));
-        assert_eq!(
-            job.endpoint.as_deref(),
-            Some("https://abcdef1234.execute-api.eu-west-1.amazonaws.com/dev")
-        );
+        assert_eq!(job.endpoint, None, "the worker posts to its own endpoint");
         // The job on the queue is a valid v1 job.
         assert!(Job::parse(&job.to_json()).is_ok());
+        assert_eq!(f.outcomes.take(), [Ok(())]);
     }
 
     #[tokio::test]
@@ -217,6 +468,10 @@ mod tests {
         binary.is_base64_encoded = true;
         assert_eq!(f.send(binary).await["code"], "binary_not_supported");
         assert!(f.queue.is_empty());
+        let outcomes = f.outcomes.take();
+        assert_eq!(outcomes.len(), cases.len() + 2, "one per request");
+        assert!(outcomes.iter().all(Result::is_err), "{outcomes:?}");
+        assert_eq!(outcomes.last(), Some(&Err(ErrorCode::BinaryNotSupported)));
     }
 
     #[tokio::test]
@@ -230,32 +485,48 @@ mod tests {
         assert!(f.queue.is_empty());
     }
 
+    /// A queue whose every enqueue fails with the error its function makes.
+    struct Refusing(fn() -> QueueError);
+
+    #[async_trait]
+    impl JobQueue for Refusing {
+        async fn enqueue(&self, _: &Job, _: Duration) -> Result<(), QueueError> {
+            Err((self.0)())
+        }
+        async fn dead_letter(&self, _: &str, _: &str) -> Result<(), QueueError> {
+            unreachable!("sendmessage never dead-letters")
+        }
+        async fn retry_later(&self, _: &str, _: Duration) -> Result<(), QueueError> {
+            unreachable!("sendmessage receives nothing")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_reported_as_retryable_and_said_to_be_full() {
+        let f = Fixture::connected().await;
+        let full = Refusing(|| QueueError::Full("100000 messages held".into()));
+        let frame = f.send_through(&full).await;
+        assert_eq!(frame["type"], "error");
+        assert_eq!(frame["code"], "unavailable");
+        let message = frame["message"].as_str().unwrap();
+        assert!(message.contains("queue is full"), "{message}");
+        assert!(
+            !message.contains("100000"),
+            "the queue's own text stays in the log: {message}"
+        );
+        assert_eq!(f.outcomes.take(), [Err(ErrorCode::Unavailable)]);
+    }
+
     #[tokio::test]
     async fn a_queue_outage_is_reported_as_retryable() {
-        struct Down;
-        #[async_trait]
-        impl JobQueue for Down {
-            async fn enqueue(&self, _: &Job, _: Duration) -> Result<(), QueueError> {
-                Err(QueueError::Unavailable("connection refused".into()))
-            }
-            async fn dead_letter(&self, _: &str, _: &str) -> Result<(), QueueError> {
-                unreachable!("sendmessage never dead-letters")
-            }
-            async fn retry_later(&self, _: &str, _: Duration) -> Result<(), QueueError> {
-                unreachable!("sendmessage receives nothing")
-            }
-        }
         let f = Fixture::connected().await;
-        let handler = SendMessage {
-            store: &f.store,
-            queue: &Down,
-            config: &f.config,
-        };
-        let frame = body_json(
-            &handler
-                .handle(websocket("sendmessage"), SystemTime::now())
-                .await,
-        );
+        let down = Refusing(|| QueueError::Unavailable("connection refused".into()));
+        let frame = f.send_through(&down).await;
         assert_eq!(frame["code"], "unavailable");
+        assert_eq!(
+            f.outcomes.take(),
+            [Err(ErrorCode::Unavailable)],
+            "what the alarm on refusals for lack of the queue counts"
+        );
     }
 }

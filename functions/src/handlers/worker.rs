@@ -79,6 +79,16 @@ mod tests {
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
+    /// The worker's settings, its endpoint the one the fixture's job names.
+    fn own_endpoint() -> EngineConfig {
+        EngineConfig {
+            management_endpoint: Some(
+                "https://abcdef1234.execute-api.eu-west-1.amazonaws.com/dev".into(),
+            ),
+            ..EngineConfig::default()
+        }
+    }
+
     #[derive(Default)]
     struct Recorded(Mutex<Vec<FanoutStats>>);
 
@@ -99,7 +109,7 @@ mod tests {
             gateway.clone(),
             queue.clone(),
             Arc::new(MemoryProgress::new()),
-            EngineConfig::default(),
+            own_endpoint(),
         );
         let event = sqs_batch();
         let metrics = Recorded::default();
@@ -165,7 +175,7 @@ mod tests {
             Arc::new(MemoryGateway::new()),
             queue.clone(),
             Arc::new(Down),
-            EngineConfig::default(),
+            own_endpoint(),
         );
         let event = sqs_batch();
         let good = event.records[0].message_id.clone().unwrap();

@@ -1,7 +1,7 @@
 //! An SQS-like queue in memory, both ends: the `JobQueue` the handlers and the engine send to,
 //! and the `JobSource` the worker loop receives from.
 
-use super::{JobSource, MAX_VISIBILITY_TIMEOUT, QueueDepths};
+use super::source::{JobSource, MAX_VISIBILITY_TIMEOUT, QueueDepths};
 use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsMessage;
 use fanout::domain::{Job, now_epoch_millis};
@@ -20,6 +20,14 @@ pub struct QueueSettings {
     pub visibility_timeout: Duration,
     /// Receives after which a message moves to the dead-letter queue.
     pub max_receive_count: u32,
+    /// Messages held at most (ready, delayed or in flight; `--max-queue-depth`): a new job
+    /// beyond is refused with [`QueueError::Full`], and sendmessage tells its sender to send
+    /// it again. A job with a hop, the worker's hand-off of a message already accepted (the
+    /// rest of a room, a retry, a Scan segment), is never refused: the worker deletes the
+    /// message it came from once the hand-off is enqueued, so refusing it could lose the rest
+    /// of a room. Hand-offs can take the depth past the bound, by what the jobs in flight hand
+    /// off; new messages wait until it is back under.
+    pub max_depth: usize,
 }
 
 struct Message {
@@ -42,6 +50,50 @@ impl Message {
     }
 }
 
+/// A message in the dead-letter queue.
+struct Dead {
+    message: Message,
+    /// Why it is there.
+    reason: String,
+    /// Epoch ms when it was parked.
+    parked_at_ms: u64,
+}
+
+impl Dead {
+    fn new(message: Message, reason: String) -> Self {
+        Self {
+            message,
+            reason,
+            parked_at_ms: now_epoch_millis().unsigned_abs(),
+        }
+    }
+}
+
+/// One message of the dead-letter queue, as [`LocalQueue::parked`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parked {
+    /// The message id (the same as when it was on the fan-out queue, for a message moved
+    /// after `--max-receive-count` receives; a new one for a message the worker parked).
+    pub id: String,
+    pub body: String,
+    /// The worker's reason, or the receives that exhausted `--max-receive-count`.
+    pub reason: String,
+    /// Epoch ms when it was parked.
+    pub parked_at_ms: u64,
+    /// Epoch ms when it was first sent to the fan-out queue (for a message the worker parked:
+    /// when it parked it).
+    pub sent_at_ms: u64,
+}
+
+/// What [`LocalQueue::redrive`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redriven {
+    /// Messages moved back to the fan-out queue.
+    pub moved: u64,
+    /// Messages left in the dead-letter queue.
+    pub remaining: u64,
+}
+
 #[derive(Default)]
 struct State {
     ready: VecDeque<Message>,
@@ -49,8 +101,26 @@ struct State {
     delayed: Vec<(Message, Instant)>,
     /// By receipt handle, with when the message becomes visible again.
     in_flight: HashMap<String, (Message, Instant)>,
-    /// With why each is there.
-    dead: Vec<(Message, String)>,
+    /// Oldest first.
+    dead: Vec<Dead>,
+}
+
+impl State {
+    /// Visible after `delay` (at most SQS's 15 minutes).
+    fn push(&mut self, message: Message, delay: Duration) {
+        if delay.is_zero() {
+            self.ready.push_back(message);
+        } else {
+            self.delayed
+                .push((message, Instant::now() + delay.min(MAX_QUEUE_DELAY)));
+        }
+    }
+
+    /// What `--max-queue-depth` bounds: every message not deleted, the dead-letter queue's
+    /// aside.
+    fn depth(&self) -> usize {
+        self.ready.len() + self.delayed.len() + self.in_flight.len()
+    }
 }
 
 /// An SQS-like queue in memory: at-least-once delivery, delays (`DelaySeconds`), a visibility
@@ -82,16 +152,7 @@ impl LocalQueue {
     pub fn send(&self, body: String, delay: Duration) -> String {
         let message = Message::new(body);
         let id = message.id.clone();
-        {
-            let mut state = self.lock();
-            if delay.is_zero() {
-                state.ready.push_back(message);
-            } else {
-                state
-                    .delayed
-                    .push((message, Instant::now() + delay.min(MAX_QUEUE_DELAY)));
-            }
-        }
+        self.lock().push(message, delay);
         self.changed.notify_waiters();
         id
     }
@@ -102,8 +163,74 @@ impl LocalQueue {
         self.lock()
             .dead
             .iter()
-            .map(|(message, reason)| (message.body.clone(), reason.clone()))
+            .map(|dead| (dead.message.body.clone(), dead.reason.clone()))
             .collect()
+    }
+
+    /// The dead-letter queue, oldest first, with ids and when each was parked.
+    pub fn parked(&self) -> Vec<Parked> {
+        self.lock()
+            .dead
+            .iter()
+            .map(|dead| Parked {
+                id: dead.message.id.clone(),
+                body: dead.message.body.clone(),
+                reason: dead.reason.clone(),
+                parked_at_ms: dead.parked_at_ms,
+                sent_at_ms: dead.message.sent_at_ms,
+            })
+            .collect()
+    }
+
+    /// Moves up to `max` parked messages (all when `None`), oldest first, back to the fan-out
+    /// queue, as SQS's redrive (`StartMessageMoveTask`) does: each is a new message with the
+    /// same body, visible at once, its receive count starting again from zero.
+    pub fn redrive(&self, max: Option<usize>) -> Redriven {
+        let moved = {
+            let mut state = self.lock();
+            let count = max.unwrap_or(usize::MAX).min(state.dead.len());
+            let moved: Vec<Dead> = state.dead.drain(..count).collect();
+            for dead in &moved {
+                state
+                    .ready
+                    .push_back(Message::new(dead.message.body.clone()));
+            }
+            Redriven {
+                moved: moved.len() as u64,
+                remaining: state.dead.len() as u64,
+            }
+        };
+        if moved.moved > 0 {
+            self.changed.notify_waiters();
+        }
+        moved
+    }
+
+    /// How long the oldest message that is ready to be received (visible, not delayed, not in
+    /// flight) has been on the queue, from when it was sent: what SQS's
+    /// `ApproximateAgeOfOldestMessage` measures, less the messages in flight. `None` when none
+    /// is ready.
+    pub fn oldest_ready_age(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let state = self.lock();
+        let ready = state.ready.iter();
+        let due = state
+            .delayed
+            .iter()
+            .filter(|(_, at)| *at <= now)
+            .map(|(message, _)| message);
+        let visible_again = state
+            .in_flight
+            .values()
+            .filter(|(_, at)| *at <= now)
+            .map(|(message, _)| message);
+        let oldest = ready
+            .chain(due)
+            .chain(visible_again)
+            .map(|message| message.sent_at_ms)
+            .min()?;
+        let now_ms = now_epoch_millis().unsigned_abs();
+        Some(Duration::from_millis(now_ms.saturating_sub(oldest)))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -142,7 +269,7 @@ impl LocalQueue {
                     "received {} times (--max-receive-count {})",
                     message.receive_count, self.settings.max_receive_count
                 );
-                state.dead.push((message, reason));
+                state.dead.push(Dead::new(message, reason));
                 continue;
             }
             message.receive_count += 1;
@@ -189,15 +316,29 @@ fn record(message: &Message, receipt: &str, first_received_ms: u64) -> SqsMessag
 
 #[async_trait]
 impl JobQueue for LocalQueue {
+    /// A new job (no hop) is refused when the queue holds `max_depth` messages; a hand-off
+    /// (a hop) never is (see [`QueueSettings::max_depth`]).
     async fn enqueue(&self, job: &Job, delay: Duration) -> Result<(), QueueError> {
-        self.send(job.to_queue_body()?, delay);
+        let message = Message::new(job.to_queue_body()?);
+        {
+            let mut state = self.lock();
+            let depth = state.depth();
+            if job.hop.is_none() && depth >= self.settings.max_depth {
+                return Err(QueueError::Full(format!(
+                    "{depth} messages held, --max-queue-depth {}",
+                    self.settings.max_depth
+                )));
+            }
+            state.push(message, delay);
+        }
+        self.changed.notify_waiters();
         Ok(())
     }
 
     async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), QueueError> {
         self.lock()
             .dead
-            .push((Message::new(body.to_owned()), reason.to_owned()));
+            .push(Dead::new(Message::new(body.to_owned()), reason.to_owned()));
         Ok(())
     }
 
@@ -265,6 +406,7 @@ mod tests {
         LocalQueue::new(QueueSettings {
             visibility_timeout: Duration::from_secs(30),
             max_receive_count,
+            max_depth: 100,
         })
     }
 
@@ -277,6 +419,50 @@ mod tests {
 
     async fn receive(queue: &LocalQueue, wait: Duration) -> Vec<SqsMessage> {
         queue.receive(10, wait).await.unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_its_depth_it_refuses_new_jobs_but_takes_hand_offs() {
+        let queue = LocalQueue::new(QueueSettings {
+            visibility_timeout: Duration::from_secs(30),
+            max_receive_count: 5,
+            max_depth: 2,
+        });
+        queue.enqueue(&job("a"), Duration::ZERO).await.unwrap();
+        queue
+            .enqueue(&job("b"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        // Delayed messages count: the queue is full.
+        let refused = queue.enqueue(&job("c"), Duration::ZERO).await.unwrap_err();
+        assert!(matches!(refused, QueueError::Full(_)), "{refused:?}");
+        let text = refused.to_string();
+        assert!(
+            text.contains("full") && text.contains("--max-queue-depth 2"),
+            "{text}"
+        );
+        assert!(refused.is_transient(), "send it again later");
+
+        // The worker's hand-off of an accepted message (it has a hop) is taken past the bound.
+        let mut hand_off = job("a");
+        hand_off.hop = Some(hand_off.child_hop("c"));
+        queue.enqueue(&hand_off, Duration::ZERO).await.unwrap();
+        assert_eq!(queue.depths().await.unwrap().ready, 2);
+
+        // In flight still counts; once deleted, new messages are taken again.
+        let got = receive(&queue, Duration::ZERO).await;
+        assert_eq!(got.len(), 2);
+        assert!(queue.enqueue(&job("d"), Duration::ZERO).await.is_err());
+        queue
+            .delete(
+                got.iter()
+                    .filter_map(|m| m.receipt_handle.clone())
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        queue.enqueue(&job("d"), Duration::ZERO).await.unwrap();
+        assert!(queue.enqueue(&job("e"), Duration::ZERO).await.is_err());
     }
 
     #[tokio::test(start_paused = true)]
@@ -388,5 +574,59 @@ mod tests {
         );
         assert!(receive(&queue, Duration::ZERO).await.is_empty());
         assert_eq!(queue.depths().await.unwrap().dead, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn redrive_moves_the_oldest_parked_messages_back_as_new_ones() {
+        let queue = queue(1);
+        queue.send_raw("first");
+        assert_eq!(receive(&queue, Duration::ZERO).await.len(), 1);
+        // Not deleted: back after the visibility timeout, then parked on the next receive.
+        assert!(receive(&queue, Duration::from_secs(31)).await.is_empty());
+        queue.dead_letter("second", "why").await.unwrap();
+        queue.dead_letter("third", "why").await.unwrap();
+        let parked = queue.parked();
+        let bodies: Vec<&str> = parked.iter().map(|p| p.body.as_str()).collect();
+        assert_eq!(bodies, ["first", "second", "third"]);
+        assert!(parked[0].reason.contains("received 1 times"), "{parked:?}");
+        assert_eq!(parked[1].reason, "why");
+        assert_ne!(parked[1].id, parked[2].id);
+
+        assert_eq!(
+            queue.redrive(Some(2)),
+            Redriven {
+                moved: 2,
+                remaining: 1
+            }
+        );
+        assert_eq!(queue.parked()[0].body, "third");
+        let back = receive(&queue, Duration::ZERO).await;
+        let bodies: Vec<&str> = back.iter().map(|m| m.body.as_deref().unwrap()).collect();
+        assert_eq!(bodies, ["first", "second"]);
+        assert_eq!(
+            back[0].attributes["ApproximateReceiveCount"], "1",
+            "the receive count starts again"
+        );
+        assert_eq!(
+            queue.redrive(None),
+            Redriven {
+                moved: 1,
+                remaining: 0
+            }
+        );
+        assert_eq!(queue.redrive(None).moved, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_oldest_ready_age_counts_only_what_can_be_received() {
+        let queue = queue(5);
+        assert_eq!(queue.oldest_ready_age(), None);
+        queue.send("later".into(), Duration::from_secs(60));
+        assert_eq!(queue.oldest_ready_age(), None, "delayed is not ready");
+        queue.send_raw("now");
+        assert!(queue.oldest_ready_age().is_some());
+        let got = receive(&queue, Duration::ZERO).await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(queue.oldest_ready_age(), None, "in flight is not ready");
     }
 }

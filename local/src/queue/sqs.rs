@@ -1,10 +1,11 @@
 //! A real SQS queue as the worker's source (moto in tests): redelivery and dead-lettering after
 //! `maxReceiveCount` are SQS's own.
 
-use super::{JobSource, QueueDepths};
+use super::source::{JobSource, QueueDepths};
 use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsMessage;
 use fanout::adapters::aws::describe;
+use fanout::adapters::sqs::{QueueCounts, queue_counts};
 use fanout::ports::QueueError;
 use std::time::Duration;
 
@@ -24,34 +25,10 @@ impl SqsSource {
         }
     }
 
-    /// Visible, not visible (in flight) and delayed messages.
-    async fn count(&self, url: &str) -> Result<(u64, u64, u64), QueueError> {
-        use aws_sdk_sqs::types::QueueAttributeName::{
-            ApproximateNumberOfMessages, ApproximateNumberOfMessagesDelayed,
-            ApproximateNumberOfMessagesNotVisible,
-        };
-        let output = self
-            .client
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(ApproximateNumberOfMessages)
-            .attribute_names(ApproximateNumberOfMessagesNotVisible)
-            .attribute_names(ApproximateNumberOfMessagesDelayed)
-            .send()
+    async fn count(&self, url: &str) -> Result<QueueCounts, QueueError> {
+        queue_counts(&self.client, url)
             .await
-            .map_err(|e| QueueError::Unavailable(describe(&e)))?;
-        let attributes = output.attributes.unwrap_or_default();
-        let read = |name| {
-            attributes
-                .get(&name)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        Ok((
-            read(ApproximateNumberOfMessages),
-            read(ApproximateNumberOfMessagesNotVisible),
-            read(ApproximateNumberOfMessagesDelayed),
-        ))
+            .map_err(|e| QueueError::Unavailable(describe(&e)))
     }
 }
 
@@ -119,15 +96,15 @@ impl JobSource for SqsSource {
     }
 
     async fn depths(&self) -> Result<QueueDepths, QueueError> {
-        let (ready, in_flight, delayed) = self.count(&self.queue_url).await?;
+        let queue = self.count(&self.queue_url).await?;
         let dead = match &self.dlq_url {
-            Some(url) => self.count(url).await?.0,
+            Some(url) => self.count(url).await?.visible,
             None => 0,
         };
         Ok(QueueDepths {
-            ready,
-            in_flight,
-            delayed,
+            ready: queue.visible,
+            in_flight: queue.not_visible,
+            delayed: queue.delayed,
             dead,
         })
     }
@@ -139,18 +116,7 @@ mod tests {
     use fanout::adapters::sqs::SqsQueue;
     use fanout::domain::Job;
     use fanout::ports::JobQueue;
-    use fanout_test_support::moto::{moto_sdk_config, unique};
-
-    async fn create(client: &aws_sdk_sqs::Client, name: &str) -> String {
-        client
-            .create_queue()
-            .queue_name(name)
-            .send()
-            .await
-            .expect("create a queue in moto")
-            .queue_url
-            .unwrap()
-    }
+    use fanout_test_support::moto::{create_queue, moto_sdk_config, unique};
 
     /// What the worker handler reads from each record is there, and the engine's calls on the
     /// producer side (retry_later, dead_letter) act on the queues this source reads.
@@ -158,8 +124,8 @@ mod tests {
     async fn records_carry_receipt_handles_and_receive_counts() {
         let sdk = moto_sdk_config().await;
         let client = aws_sdk_sqs::Client::new(&sdk);
-        let queue_url = create(&client, &unique("source")).await;
-        let dlq_url = create(&client, &unique("source-dlq")).await;
+        let queue_url = create_queue(&client, &unique("source")).await;
+        let dlq_url = create_queue(&client, &unique("source-dlq")).await;
         let producer = SqsQueue::from_client(client.clone(), queue_url.clone())
             .with_dead_letter_queue(dlq_url.clone());
         let source = SqsSource::new(client, queue_url, Some(dlq_url));

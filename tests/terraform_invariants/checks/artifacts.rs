@@ -1,116 +1,138 @@
 //! Each Lambda deploys a zip `cargo lambda build` produces, and every binary is deployed. Also
-//! home to what other checks ask of a function: its instances and the binary each deploys.
+//! home to what other checks ask of a function: its instances, as Terraform renders them, and
+//! the binary each deploys.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hcl::Expression;
-use hcl::template::Element;
+use serde_json::Value;
 
-use crate::eval::{Instance, instances};
-use crate::expr::{first_attr, template_of, traversal};
 use crate::fixtures::{assert_clean, assert_reports, with_queue};
-use crate::model::{Labelled, Module, attr, literal_str, show};
+use crate::model::{Labelled, Module, attr};
+use crate::render::{RenderOptions, instance_values, render_module};
 
-/// Every instance of every `aws_lambda_function` (one per for_each key, or a single unnamed
-/// one). A function whose for_each cannot be expanded is reported in `violations`.
+/// `${path.module}/../target/lambda/`, as Terraform renders it in a root module (where
+/// `path.module` is ".").
+const ZIP_DIR: &str = "./../target/lambda/";
+
+/// One instance of an `aws_lambda_function` (one per for_each key or count index, or the only
+/// one), as Terraform renders it.
+pub struct FunctionInstance<'m> {
+    pub function: Labelled<'m>,
+    /// `aws_lambda_function.this["worker"]`
+    pub address: String,
+    pub filename: String,
+    /// The other attributes asked for, those the block sets.
+    pub attrs: BTreeMap<&'static str, Value>,
+}
+
+impl FunctionInstance<'_> {
+    /// The instance and its file, for messages.
+    pub fn at(&self) -> String {
+        format!("{} ({})", self.address, self.function.file)
+    }
+}
+
+/// Every instance of every `aws_lambda_function` that sets a `filename`, with that filename and
+/// the `attrs` its block sets (an argument, or a nested block: a list of objects), all rendered
+/// by Terraform. Or why the functions do not render.
 pub fn function_instances<'m>(
     module: &'m Module,
-    violations: &mut Vec<String>,
-) -> Vec<(Labelled<'m>, Option<Instance>)> {
-    let mut all = Vec::new();
-    for function in module
+    attrs: &[&'static str],
+) -> Result<Vec<FunctionInstance<'m>>, String> {
+    let functions: Vec<Labelled<'m>> = module
         .resources()
         .into_iter()
-        .filter(|r| r.kind == "aws_lambda_function")
-    {
-        match instances(module, function.block) {
-            Ok(found) => {
-                for instance in found {
-                    all.push((function, instance));
-                }
-            }
-            Err(e) => violations.push(format!("{}: {e}", function.address())),
+        .filter(|r| r.kind == "aws_lambda_function" && r.sets("filename"))
+        .collect();
+    if functions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let specs = functions
+        .iter()
+        .flat_map(|f| {
+            ["filename"]
+                .iter()
+                .chain(attrs)
+                .filter(|a| f.sets(a))
+                .map(|a| f.spec(a))
+        })
+        .collect();
+    let rendered = render_module(module, &RenderOptions::attributes("dev", specs))
+        .map_err(|e| format!("the functions do not render: {e}"))?;
+    let mut instances = Vec::new();
+    for function in functions {
+        for (address, filename) in instance_values(&rendered, &function.spec("filename")) {
+            let attrs = attrs
+                .iter()
+                .filter_map(|a| {
+                    let value = instance_values(&rendered, &function.spec(a)).get(address)?;
+                    Some((*a, value.clone()))
+                })
+                .collect();
+            instances.push(FunctionInstance {
+                function,
+                address: address.clone(),
+                filename: filename.as_str().unwrap_or_default().to_owned(),
+                attrs,
+            });
         }
     }
-    all
+    Ok(instances)
 }
 
-/// Render `"${path.module}/../target/lambda/${each.key}/bootstrap.zip"` for one instance.
-fn render_path(expr: &Expression, instance: Option<&Instance>) -> Result<String, String> {
-    match expr {
-        Expression::String(s) => Ok(s.clone()),
-        Expression::TemplateExpr(t) => {
-            let template = template_of(t)?;
-            let mut out = String::new();
-            for element in template.elements() {
-                match element {
-                    Element::Literal(s) => out.push_str(s),
-                    Element::Interpolation(i) => match traversal(&i.expr) {
-                        Some((root, segs))
-                            if root == "path" && first_attr(&segs) == Some("module") =>
-                        {
-                            out.push_str("${path.module}")
-                        }
-                        Some((root, segs))
-                            if root == "each" && first_attr(&segs) == Some("key") =>
-                        {
-                            let instance =
-                                instance.ok_or("each.key outside a for_each resource")?;
-                            out.push_str(&instance.key)
-                        }
-                        _ => {
-                            return Err(format!(
-                                "cannot resolve ${{{}}} statically",
-                                show(&i.expr)
-                            ));
-                        }
-                    },
-                    Element::Directive(_) => {
-                        return Err("template directives are not supported".into());
-                    }
-                }
-            }
-            Ok(out)
-        }
-        other => Err(format!("not a path template: {}", show(other))),
-    }
-}
-
-/// The binary a function instance deploys, from its `filename`.
-pub fn function_binary(
-    function: &Labelled<'_>,
-    instance: Option<&Instance>,
-) -> Result<String, String> {
-    let body = function.block.body();
-    let filename =
-        attr(body, "filename").ok_or("no filename (the zip must be a local artifact)")?;
-    let path = render_path(filename, instance)?;
-    path.strip_prefix("${path.module}/../target/lambda/")
+/// The binary a function instance deploys, from its rendered `filename`.
+pub fn function_binary(instance: &FunctionInstance<'_>) -> Result<String, String> {
+    let path = &instance.filename;
+    path.strip_prefix(ZIP_DIR)
         .and_then(|rest| rest.strip_suffix("/bootstrap.zip"))
         .filter(|bin| !bin.is_empty() && !bin.contains('/'))
         .map(str::to_owned)
         .ok_or_else(|| {
-            format!("filename renders to \"{path}\", not \"${{path.module}}/../target/lambda/<bin>/bootstrap.zip\"")
+            format!("filename renders to \"{path}\", not \"${{path.module}}/../target/lambda/<bin>/bootstrap.zip\" (\"{ZIP_DIR}<bin>/bootstrap.zip\")")
         })
+}
+
+/// `source_code_hash = filebase64sha256(<the filename's own expression>)`: read, not
+/// evaluated (the zips need not exist to check the configuration).
+fn hashes_its_filename(function: &Labelled<'_>) -> bool {
+    let body = function.block.body();
+    match (attr(body, "source_code_hash"), attr(body, "filename")) {
+        (Some(Expression::FuncCall(call)), Some(filename)) => {
+            call.name.name.as_str() == "filebase64sha256"
+                && call.args.len() == 1
+                && &call.args[0] == filename
+        }
+        _ => false,
+    }
 }
 
 /// Every function deploys `target/lambda/<bin>/bootstrap.zip` for a `[[bin]]` of
 /// functions/Cargo.toml, with a matching source_code_hash and the custom runtime; every binary
 /// is deployed.
 pub fn check_function_artifacts(module: &Module, bins: &BTreeSet<String>) -> Vec<String> {
-    let mut violations = Vec::new();
+    let mut violations: Vec<String> = module
+        .resources()
+        .into_iter()
+        .filter(|r| r.kind == "aws_lambda_function" && !r.sets("filename"))
+        .map(|r| {
+            format!(
+                "{}: no filename (the zip must be a local artifact)",
+                r.address()
+            )
+        })
+        .collect();
+    let instances = match function_instances(module, &["runtime", "handler"]) {
+        Ok(instances) => instances,
+        Err(e) => {
+            violations.push(e);
+            return violations;
+        }
+    };
     let mut deployed = BTreeSet::new();
-    for (function, instance) in function_instances(module, &mut violations) {
-        let body = function.block.body();
-        let at = format!(
-            "{}{}",
-            function.address(),
-            instance
-                .as_ref()
-                .map(|i| format!(" instance [\"{}\"]", i.key))
-                .unwrap_or_default()
-        );
-        let bin = match function_binary(&function, instance.as_ref()) {
+    for instance in &instances {
+        let at = instance.at();
+        let bin = match function_binary(instance) {
             Ok(bin) => bin,
             Err(e) => {
                 violations.push(format!("{at}: {e}"));
@@ -124,28 +146,18 @@ pub fn check_function_artifacts(module: &Module, bins: &BTreeSet<String>) -> Vec
         }
         deployed.insert(bin.clone());
 
-        let hash_ok = match attr(body, "source_code_hash") {
-            Some(Expression::FuncCall(call)) if call.name.name.as_str() == "filebase64sha256" => {
-                call.args
-                    .first()
-                    .and_then(|arg| render_path(arg, instance.as_ref()).ok())
-                    .is_some_and(|p| {
-                        p == format!("${{path.module}}/../target/lambda/{bin}/bootstrap.zip")
-                    })
-            }
-            _ => false,
-        };
-        if !hash_ok {
+        if !hashes_its_filename(&instance.function) {
             violations.push(format!(
-                "{at}: source_code_hash must be filebase64sha256() of the same zip, or a rebuilt binary is not redeployed"
+                "{at}: source_code_hash must be filebase64sha256() of the same zip (the filename's own expression), or a rebuilt binary is not redeployed"
             ));
         }
-        if attr(body, "runtime").and_then(literal_str) != Some("provided.al2023") {
+        let rendered = |name: &str| instance.attrs.get(name).and_then(Value::as_str);
+        if rendered("runtime") != Some("provided.al2023") {
             violations.push(format!(
                 "{at}: runtime must be \"provided.al2023\" (a Rust bootstrap binary)"
             ));
         }
-        if attr(body, "handler").and_then(literal_str) != Some("bootstrap") {
+        if rendered("handler") != Some("bootstrap") {
             violations.push(format!("{at}: handler must be \"bootstrap\""));
         }
     }

@@ -1,44 +1,61 @@
 //! Each function gets the environment its binary reads. The list is the library's own,
 //! `fanout::config::Function::env_vars` (found by reading the settings as the binary does at
-//! start-up), so this check cannot drift from the code.
+//! start-up), so this check cannot drift from the code. The variables a function sets are
+//! those Terraform renders (locals, `each.value` and `merge()` evaluated by Terraform).
 
 use std::collections::BTreeSet;
 
 use fanout::config::{Function, RESERVED_VARS};
+use serde_json::Value;
 
-use crate::checks::artifacts::{function_binary, function_instances};
-use crate::eval::object_keys;
+use crate::checks::artifacts::{FunctionInstance, function_binary, function_instances};
 use crate::fixtures::{WORKER_SNIPPET, assert_clean, assert_reports, with_queue};
-use crate::model::{Module, attr, nested};
+use crate::model::Module;
+
+/// The names of the variables a rendered function instance sets: the keys of its `environment`
+/// block's `variables` (Terraform renders a nested block as a list of objects).
+fn environment_keys(instance: &FunctionInstance<'_>) -> Result<BTreeSet<String>, String> {
+    let variables = match instance.attrs.get("environment") {
+        None => return Ok(BTreeSet::new()),
+        Some(Value::Array(blocks)) => blocks.first().map(|b| &b["variables"]),
+        Some(other) => return Err(format!("environment renders to {other}, not a block")),
+    };
+    match variables {
+        None | Some(Value::Null) => Ok(BTreeSet::new()),
+        Some(Value::Object(variables)) => Ok(variables.keys().cloned().collect()),
+        Some(other) => Err(format!(
+            "environment.variables renders to {other}, not a map"
+        )),
+    }
+}
 
 /// For each instance of an `aws_lambda_function` that deploys the binary of one of
 /// `functions`: every variable the binary requires is set; every variable set is one the binary
 /// reads (a typo or a stale variable is reported); no variable Lambda reserves is set. And each
 /// of `functions` is deployed. Instances of other binaries are the artifact check's to report.
+/// The instances, their binaries and their variables are as Terraform renders them.
 pub fn check_environment(module: &Module, functions: &[Function]) -> Vec<String> {
     let mut violations = Vec::new();
     let mut deployed = BTreeSet::new();
-    for (function, instance) in function_instances(module, &mut violations) {
-        let Ok(bin) = function_binary(&function, instance.as_ref()) else {
+    let instances = function_instances(module, &["environment"]).unwrap_or_else(|e| {
+        violations.push(e);
+        Vec::new()
+    });
+    for instance in &instances {
+        let Ok(bin) = function_binary(instance) else {
             continue;
         };
         let Some(code) = functions.iter().find(|f| f.binary() == bin) else {
             continue;
         };
         deployed.insert(code.binary());
-        let at = format!("{} ({bin})", function.address());
-        let variables = nested(function.block.body(), "environment")
-            .next()
-            .and_then(|env| attr(env.body(), "variables"));
-        let set = match variables {
-            None => BTreeSet::new(),
-            Some(v) => match object_keys(module, v, instance.as_ref()) {
-                Ok(keys) => keys,
-                Err(e) => {
-                    violations.push(format!("{at}: {e}"));
-                    continue;
-                }
-            },
+        let at = format!("{} ({bin})", instance.at());
+        let set = match environment_keys(instance) {
+            Ok(keys) => keys,
+            Err(e) => {
+                violations.push(format!("{at}: {e}"));
+                continue;
+            }
         };
         let reads = code.env_vars();
         let missing: Vec<&str> = reads

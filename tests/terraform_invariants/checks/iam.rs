@@ -1,5 +1,6 @@
 //! Least privilege: no wildcard actions, `*` resources only for the actions that have no
-//! resource-level permissions, no NotAction/NotResource, no `*` principal.
+//! resource-level permissions, no NotAction/NotResource, no `*` principal in what a statement
+//! allows (a Deny to `*` with a condition, as the fan-out queue's policy has, narrows access).
 
 use hcl::{Expression, ObjectKey};
 
@@ -21,6 +22,7 @@ fn check_statement(
     actions: Result<Vec<String>, String>,
     resources: Option<Result<Vec<String>, String>>,
     principals: Vec<String>,
+    deny: bool,
     violations: &mut Vec<String>,
 ) {
     for negation in negations {
@@ -64,7 +66,7 @@ fn check_statement(
         }
     }
     for principal in principals {
-        if principal == "*" {
+        if principal == "*" && !deny {
             violations.push(format!(
                 "{at}: principal \"*\" opens the policy to everyone"
             ));
@@ -182,6 +184,7 @@ pub fn check_iam(module: &Module) -> Vec<String> {
                 string_list(attr(body, "actions"), "actions"),
                 resources,
                 principals,
+                attr(body, "effect").and_then(literal_str) == Some("Deny"),
                 &mut violations,
             );
         }
@@ -214,6 +217,7 @@ pub fn check_iam(module: &Module) -> Vec<String> {
                     string_list(get("Action"), "actions"),
                     resources,
                     principals,
+                    get("Effect").and_then(literal_str) == Some("Deny"),
                     &mut violations,
                 );
             }
@@ -243,6 +247,16 @@ data "aws_iam_policy_document" "ok" {
     actions   = ["dynamodb:GetItem"]
     resources = [aws_dynamodb_table.t.arn, "${aws_dynamodb_table.t.arn}/index/*"]
   }
+  statement {
+    sid       = "DenyOthers"
+    effect    = "Deny"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.q.arn]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+  }
 }
 "#,
     );
@@ -261,6 +275,15 @@ data "aws_iam_policy_document" "bad" {
     sid       = "AnyTable"
     actions   = ["dynamodb:GetItem", "xray:PutTraceSegments"]
     resources = ["*"]
+  }
+  statement {
+    sid       = "Everyone"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.q.arn]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
   }
   statement {
     sid         = "Not"
@@ -284,6 +307,7 @@ resource "aws_iam_role_policy" "inline" {
         &[
             "statement Star: wildcard action \"dynamodb:*\"",
             "statement AnyTable: resource \"*\" for [\"dynamodb:GetItem\"]",
+            "statement Everyone: principal \"*\" opens the policy to everyone",
             "statement Not: not_actions",
             "resource \"arn:aws:dynamodb:eu-west-1:123456789012:*\"",
             "policy statement #0: wildcard action \"*\"",

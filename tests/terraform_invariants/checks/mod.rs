@@ -3,9 +3,12 @@
 //! tests that run its checker over inline HCL breaking the rule, so none can pass vacuously.
 
 pub mod artifacts;
+pub mod auth;
 pub mod dashboard;
 pub mod declarations;
 pub mod environment;
 pub mod iam;
 pub mod naming;
+pub mod queue_policy;
+pub mod runbooks;
 pub mod visibility;

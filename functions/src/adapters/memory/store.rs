@@ -1,6 +1,6 @@
 use crate::domain::job::stable_hash;
-use crate::domain::{Connection, RoomName, Segment};
-use crate::ports::{ConnectionStore, Page, StoreError};
+use crate::domain::{Allowance, Connection, RoomName, Segment};
+use crate::ports::{Allowances, ConnectionStore, Page, StoreError};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -89,6 +89,25 @@ fn after(cursor: Option<&str>) -> (Bound<String>, Bound<String>) {
     match cursor {
         Some(cursor) => (Bound::Excluded(cursor.to_owned()), Bound::Unbounded),
         None => (Bound::Unbounded, Bound::Unbounded),
+    }
+}
+
+#[async_trait]
+impl Allowances for MemoryStore {
+    async fn swap_allowance(
+        &self,
+        connection_id: &str,
+        expected: Option<Allowance>,
+        new: Allowance,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.write();
+        match tables.by_id.get_mut(connection_id) {
+            Some(connection) if connection.allowance == expected => {
+                connection.allowance = Some(new);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 

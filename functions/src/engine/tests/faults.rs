@@ -38,7 +38,7 @@ async fn sustained_429s_end_the_run_before_its_deadline_with_the_hand_off_writte
     );
     assert!(report.failed_message_ids.is_empty());
     let handed_off = f.queue.drain_with_delays();
-    let mut covered = BTreeSet::new();
+    let mut covered_all = BTreeSet::new();
     for (job, delay) in &handed_off {
         assert_eq!(job.attempt, 0, "429s do not count as attempts");
         match &job.target {
@@ -48,17 +48,9 @@ async fn sustained_429s_end_the_run_before_its_deadline_with_the_hand_off_writte
             }
             _ => assert_eq!(*delay, Duration::ZERO),
         }
-        match &job.target {
-            Target::Connections { ids, .. } => covered.extend(ids.iter().cloned()),
-            Target::Room(_) => {
-                // The rest of the room, after the last id taken.
-                let cursor = job.cursor.clone().unwrap_or_default();
-                covered.extend(members.iter().filter(|id| **id > cursor).cloned());
-            }
-            Target::All => panic!("{job:?}"),
-        }
+        covered_all.extend(covered(job, &members));
     }
-    assert_eq!(covered, members, "every member is in the hand-off");
+    assert_eq!(covered_all, members, "every member is in the hand-off");
 }
 
 #[tokio::test(start_paused = true)]
@@ -78,30 +70,46 @@ async fn a_30_second_brownout_of_5xx_delivers_everyone_once_it_ends() {
     assert_eq!(sqs.overran, 0);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_fault_longer_than_the_budget_parks_the_ids_in_the_dead_letter_queue() {
-    let budget = Duration::from_secs(300);
+/// A post fault that never ends, under a 300 s retry budget: run until the queue is empty;
+/// the room's members, the stats and how long it took.
+async fn past_the_budget(fault: PostError) -> (Fixture, BTreeSet<String>, FanoutStats, Duration) {
     let (f, faults) = faulty(
         50,
         EngineConfig {
-            retry_budget: budget,
+            retry_budget: BUDGET,
             ..config(16)
         },
     );
     let members = f.join(ROOM, 120).await;
     let forever = Instant::now() + Duration::from_secs(24 * 3600);
-    faults.set(|s| s.posts = vec![(Instant::now(), forever, Some(PostError::Server(503)))]);
+    faults.set(|s| s.posts = vec![(Instant::now(), forever, Some(fault))]);
     let mut sqs = Sqs::new(Duration::from_secs(20));
     sqs.send(room_job("m1"), Duration::ZERO);
     let start = Instant::now();
-
     let stats = sqs.run(&f, |_| None).await;
+    (f, members, stats, start.elapsed())
+}
 
-    assert!(
-        start.elapsed() >= budget,
-        "gave up after {:?}",
-        start.elapsed()
-    );
+/// The retry budget of [`past_the_budget`].
+const BUDGET: Duration = Duration::from_secs(300);
+
+/// The members a handed-back or parked job covers: its ids, or the room after its cursor.
+fn covered(job: &Job, members: &BTreeSet<String>) -> BTreeSet<String> {
+    match &job.target {
+        Target::Connections { ids, .. } => ids.iter().cloned().collect(),
+        Target::Room(_) => {
+            let cursor = job.cursor.clone().unwrap_or_default();
+            members.iter().filter(|id| **id > cursor).cloned().collect()
+        }
+        Target::All => panic!("{job:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fault_longer_than_the_budget_parks_the_ids_in_the_dead_letter_queue() {
+    let (f, members, stats, took) = past_the_budget(PostError::Server(503)).await;
+
+    assert!(took >= BUDGET, "gave up after {took:?}");
     assert_eq!(
         stats.abandoned, 120,
         "every member counted, none dropped silently"
@@ -109,10 +117,13 @@ async fn a_fault_longer_than_the_budget_parks_the_ids_in_the_dead_letter_queue()
     let mut parked = BTreeSet::new();
     for dead in f.queue.dead_letters() {
         assert!(dead.reason.contains("retry budget"), "{}", dead.reason);
-        let Target::Connections { ids, .. } = Job::parse(&dead.body).unwrap().target else {
-            panic!("{}", dead.body)
-        };
-        parked.extend(ids);
+        let job = Job::parse(&dead.body).unwrap();
+        assert!(
+            matches!(job.target, Target::Connections { .. }),
+            "{}",
+            dead.body
+        );
+        parked.extend(covered(&job, &members));
     }
     assert_eq!(parked, members);
 }
@@ -169,6 +180,10 @@ async fn a_hand_off_that_fails_after_delivery_is_redone_not_re_sent_to_everyone(
         report.failed_message_ids,
         vec!["sqs-0"],
         "SQS redelivers it"
+    );
+    assert_eq!(
+        report.stats.handoffs_failed, 1,
+        "counted for the lost hand-off alarm"
     );
     let first = f.received_ids();
     assert!(!first.is_empty() && first.len() < 100);
@@ -319,6 +334,7 @@ async fn a_gone_connection_is_deleted_only_past_the_grace_period() {
                 connected_at,
                 expires_at: 0,
                 principal: None,
+                allowance: None,
             })
             .await
             .unwrap();
@@ -391,4 +407,66 @@ async fn an_all_job_with_a_cursor_is_never_split_again() {
         "the ids after the cursor, in one Scan"
     );
     assert!(f.queue.is_empty());
+}
+
+fn forbidden() -> Option<PostError> {
+    Some(PostError::Forbidden("User is not authorized".into()))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_403_stops_the_job_at_once_and_everyone_gets_it_once_the_permission_is_fixed() {
+    let (f, faults) = faulty(100, config(16));
+    let members = f.join(ROOM, 500).await;
+    // A deploy whose role cannot post, fixed two minutes later.
+    let until = Instant::now() + Duration::from_secs(120);
+    faults.set(|s| s.posts = vec![(Instant::now(), until, forbidden())]);
+    let mut sqs = Sqs::new(Duration::from_secs(20));
+
+    let first = f.run(&[room_job("m1")]).await;
+    assert!(
+        first.failed_message_ids.is_empty(),
+        "the rest is handed back, not redelivered whole"
+    );
+    assert!(
+        first.stats.forbidden >= 1 && first.stats.forbidden <= 16,
+        "the first 403 stops the job; at most the posts in flight see one: {:?}",
+        first.stats
+    );
+    assert_eq!(first.stats.failed, 0, "a 403 is not a per-member failure");
+    let handed_back = f.queue.drain_with_delays();
+    assert!(!handed_back.is_empty());
+    for (job, delay) in &handed_back {
+        assert!(
+            *delay >= Duration::from_millis(500),
+            "a 403 is retried after a delay, not at once: {job:?} after {delay:?}"
+        );
+    }
+    for (job, delay) in handed_back {
+        sqs.send(job.to_json(), delay);
+    }
+
+    let stats = sqs.run(&f, |_| None).await;
+
+    assert_eq!(tally(&f, &members), (0, 0), "everyone once");
+    assert_eq!((stats.abandoned, stats.dead_lettered), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_403_that_lasts_past_the_budget_parks_the_room_with_the_reason() {
+    let (f, members, stats, _) =
+        past_the_budget(PostError::Forbidden("User is not authorized".into())).await;
+
+    assert!(stats.forbidden > 0);
+    assert_eq!(stats.failed, 0);
+    assert!(!f.queue.dead_letters().is_empty());
+    let mut parked = BTreeSet::new();
+    for dead in f.queue.dead_letters() {
+        assert!(
+            dead.reason.contains("retry budget") && dead.reason.contains("403"),
+            "{}",
+            dead.reason
+        );
+        parked.extend(covered(&Job::parse(&dead.body).unwrap(), &members));
+    }
+    assert_eq!(parked, members, "every member is parked, none lost");
 }

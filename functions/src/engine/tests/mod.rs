@@ -12,14 +12,16 @@ use crate::adapters::memory::{
 };
 use crate::domain::frame::MAX_FRAME_BYTES;
 use crate::domain::job::MAX_JOB_BYTES;
-use crate::domain::{Connection, RoomName, Segment, Target};
+use crate::domain::{Connection, Job, RoomName, Segment, Target};
 use crate::ports::{ConnectionGateway, ConnectionStore, Page, PostError};
 use async_trait::async_trait;
 use bytes::Bytes;
 use handoff::chunk_for_queue;
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 const ENDPOINT: &str = "https://example.execute-api.eu-west-1.amazonaws.com/test";
 const LATENCY: Duration = Duration::from_millis(10);
@@ -74,6 +76,7 @@ impl Fixture {
                     connected_at: 0,
                     expires_at: 0,
                     principal: None,
+                    allowance: None,
                 })
                 .await
                 .unwrap();
@@ -561,7 +564,7 @@ async fn a_store_that_fails_first_hands_the_job_back_later_as_a_new_attempt() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_job_without_an_endpoint_is_dead_lettered() {
+async fn a_worker_without_an_endpoint_posts_nowhere_not_even_where_a_job_says() {
     let f = fixture(
         10,
         EngineConfig {
@@ -578,13 +581,39 @@ async fn a_job_without_an_endpoint_is_dead_lettered() {
         .await;
 
     assert!(report.failed_message_ids.is_empty());
-    assert_eq!(report.stats.dead_lettered, 1);
+    assert_eq!(report.stats.dead_lettered, 2);
+    for dead in f.queue.dead_letters() {
+        assert!(
+            dead.reason.contains("MANAGEMENT_ENDPOINT"),
+            "{}",
+            dead.reason
+        );
+    }
+    assert_eq!(report.stats.delivered, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_naming_another_endpoint_is_dead_lettered_and_posts_nothing() {
+    let f = fixture(10, config(4));
+    let members = f.join("room-a", 3).await;
+    let mut elsewhere = Job::parse(&job("m1", json!({"room":"room-a"}))).unwrap();
+    elsewhere.endpoint = Some("https://attacker.example/prod".into());
+    let mut own = Job::parse(&job("m2", json!({"room":"room-a"}))).unwrap();
+    own.endpoint = Some(format!("{ENDPOINT}/"));
+
+    let report = f.run(&[elsewhere.to_json(), own.to_json()]).await;
+
+    assert!(report.failed_message_ids.is_empty());
+    let dead = f.queue.dead_letters();
+    assert_eq!(dead.len(), 1);
     assert!(
-        f.queue.dead_letters()[0]
-            .reason
-            .contains("MANAGEMENT_ENDPOINT")
+        dead[0].reason.contains("attacker.example") && dead[0].reason.contains("not this worker's"),
+        "{}",
+        dead[0].reason
     );
-    assert_eq!(report.stats.delivered, 3);
+    assert_eq!(Job::parse(&dead[0].body).unwrap().id, "m1");
+    // Only m2, to its own endpoint (a trailing slash is the same endpoint).
+    assert_exactly_once(&f, &members);
 }
 
 #[test]

@@ -1,0 +1,358 @@
+//! Each component's settings read from the environment: the components own their settings
+//! structs; this module only reads them.
+
+use super::source::{ConfigError, Source, endpoint, millis, number, required, seconds};
+use crate::adapters::dynamodb::TableConfig;
+use crate::adapters::progress_table::ProgressTableConfig;
+use crate::auth::VerifierConfig;
+use crate::domain::{DeliveryMode, RateLimit};
+use crate::engine::EngineConfig;
+use crate::handlers::connect::ConnectConfig;
+use crate::handlers::sendmessage::SendConfig;
+use crate::metrics::EmfConfig;
+use std::time::Duration;
+
+impl TableConfig {
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: required(
+                env,
+                "CONNECTIONS_TABLE",
+                "the DynamoDB connections table name",
+            )?,
+            room_index: env
+                .var("ROOM_INDEX_NAME")
+                .unwrap_or_else(|| TableConfig::DEFAULT_ROOM_INDEX.into()),
+            page_limit: match env.var("PAGE_LIMIT") {
+                Some(_) => Some(number(env, "PAGE_LIMIT", 0, 1..=1_000_000)?),
+                None => None,
+            },
+        })
+    }
+}
+
+impl ConnectConfig {
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        let ttl = number(
+            env,
+            "CONNECTION_TTL_SECONDS",
+            Self::DEFAULT_TTL_SECONDS,
+            60..=31_536_000,
+        )?;
+        Ok(Self {
+            ttl: Duration::from_secs(ttl),
+        })
+    }
+}
+
+impl SendConfig {
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            max_data_bytes: number(
+                env,
+                "MAX_DATA_BYTES",
+                Self::DEFAULT_MAX_DATA_BYTES,
+                1..=Self::LIMIT_MAX_DATA_BYTES,
+            )?,
+            rate_limit: {
+                let defaults = Self::DEFAULT_RATE_LIMIT;
+                let per_second = number(
+                    env,
+                    "RATE_LIMIT_PER_SECOND",
+                    defaults.per_second,
+                    0..=100_000,
+                )?;
+                let burst = number(env, "RATE_LIMIT_BURST", defaults.burst, 1..=100_000)?;
+                // 0 turns the limit off: no write per message.
+                (per_second > 0).then_some(RateLimit { per_second, burst })
+            },
+        })
+    }
+}
+
+impl VerifierConfig {
+    /// `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_LEEWAY_SECONDS`.
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        let issuer = required(
+            env,
+            "JWT_ISSUER",
+            "the issuer tokens must name in iss, e.g. https://cognito-idp.{region}.amazonaws.com/{user-pool-id}",
+        )?;
+        let audience = required(
+            env,
+            "JWT_AUDIENCE",
+            "the audience tokens must name in aud (for Cognito ID tokens, the app client id)",
+        )?;
+        let leeway = seconds(
+            env,
+            "JWT_LEEWAY_SECONDS",
+            Self::DEFAULT_LEEWAY_SECONDS,
+            0..=300,
+        )?;
+        Ok(Self {
+            leeway,
+            ..Self::new(issuer, audience)
+        })
+    }
+}
+
+/// `JWKS_URL`, if set: the issuer's key set, over https (keys fetched in the clear could be
+/// swapped on the way).
+pub(super) fn jwks_url(env: &impl Source) -> Result<Option<String>, ConfigError> {
+    let Some(url) = env.var("JWKS_URL") else {
+        return Ok(None);
+    };
+    let host = url.strip_prefix("https://").unwrap_or_default();
+    if host.is_empty() || host.starts_with('/') || url.chars().any(char::is_whitespace) {
+        return Err(ConfigError::Invalid {
+            var: "JWKS_URL",
+            value: url,
+            reason: "expected an https URL such as https://cognito-idp.eu-west-1.amazonaws.com/{user-pool-id}/.well-known/jwks.json".into(),
+        });
+    }
+    Ok(Some(url))
+}
+
+/// `JWT_SECRET_ARN`, if set: the Secrets Manager secret holding the HS256 key.
+pub(super) fn jwt_secret_arn(env: &impl Source) -> Result<Option<String>, ConfigError> {
+    let Some(arn) = env.var("JWT_SECRET_ARN") else {
+        return Ok(None);
+    };
+    let fields: Vec<&str> = arn.splitn(7, ':').collect();
+    if fields.len() != 7
+        || fields[0] != "arn"
+        || fields[2] != "secretsmanager"
+        || fields[5] != "secret"
+    {
+        return Err(ConfigError::Invalid {
+            var: "JWT_SECRET_ARN",
+            value: arn,
+            reason: "expected a Secrets Manager secret ARN, arn:aws:secretsmanager:{region}:{account}:secret:{name}".into(),
+        });
+    }
+    Ok(Some(arn))
+}
+
+impl EmfConfig {
+    pub fn from_env(env: &impl Source) -> Self {
+        Self {
+            namespace: env
+                .var("METRICS_NAMESPACE")
+                .unwrap_or_else(|| EmfConfig::DEFAULT_NAMESPACE.into()),
+            workspace: env.var("WORKSPACE").unwrap_or_else(|| "default".into()),
+            function: env
+                .var("AWS_LAMBDA_FUNCTION_NAME")
+                .unwrap_or_else(|| "worker".into()),
+        }
+    }
+}
+
+impl ProgressTableConfig {
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: required(
+                env,
+                "PROGRESS_TABLE",
+                "the DynamoDB table of job progress records",
+            )?,
+            ttl: seconds(
+                env,
+                "PROGRESS_TTL_SECONDS",
+                Self::DEFAULT_TTL_SECONDS,
+                3_600..=2_592_000,
+            )?,
+        })
+    }
+}
+
+/// The SQS dead-letter queue the worker parks what it gives up on: `DEAD_LETTER_QUEUE_URL`.
+pub fn dead_letter_queue_url(env: &impl Source) -> Result<String, ConfigError> {
+    required(
+        env,
+        "DEAD_LETTER_QUEUE_URL",
+        "the URL of the SQS dead-letter queue",
+    )
+}
+
+/// The SQS fan-out queue: `FANOUT_QUEUE_URL`.
+pub fn queue_url(env: &impl Source) -> Result<String, ConfigError> {
+    required(env, "FANOUT_QUEUE_URL", "the URL of the SQS fan-out queue")
+}
+
+impl EngineConfig {
+    /// `FANOUT_CONCURRENCY`, `POST_TIMEOUT_MS`, `MAX_POST_ATTEMPTS`, `BACKOFF_BASE_MS`,
+    /// `BACKOFF_CAP_MS`, `DEADLINE_MARGIN_MS`, `HANDOFF_RESERVE_MS`, `DELIVERY_MODE`,
+    /// `MANAGEMENT_ENDPOINT`, `SCAN_SEGMENTS`, `RETRY_BUDGET_SECONDS`, `RETRY_DELAY_BASE_MS`,
+    /// `GONE_GRACE_SECONDS`, `CHECKPOINT_EVERY`.
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        let defaults = EngineConfig::default();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let mut config = EngineConfig {
+            concurrency: number(env, "FANOUT_CONCURRENCY", defaults.concurrency, 1..=10_000)?,
+            post_timeout: millis(
+                env,
+                "POST_TIMEOUT_MS",
+                ms(defaults.post_timeout),
+                100..=60_000,
+            )?,
+            max_post_attempts: number(
+                env,
+                "MAX_POST_ATTEMPTS",
+                defaults.max_post_attempts,
+                1..=20,
+            )?,
+            backoff_base: millis(
+                env,
+                "BACKOFF_BASE_MS",
+                ms(defaults.backoff_base),
+                1..=10_000,
+            )?,
+            backoff_cap: millis(env, "BACKOFF_CAP_MS", ms(defaults.backoff_cap), 1..=60_000)?,
+            deadline_margin: millis(
+                env,
+                "DEADLINE_MARGIN_MS",
+                ms(defaults.deadline_margin),
+                100..=600_000,
+            )?,
+            delivery_mode: match env.var("DELIVERY_MODE") {
+                Some(value) => {
+                    value
+                        .parse::<DeliveryMode>()
+                        .map_err(|reason| ConfigError::Invalid {
+                            var: "DELIVERY_MODE",
+                            value: value.clone(),
+                            reason,
+                        })?
+                }
+                None => defaults.delivery_mode,
+            },
+            management_endpoint: endpoint(env, "MANAGEMENT_ENDPOINT")?,
+            scan_segments: number(env, "SCAN_SEGMENTS", defaults.scan_segments, 1..=1000)?,
+            handoff_reserve: Duration::ZERO,
+            retry_budget: seconds(
+                env,
+                "RETRY_BUDGET_SECONDS",
+                defaults.retry_budget.as_secs(),
+                60..=86_400,
+            )?,
+            retry_delay_base: millis(
+                env,
+                "RETRY_DELAY_BASE_MS",
+                ms(defaults.retry_delay_base),
+                100..=60_000,
+            )?,
+            gone_grace: seconds(
+                env,
+                "GONE_GRACE_SECONDS",
+                defaults.gone_grace.as_secs(),
+                0..=3_600,
+            )?,
+            checkpoint_every: number(
+                env,
+                "CHECKPOINT_EVERY",
+                defaults.checkpoint_every,
+                0..=100_000,
+            )?,
+        };
+        if config.deadline_margin <= config.post_timeout {
+            return Err(ConfigError::Invalid {
+                var: "DEADLINE_MARGIN_MS",
+                value: ms(config.deadline_margin).to_string(),
+                reason: format!(
+                    "must exceed POST_TIMEOUT_MS ({}) so posts in flight finish before the deadline",
+                    ms(config.post_timeout)
+                ),
+            });
+        }
+        // Unset, the reserve is 2 s or half the margin, whichever is less: a short margin stays
+        // valid without setting both.
+        let default_reserve = defaults.handoff_reserve.min(config.deadline_margin / 2);
+        config.handoff_reserve =
+            millis(env, "HANDOFF_RESERVE_MS", ms(default_reserve), 100..=60_000)?;
+        if config.handoff_reserve >= config.deadline_margin {
+            return Err(ConfigError::Invalid {
+                var: "HANDOFF_RESERVE_MS",
+                value: ms(config.handoff_reserve).to_string(),
+                reason: format!(
+                    "must be less than DEADLINE_MARGIN_MS ({}): posts stop before the hand-off's reserve begins",
+                    ms(config.deadline_margin)
+                ),
+            });
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_when_unset() {
+        let engine = EngineConfig::from_env(&[]).unwrap();
+        assert_eq!(engine.concurrency, 256);
+        assert_eq!(engine.delivery_mode, DeliveryMode::Envelope);
+        assert_eq!(SendConfig::from_env(&[]).unwrap(), SendConfig::default());
+        assert_eq!(
+            ConnectConfig::from_env(&[]).unwrap().ttl,
+            Duration::from_secs(7500)
+        );
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let missing = TableConfig::from_env(&[]).unwrap_err();
+        assert!(
+            missing.to_string().contains("CONNECTIONS_TABLE"),
+            "{missing}"
+        );
+
+        let bad = EngineConfig::from_env(&[("FANOUT_CONCURRENCY", "lots")]).unwrap_err();
+        assert!(
+            bad.to_string().contains("FANOUT_CONCURRENCY=\"lots\""),
+            "{bad}"
+        );
+
+        let zero = EngineConfig::from_env(&[("FANOUT_CONCURRENCY", "0")]).unwrap_err();
+        assert!(zero.to_string().contains("from 1 to 10000"), "{zero}");
+
+        let mode = EngineConfig::from_env(&[("DELIVERY_MODE", "loud")]).unwrap_err();
+        assert!(mode.to_string().contains("DELIVERY_MODE"), "{mode}");
+
+        let too_big = SendConfig::from_env(&[("MAX_DATA_BYTES", "200000")]).unwrap_err();
+        assert!(too_big.to_string().contains("MAX_DATA_BYTES"), "{too_big}");
+
+        let url = EngineConfig::from_env(&[("MANAGEMENT_ENDPOINT", "example.com")]).unwrap_err();
+        assert!(url.to_string().contains("MANAGEMENT_ENDPOINT"), "{url}");
+
+        let margin = EngineConfig::from_env(&[("DEADLINE_MARGIN_MS", "1000")]).unwrap_err();
+        assert!(margin.to_string().contains("POST_TIMEOUT_MS"), "{margin}");
+    }
+
+    #[test]
+    fn reads_every_setting() {
+        let env = [
+            ("CONNECTIONS_TABLE", "t"),
+            ("PAGE_LIMIT", "25"),
+            ("FANOUT_CONCURRENCY", "64"),
+            ("DELIVERY_MODE", "raw"),
+            ("MANAGEMENT_ENDPOINT", "https://x.example/prod/"),
+        ];
+        let table = TableConfig::from_env(&env).unwrap();
+        assert_eq!(
+            (
+                table.table.as_str(),
+                table.room_index.as_str(),
+                table.page_limit
+            ),
+            ("t", "room-index", Some(25))
+        );
+        let engine = EngineConfig::from_env(&env).unwrap();
+        assert_eq!(engine.concurrency, 64);
+        assert_eq!(engine.delivery_mode, DeliveryMode::Raw);
+        assert_eq!(
+            engine.management_endpoint.as_deref(),
+            Some("https://x.example/prod")
+        );
+    }
+}

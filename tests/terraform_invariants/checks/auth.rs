@@ -1,0 +1,248 @@
+//! The security wiring, as Terraform evaluates it: with `auth_mode = "jwt"` (the default) the
+//! `$connect` route, and only it, goes through a REQUEST authorizer that invokes the authorizer
+//! function, with no identity source (a token may come as the `token` query parameter or an
+//! `Authorization` header, and a listed source API Gateway does not find is a 401 before the
+//! authorizer runs); with `"none"` nothing is authorized and no authorizer is deployed. With a
+//! customer-managed key, every function that uses a table encrypted with it (and the authorizer
+//! reading its secret) gets a key policy.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::model::{Module, attr, nested, show};
+use crate::render::{RenderOptions, instance_values, render_module};
+
+/// The rendering of the attributes the checks read, with these variables.
+fn rendered(module: &Module, vars: &[(&str, &str)]) -> Result<Value, String> {
+    let mut options = RenderOptions::attributes(
+        "dev",
+        [
+            "aws_apigatewayv2_route.authorization_type",
+            "aws_apigatewayv2_route.authorizer_id",
+            "aws_apigatewayv2_authorizer.authorizer_type",
+            "aws_apigatewayv2_authorizer.authorizer_uri",
+            "aws_apigatewayv2_authorizer.id",
+            "aws_lambda_function.invoke_arn",
+            "aws_iam_role_policy.role",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    );
+    options.vars = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    render_module(module, &options)
+}
+
+fn value<'r>(rendered: &'r Value, spec: &str, address: &str) -> &'r Value {
+    instance_values(rendered, spec)
+        .get(address)
+        .unwrap_or(&Value::Null)
+}
+
+/// The `$connect` authorizer is wired as it must be, with `auth_mode` at its default, and
+/// absent with `auth_mode = "none"`.
+pub fn check_authorizer(module: &Module) -> Vec<String> {
+    let mut violations = Vec::new();
+    match rendered(module, &[]) {
+        Err(e) => violations.push(format!("the module does not render: {e}")),
+        Ok(r) => {
+            let authorizers = instance_values(&r, "aws_apigatewayv2_authorizer.id");
+            let Some((address, id)) = authorizers.iter().next().filter(|_| authorizers.len() == 1)
+            else {
+                violations.push(format!(
+                    "auth_mode = \"jwt\" (the default) must deploy exactly one aws_apigatewayv2_authorizer, found {}",
+                    authorizers.len()
+                ));
+                return violations;
+            };
+            let connect = "aws_apigatewayv2_route.this[\"$connect\"]";
+            if value(&r, "aws_apigatewayv2_route.authorization_type", connect) != "CUSTOM"
+                || value(&r, "aws_apigatewayv2_route.authorizer_id", connect) != id
+            {
+                violations.push(format!("{connect} is not authorized by {address}"));
+            }
+            for (route, kind) in instance_values(&r, "aws_apigatewayv2_route.authorization_type") {
+                if route != connect && kind != "NONE" {
+                    violations.push(format!(
+                        "{route}: authorization_type {kind}; WebSocket APIs authorize on $connect only"
+                    ));
+                }
+            }
+            if value(&r, "aws_apigatewayv2_authorizer.authorizer_type", address) != "REQUEST" {
+                violations.push(format!("{address}: authorizer_type must be REQUEST"));
+            }
+            let function = "aws_lambda_function.this[\"authorizer\"]";
+            let invoke = value(&r, "aws_lambda_function.invoke_arn", function);
+            if invoke.is_null()
+                || value(&r, "aws_apigatewayv2_authorizer.authorizer_uri", address) != invoke
+            {
+                violations.push(format!("{address}: authorizer_uri must invoke {function}"));
+            }
+            for authorizer in module
+                .resources()
+                .into_iter()
+                .filter(|r| r.kind == "aws_apigatewayv2_authorizer" && r.sets("identity_sources"))
+            {
+                violations.push(format!(
+                    "{}: identity_sources set: a token may come from the query string or a \
+                     header, and a listed source that is missing is a 401 before the authorizer \
+                     runs",
+                    authorizer.address()
+                ));
+            }
+        }
+    }
+    match rendered(module, &[("auth_mode", "none")]) {
+        Err(e) => violations.push(format!("auth_mode = \"none\" does not render: {e}")),
+        Ok(r) => {
+            if !instance_values(&r, "aws_apigatewayv2_authorizer.id").is_empty()
+                || instance_values(&r, "aws_lambda_function.invoke_arn")
+                    .contains_key("aws_lambda_function.this[\"authorizer\"]")
+            {
+                violations.push("auth_mode = \"none\" still deploys the authorizer".to_owned());
+            }
+        }
+    }
+    violations
+}
+
+/// The functions whose policy document grants DynamoDB actions (they use the tables the key
+/// encrypts).
+fn table_users(module: &Module) -> BTreeSet<String> {
+    module
+        .blocks("data")
+        .filter(|(_, b)| b.labels().first().map(|l| l.as_str()) == Some("aws_iam_policy_document"))
+        .filter(|(_, b)| {
+            nested(b.body(), "statement")
+                .any(|s| attr(s.body(), "actions").is_some_and(|a| show(a).contains("dynamodb:")))
+        })
+        .filter_map(|(_, b)| b.labels().get(1).map(|l| l.as_str().to_owned()))
+        .collect()
+}
+
+/// With `kms_key_arn` set, each function that uses the tables (and the authorizer, reading the
+/// secret the stack encrypts with the key) has a key policy; without it, none has.
+pub fn check_kms_grants(module: &Module) -> Vec<String> {
+    let key = "arn:aws:kms:eu-west-1:123456789012:key/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
+    let mut violations = Vec::new();
+    let granted = |vars: &[(&str, &str)]| -> Result<BTreeSet<String>, String> {
+        let r = rendered(module, vars)?;
+        Ok(instance_values(&r, "aws_iam_role_policy.role")
+            .keys()
+            .filter_map(|address| {
+                address
+                    .strip_prefix("aws_iam_role_policy.kms[\"")
+                    .and_then(|rest| rest.strip_suffix("\"]"))
+                    .map(str::to_owned)
+            })
+            .collect())
+    };
+    let mut expected = table_users(module);
+    if expected.is_empty() {
+        violations.push("no function policy grants DynamoDB actions: nothing to check".to_owned());
+    }
+    expected.insert("authorizer".to_owned());
+    match granted(&[("kms_key_arn", key)]) {
+        Ok(got) if got == expected => {}
+        Ok(got) => violations.push(format!(
+            "with kms_key_arn set, the key policies are for {got:?}; the functions that need \
+             the key are {expected:?}"
+        )),
+        Err(e) => violations.push(format!("kms_key_arn does not render: {e}")),
+    }
+    match granted(&[]) {
+        Ok(got) if got.is_empty() => {}
+        Ok(got) => violations.push(format!("without kms_key_arn, key policies for {got:?}")),
+        Err(e) => violations.push(format!("the module does not render: {e}")),
+    }
+    violations
+}
+
+#[cfg(test)]
+mod negative {
+    use super::*;
+    use crate::fixtures::{assert_clean, assert_reports};
+
+    /// Routes, functions and an authorizer; `AUTH_TYPE`, `URI` and `SOURCES` vary.
+    const SNIPPET: &str = r#"
+variable "auth_mode" {
+  type    = string
+  default = "jwt"
+}
+locals {
+  auth_enabled = var.auth_mode == "jwt"
+  routes       = toset(["$connect", "sendmessage"])
+  functions    = local.auth_enabled ? toset(["connect", "sendmessage", "authorizer"]) : toset(["connect", "sendmessage"])
+}
+resource "aws_apigatewayv2_api" "this" {
+  name = "x"
+}
+resource "aws_lambda_function" "this" {
+  for_each      = local.functions
+  function_name = "x-${each.key}"
+}
+resource "aws_apigatewayv2_authorizer" "connect" {
+  count           = local.auth_enabled ? 1 : 0
+  api_id          = aws_apigatewayv2_api.this.id
+  authorizer_type = "REQUEST"
+  authorizer_uri  = URI
+  SOURCES
+}
+resource "aws_apigatewayv2_route" "this" {
+  for_each           = local.routes
+  api_id             = aws_apigatewayv2_api.this.id
+  route_key          = each.key
+  authorization_type = AUTH_TYPE
+  authorizer_id      = each.key == "$connect" && local.auth_enabled ? aws_apigatewayv2_authorizer.connect[0].id : null
+}
+"#;
+
+    fn module(auth_type: &str, uri: &str, sources: &str) -> Module {
+        Module::parse_snippet(
+            "auth.tf",
+            &SNIPPET
+                .replace("AUTH_TYPE", auth_type)
+                .replace("URI", uri)
+                .replace("SOURCES", sources),
+        )
+    }
+
+    const GOOD_TYPE: &str = r#"each.key == "$connect" && local.auth_enabled ? "CUSTOM" : "NONE""#;
+    const GOOD_URI: &str = r#"aws_lambda_function.this["authorizer"].invoke_arn"#;
+
+    #[test]
+    fn a_miswired_authorizer_is_reported() {
+        assert_clean("wired", check_authorizer(&module(GOOD_TYPE, GOOD_URI, "")));
+        assert_reports(
+            &check_authorizer(&module(r#""NONE""#, GOOD_URI, "")),
+            &["aws_apigatewayv2_route.this[\"$connect\"] is not authorized"],
+        );
+        assert_reports(
+            &check_authorizer(&module(
+                r#"local.auth_enabled ? "CUSTOM" : "NONE""#,
+                GOOD_URI,
+                "",
+            )),
+            &["aws_apigatewayv2_route.this[\"sendmessage\"]: authorization_type \"CUSTOM\""],
+        );
+        assert_reports(
+            &check_authorizer(&module(
+                GOOD_TYPE,
+                r#"aws_lambda_function.this["connect"].invoke_arn"#,
+                "",
+            )),
+            &["authorizer_uri must invoke aws_lambda_function.this[\"authorizer\"]"],
+        );
+        assert_reports(
+            &check_authorizer(&module(
+                GOOD_TYPE,
+                GOOD_URI,
+                r#"identity_sources = ["route.request.querystring.token"]"#,
+            )),
+            &["identity_sources set"],
+        );
+    }
+}
