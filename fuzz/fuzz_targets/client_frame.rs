@@ -11,6 +11,7 @@ use fanout::adapters::memory::{MemoryQueue, MemoryStore};
 use fanout::domain::{Connection, Job, RoomName, parse_send_message};
 use fanout::handlers::default;
 use fanout::handlers::sendmessage::{SendConfig, SendMessage};
+use fanout::metrics::{EmfConfig, EmfSink};
 use fanout::ports::ConnectionStore;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -30,6 +31,7 @@ fn store() -> &'static MemoryStore {
             connected_at: 0,
             expires_at: 0,
             principal: None,
+            allowance: None,
         }))
         .unwrap();
         store
@@ -68,13 +70,25 @@ fuzz_target!(|input: &[u8]| {
     assert_eq!(answer["type"], "error", "$default acked {body:?}");
 
     let queue = MemoryQueue::new();
+    // Parsing is what is fuzzed: one sender sends everything, so no rate limit.
     let config = SendConfig {
         max_data_bytes: MAX_DATA_BYTES,
+        rate_limit: None,
     };
+    let metrics = EmfSink::new(
+        EmfConfig {
+            namespace: EmfConfig::DEFAULT_NAMESPACE.into(),
+            workspace: "fuzz".into(),
+            function: "sendmessage".into(),
+        },
+        std::io::sink(),
+    );
     let handler = SendMessage {
         store: store(),
+        allowances: store(),
         queue: &queue,
         config: &config,
+        metrics: &metrics,
     };
     let answer = frame(&futures::executor::block_on(
         handler.handle(request, SystemTime::now()),
