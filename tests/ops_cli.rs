@@ -233,11 +233,11 @@ async fn a_parked_job_is_listed_shown_and_delivered_once_redriven() {
         .local_queue()
         .expect("the in-memory queue")
         .send_raw("{not a job");
-    let now = until(&backend, "the malformed body is parked", |s| {
-        s.queue.dead == 2
+    // The worker parks the body, then deletes its receipt: wait for both.
+    until(&backend, "the malformed body is parked and deleted", |s| {
+        s.queue.dead == 2 && s.queue.ready + s.queue.in_flight == 0
     })
     .await;
-    assert_eq!(now.queue.ready + now.queue.in_flight, 0);
 
     let list = backend.dlq_list(100, &progress).await.unwrap();
     assert_eq!((list.total, list.messages.len()), (2, 2), "{list:?}");
