@@ -1,6 +1,7 @@
 //! The command line: `run`, `sweep` and `plot` for people, `endpoint` and `worker` for the
 //! processes `run` starts.
 
+use crate::cgroup;
 use crate::endpoint::EndpointConfig;
 use crate::latency::Latency;
 use crate::worker::{self, Runtime, Strategy, WorkerConfig};
@@ -94,6 +95,11 @@ pub struct RunArgs {
     /// The engine's in-flight limit (a list runs each); default: the engine's default.
     #[arg(long, value_delimiter = ',')]
     pub concurrency: Vec<usize>,
+    /// Lambda memory size in MB, 128 to 10240 (a list runs each, alternating): holds the worker
+    /// process to M / 1,769 of one CPU, as Lambda does, with a cgroup v1 cpu quota (needs root
+    /// and /sys/fs/cgroup/cpu); unlimited if unset.
+    #[arg(long, value_delimiter = ',', value_parser = cgroup::parse_memory_mb)]
+    pub memory_mb: Vec<u32>,
     /// `ours` (the engine), `naive` (the seed tutorial's fan-out) or `both`.
     #[arg(long, value_enum, default_value = "ours")]
     pub strategy: StrategyChoice,

@@ -14,7 +14,9 @@
 //! - [`endpoint`] with [`latency`]: the simulated management API.
 //! - [`worker`] over [`store`] and [`ids`]: the engine (or the naive fan-out) in its process.
 //! - [`proc_stats`], [`clock`]: what a process used, and the clock both processes stamp with.
+//! - [`cgroup`]: `--memory-mb`, Lambda's CPU for a memory size (a cgroup cpu quota).
 
+mod cgroup;
 mod charts;
 mod cli;
 mod clock;

@@ -2,6 +2,7 @@
 //! fresh worker process, a progress bar fed by the endpoint's counts), and writes the results
 //! file and the table. The `run` command is here; the presets build on [`run_all`].
 
+use crate::cgroup::CpuCgroup;
 use crate::charts::{Axis, throughput_chart};
 use crate::cli::{Conditions, RunArgs, StrategyChoice, default_results_dir};
 use crate::endpoint::EndpointStats;
@@ -12,7 +13,7 @@ use fanout::engine::EngineConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command as Process;
 
@@ -44,6 +45,7 @@ pub fn spec(strategy: Strategy, members: u64, concurrency: usize, c: &Conditions
         payload_bytes: c.payload_bytes,
         progress_latency_ms: c.progress_latency.as_secs_f64() * 1e3,
         worker_runtime: c.worker_runtime,
+        memory_mb: None,
     }
 }
 
@@ -81,11 +83,22 @@ pub async fn run_command(args: RunArgs) -> Result<(), String> {
         StrategyChoice::Naive => &[Strategy::Naive],
         StrategyChoice::Both => &[Strategy::Ours, Strategy::Naive],
     };
+    // Memory sizes innermost, so that they alternate.
+    let memory_sizes: Vec<Option<u32>> = if args.memory_mb.is_empty() {
+        vec![None]
+    } else {
+        args.memory_mb.iter().copied().map(Some).collect()
+    };
     let mut specs = Vec::new();
     for &members in &args.n {
         for &strategy in strategies {
             for &concurrency in &concurrencies {
-                specs.push(spec(strategy, members, concurrency, &args.conditions));
+                for &memory_mb in &memory_sizes {
+                    specs.push(RunSpec {
+                        memory_mb,
+                        ..spec(strategy, members, concurrency, &args.conditions)
+                    });
+                }
                 if strategy == Strategy::Naive {
                     break; // naive has no concurrency setting
                 }
@@ -135,8 +148,11 @@ pub async fn run_all(
     }
     let total = specs.len();
     for (i, spec) in specs.into_iter().enumerate() {
+        let memory = spec.memory_mb.map_or_else(String::new, |mb| {
+            format!(" {mb} MB ({:.2} vCPU)", crate::cgroup::vcpus(mb))
+        });
         let label = format!(
-            "[{}/{total}] {} N={} c={} {} throttle={}",
+            "[{}/{total}] {} N={} c={} {} throttle={}{memory}",
             i + 1,
             spec.strategy,
             spec.members,
@@ -145,13 +161,17 @@ pub async fn run_all(
             spec.throttle_label()
         );
         let run = run_one(&spec, &label).await?;
+        let cost = run.gb_s_per_million.map_or_else(String::new, |g| {
+            format!(", {g:.1} GB-s per million deliveries")
+        });
         eprintln!(
-            "{label}: {:.0} deliveries/s ({:.1}% of bound), lost {}, dup {}, peak {:.1} MiB",
+            "{label}: {:.0} deliveries/s ({:.1}% of bound), lost {}, dup {}, peak {:.1} MiB, worker CPU {:.2} s{cost}",
             run.deliveries_per_s,
             run.ratio_to_bound * 100.0,
             run.lost,
             run.duplicates,
-            run.peak_rss_mib
+            run.peak_rss_mib,
+            run.worker_cpu_s
         );
         results.runs.push(run);
         results
@@ -182,10 +202,10 @@ async fn run_one(spec: &RunSpec, label: &str) -> Result<RunResult, String> {
         .spawn()
         .map_err(|e| format!("starting the endpoint: {e}"))?;
     let mut lines = BufReader::new(endpoint.stdout.take().expect("piped")).lines();
-    let port: u16 = lines
-        .next_line()
+    let port: u16 = tokio::time::timeout(START_TIMEOUT, lines.next_line())
         .await
         .ok()
+        .and_then(Result::ok)
         .flatten()
         .and_then(|line| line.strip_prefix("listening ")?.parse().ok())
         .ok_or("the endpoint did not start")?;
@@ -193,6 +213,9 @@ async fn run_one(spec: &RunSpec, label: &str) -> Result<RunResult, String> {
     let load = proc_stats::load_average();
     let time_wait = proc_stats::time_wait_sockets();
     let busy_before = proc_stats::machine_busy_seconds();
+    // Before the worker, so that it is dropped after it (killed first, then the cgroup removed).
+    let cgroup = spec.memory_mb.map(CpuCgroup::create).transpose()?;
+    let spawned = Instant::now();
     let mut worker = Process::new(&exe)
         .args(["worker", "--port", &port.to_string()])
         .args(["--members", &spec.members.to_string()])
@@ -210,6 +233,11 @@ async fn run_one(spec: &RunSpec, label: &str) -> Result<RunResult, String> {
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("starting the worker: {e}"))?;
+    // At once: it is still loading, its fan-out starts after its SDK client is built.
+    if let Some(cgroup) = &cgroup {
+        let pid = worker.id().ok_or("the worker exited as it started")?;
+        cgroup.add(pid)?;
+    }
     let mut out = worker.stdout.take().expect("piped");
     let reading = tokio::spawn(async move {
         let mut text = String::new();
@@ -227,22 +255,35 @@ async fn run_one(spec: &RunSpec, label: &str) -> Result<RunResult, String> {
     );
     bar.set_prefix(label.to_owned());
     let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let give_up = tokio::time::sleep(run_timeout(spec));
+    tokio::pin!(give_up);
     let status = loop {
         tokio::select! {
             status = worker.wait() => break status.map_err(|e| e.to_string())?,
+            () = &mut give_up => {
+                bar.finish_and_clear();
+                return Err(format!("the worker did not finish within {:?}", run_timeout(spec)));
+            }
             _ = tick.tick() => {
-                if let Ok(stats) = get_stats(port, false).await {
+                let polled = tokio::time::timeout(Duration::from_secs(1), get_stats(port, false)).await;
+                if let Ok(Ok(stats)) = polled {
                     bar.set_position((stats.distinct_delivered + stats.gone_calls).min(spec.members));
                     bar.set_message(format!("in flight {} · 429s {}", stats.in_flight, stats.throttled));
                 }
             }
         }
     };
+    let worker_wall_s = spawned.elapsed().as_secs_f64();
+    let cgroup_report = cgroup.as_ref().map(CpuCgroup::report).transpose()?;
+    drop(cgroup);
     let busy = proc_stats::machine_busy_seconds()
         .zip(busy_before)
         .map(|(after, before)| after - before);
     bar.finish_and_clear();
-    let text = reading.await.map_err(|e| e.to_string())?;
+    let text = tokio::time::timeout(START_TIMEOUT, reading)
+        .await
+        .map_err(|_| "the worker's output did not close")?
+        .map_err(|e| e.to_string())?;
     if !status.success() {
         return Err(format!("the worker failed ({status})"));
     }
@@ -251,12 +292,26 @@ async fn run_one(spec: &RunSpec, label: &str) -> Result<RunResult, String> {
         .rev()
         .find_map(|line| serde_json::from_str(line).ok())
         .ok_or_else(|| format!("the worker printed no report: {text:?}"))?;
-    let stats = get_stats(port, true).await?;
+    let stats = tokio::time::timeout(START_TIMEOUT, get_stats(port, true))
+        .await
+        .map_err(|_| "the endpoint's stats did not come")??;
     let _ = endpoint.kill().await;
     // The endpoint's CPU counts from its start, a moment before the worker's: close enough.
     let mut result = RunResult::new(spec.clone(), report, stats, load, busy);
     result.time_wait_at_start = time_wait;
+    result.cgroup = cgroup_report;
+    result.set_worker_wall(worker_wall_s);
     Ok(result)
+}
+
+/// How long a process may take to start, or to hand over its output once done.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a worker may run before the run is abandoned: ten minutes, plus 5 ms a member (200
+/// deliveries/s, below what even 128 MB of Lambda CPU makes).
+fn run_timeout(spec: &RunSpec) -> Duration {
+    Duration::from_secs(600)
+        + Duration::from_millis(5) * u32::try_from(spec.members).unwrap_or(u32::MAX)
 }
 
 /// `GET /stats` on the endpoint.

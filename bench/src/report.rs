@@ -1,5 +1,6 @@
 //! One run's figures, the results file, and the terminal table.
 
+use crate::cgroup::{self, CgroupReport};
 use crate::endpoint::{EndpointStats, TIMELINE_STEP};
 use crate::latency::Latency;
 use crate::proc_stats::Machine;
@@ -30,6 +31,9 @@ pub struct RunSpec {
     pub progress_latency_ms: f64,
     #[serde(default)]
     pub worker_runtime: Runtime,
+    /// `--memory-mb`: the worker held to this Lambda memory size's CPU; absent if unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
 }
 
 impl RunSpec {
@@ -109,11 +113,29 @@ pub struct RunResult {
     /// TCP sockets in TIME_WAIT when the run started (left by earlier runs).
     #[serde(default)]
     pub time_wait_at_start: usize,
+    /// The worker process's wall clock, from its spawn to its exit (what Lambda would bill).
+    #[serde(default)]
+    pub worker_wall_s: f64,
+    /// With `--memory-mb`: `memory_mb / 1,024 x worker_wall_s x 1e6 / delivered`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gb_s_per_million: Option<f64>,
+    /// With `--memory-mb`: the worker's cgroup, its quota and how often it bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<CgroupReport>,
     pub worker: WorkerReport,
     pub endpoint: EndpointStats,
 }
 
 impl RunResult {
+    /// Sets the worker's wall clock and, for a memory size, its cost in GB-seconds.
+    pub fn set_worker_wall(&mut self, wall_s: f64) {
+        self.worker_wall_s = wall_s;
+        self.gb_s_per_million = self
+            .spec
+            .memory_mb
+            .and_then(|mb| cgroup::gb_seconds_per_million(mb, wall_s, self.delivered));
+    }
+
     pub fn new(
         spec: RunSpec,
         worker: WorkerReport,
@@ -166,6 +188,9 @@ impl RunResult {
             endpoint_cpu_s: endpoint.cpu_s,
             load_average,
             time_wait_at_start: 0,
+            worker_wall_s: 0.0,
+            gb_s_per_million: None,
+            cgroup: None,
             other_cpu_cores: machine_busy_s.map(|busy| {
                 ((busy - worker.cpu_s - endpoint.cpu_s) / worker.elapsed_s.max(1e-3)).max(0.0)
             }),
@@ -232,9 +257,10 @@ impl ResultsFile {
     }
 }
 
-const COLUMNS: [&str; 22] = [
+const COLUMNS: [&str; 24] = [
     "strategy",
     "runtime",
+    "mem MB",
     "N",
     "conc",
     "latency",
@@ -254,6 +280,7 @@ const COLUMNS: [&str; 22] = [
     "peak MiB",
     "CPU s",
     "deliv/CPU-s",
+    "GB-s/M",
     "other cores",
 ];
 
@@ -261,6 +288,9 @@ pub fn row(run: &RunResult) -> Vec<String> {
     vec![
         run.spec.strategy.to_string(),
         run.spec.worker_runtime.to_string(),
+        run.spec
+            .memory_mb
+            .map_or_else(|| "-".into(), |mb| mb.to_string()),
         run.spec.members.to_string(),
         if run.spec.strategy == Strategy::Naive {
             "all".into()
@@ -288,6 +318,8 @@ pub fn row(run: &RunResult) -> Vec<String> {
         format!("{:.1}", run.peak_rss_mib),
         format!("{:.2}", run.worker_cpu_s),
         format!("{:.0}", run.deliveries_per_cpu_s),
+        run.gb_s_per_million
+            .map_or_else(|| "-".into(), |g| format!("{g:.1}")),
         run.other_cpu_cores
             .map_or_else(|| "?".into(), |c| format!("{c:.2}")),
     ]
@@ -313,7 +345,7 @@ pub fn table(runs: &[RunResult]) -> String {
             .zip(&widths)
             .enumerate()
             .map(|(i, (c, w))| {
-                if i < 6 {
+                if i < 7 {
                     format!("{c:<w$}")
                 } else {
                     format!("{c:>w$}")
@@ -356,6 +388,7 @@ pub fn print_markdown(results_dir: &Path) -> Result<(), String> {
         "cpu-repeat",
         "engine-before",
         "engine-after",
+        "memory",
     ] {
         let path = results_dir.join(format!("{name}.json"));
         if path.exists() {
