@@ -71,6 +71,8 @@ locals {
         POST_TIMEOUT_MS       = tostring(var.post_timeout_ms)
         DEADLINE_MARGIN_MS    = tostring(var.deadline_margin_ms)
         RETRY_BUDGET_SECONDS  = tostring(var.retry_budget_seconds)
+        ROOM_SPLIT_WAYS       = tostring(var.room_split_ways)
+        ACCOUNT_POST_RATE     = tostring(var.account_post_rate)
         DELIVERY_MODE         = var.delivery_mode
         METRICS_NAMESPACE     = var.metrics_namespace
         WORKSPACE             = terraform.workspace
@@ -154,6 +156,10 @@ resource "aws_lambda_event_source_mapping" "worker" {
     precondition {
       condition     = var.worker_batch_size <= 10 || var.worker_batching_window_seconds >= 1
       error_message = "A worker_batch_size above 10 needs worker_batching_window_seconds >= 1 (SQS event source rule)."
+    }
+    precondition {
+      condition     = var.room_split_ways <= var.worker_maximum_concurrency
+      error_message = "room_split_ways must not exceed worker_maximum_concurrency: the parts of a split room are meant to run on as many workers at once."
     }
   }
 }

@@ -280,6 +280,28 @@ variable "worker_maximum_concurrency" {
   }
 }
 
+variable "room_split_ways" {
+  description = "Worker: a room bigger than one page of the room index (about 28,000 members) is split into this many ranges of connection ids, each a job that a worker of its own takes; 1 never splits. Sizing rule: docs/architecture.md (\"Huge rooms\")."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.room_split_ways >= 1 && var.room_split_ways <= 256
+    error_message = "room_split_ways must be between 1 and 256."
+  }
+}
+
+variable "account_post_rate" {
+  description = "The account's API Gateway management API rate in requests per second in this region (10,000 unless AWS raised it). The parts of a split room start paced at their share of it, not with a burst each."
+  type        = number
+  default     = 10000
+
+  validation {
+    condition     = var.account_post_rate >= 1 && var.account_post_rate <= 1000000
+    error_message = "account_post_rate must be between 1 and 1000000."
+  }
+}
+
 ################################################################################
 # Connections table
 ################################################################################

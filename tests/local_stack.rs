@@ -354,7 +354,7 @@ async fn idle_connections_are_closed_with_1001_and_removed() {
     let store = stack.store();
     eventually("the idle connection is removed", async || {
         store
-            .room_page(&RoomName::lobby(), None)
+            .room_page(&RoomName::lobby(), None, None)
             .await
             .unwrap()
             .ids
@@ -415,4 +415,68 @@ async fn a_fan_out_in_progress_at_shutdown_still_reaches_everyone() {
         assert_eq!(member.closed, Some(Some(1001)), "member {i}: {member:?}");
     }
     eprintln!("shutdown at {reached}/{CLIENTS} reached; it took {took:?} and everyone got it");
+}
+
+/// A room bigger than a page is split into ranges that several worker invocations take at
+/// once; every member still gets the message exactly once, on the embedded default and on
+/// DynamoDB (whose room index reads each range between its bounds).
+async fn a_big_room_split_across_invocations_reaches_everyone_once(stack: &LocalStack) {
+    const MEMBERS: usize = 400;
+    let mut clients = join(stack, "crowd", MEMBERS).await;
+    clients[0].say(json!("to the crowd")).await;
+    let ack = clients[0].next_json(WAIT).await;
+    let id = ack["id"].as_str().expect("an ack").to_owned();
+    let audience = Audience::listen(clients);
+    assert!(
+        audience.wait_reached(MEMBERS, WAIT).await,
+        "everyone reached"
+    );
+    // Time for a duplicate to arrive, if any were sent.
+    tokio::time::sleep(QUIET).await;
+    let heard = audience.finish(WAIT).await;
+    for (i, member) in heard.iter().enumerate() {
+        assert_eq!(member.messages.get(&id), Some(&1), "member {i}: {member:?}");
+    }
+    let text = http(stack, "GET", "/metrics").await.body;
+    assert_eq!(
+        metric(&text, "fanout_rooms_split_total"),
+        Some(1.0),
+        "{text}"
+    );
+}
+
+const SPLIT: [&str; 6] = [
+    "--page-limit",
+    "50",
+    "--room-split-ways",
+    "4",
+    "--worker-concurrency",
+    "4",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_room_is_split_across_invocations_on_the_embedded_default() {
+    let stack = embedded(&SPLIT).await;
+    a_big_room_split_across_invocations_reaches_everyone_once(&stack).await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_room_is_split_across_invocations_on_dynamodb_and_sqs() {
+    let (table, queue) = (unique("connections"), unique("fanout"));
+    let mut flags = vec![
+        "--create-resources",
+        "--table",
+        &table,
+        "--queue-name",
+        &queue,
+    ];
+    flags.extend(SPLIT);
+    let mut options = options(&flags);
+    options.backend = fanout_local::options::BackendKind::Aws;
+    let stack = LocalStack::start_with(options, Some(moto_sdk_config().await))
+        .await
+        .expect("start on moto");
+    a_big_room_split_across_invocations_reaches_everyone_once(&stack).await;
+    stack.shutdown().await;
 }

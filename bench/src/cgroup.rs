@@ -68,6 +68,18 @@ pub struct CgroupReport {
     pub throttled_s: f64,
 }
 
+impl CgroupReport {
+    /// Two workers' cgroups together (same quota).
+    pub fn add(self, other: &CgroupReport) -> CgroupReport {
+        CgroupReport {
+            nr_periods: self.nr_periods + other.nr_periods,
+            nr_throttled: self.nr_throttled + other.nr_throttled,
+            throttled_s: self.throttled_s + other.throttled_s,
+            ..self
+        }
+    }
+}
+
 /// `cpu.stat` of a cgroup v1 `cpu` controller: `nr_periods`, `nr_throttled`, `throttled_time`
 /// (ns); other lines (`nr_bursts`, `burst_time`, ...) are ignored. `None` if one is missing.
 pub fn parse_cpu_stat(text: &str) -> Option<(u64, u64, u64)> {

@@ -22,10 +22,11 @@ pub fn throughput_chart(runs: &[RunResult], axis: Axis) -> Chart<'static> {
     };
     let groups = group_runs(runs, |run| {
         format!(
-            "{} {} throttle {}",
+            "{} {} throttle {}{}",
             run.spec.strategy,
             run.spec.latency,
-            run.spec.throttle_label()
+            run.spec.throttle_label(),
+            if run.spec.tls { " https" } else { "" }
         )
     });
     let mut series = Vec::new();

@@ -4,7 +4,7 @@
 use crate::cgroup;
 use crate::endpoint::EndpointConfig;
 use crate::latency::Latency;
-use crate::worker::{self, Runtime, Strategy, WorkerConfig};
+use crate::worker::{self, PostPath, Runtime, Shared, Strategy, WorkerConfig};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Runs the given conditions (lists run every combination) and reports them.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Runs a recorded preset: the tables and plots of docs/benchmarks.md.
     Sweep(SweepArgs),
     /// Redraws the docs plots from the recorded results.
@@ -66,6 +66,11 @@ pub struct Conditions {
     /// the default, is what the recorded sweeps ran on).
     #[arg(long, value_enum, default_value = "multi-thread")]
     pub worker_runtime: Runtime,
+    /// HTTPS to the endpoint, with a self-signed certificate the worker trusts through
+    /// `SSL_CERT_FILE` (the native root store, as in Lambda): the handshakes and encryption cost
+    /// CPU on both sides.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 impl Conditions {
@@ -100,6 +105,16 @@ pub struct RunArgs {
     /// and /sys/fs/cgroup/cpu); unlimited if unset.
     #[arg(long, value_delimiter = ',', value_parser = cgroup::parse_memory_mb)]
     pub memory_mb: Vec<u32>,
+    /// How the worker posts: `signed` (the product's path) or `sdk` (the SDK's client it
+    /// replaced); a list runs each, alternating, for a back-to-back comparison.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "signed")]
+    pub post_path: Vec<PostPath>,
+    /// Worker processes sharing one job board (a list runs each): above 1, the room is split
+    /// into that many parts (`ROOM_SPLIT_WAYS`), each started at its share of the throttle
+    /// rate (`ACCOUNT_POST_RATE`; 10,000 unthrottled), and each worker is held to
+    /// `--memory-mb` on its own.
+    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: Vec<u32>,
     /// `ours` (the engine), `naive` (the seed tutorial's fan-out) or `both`.
     #[arg(long, value_enum, default_value = "ours")]
     pub strategy: StrategyChoice,
@@ -182,6 +197,9 @@ pub struct EndpointArgs {
     throttle_burst: Option<f64>,
     #[arg(long, default_value_t = 0.0)]
     gone_fraction: f64,
+    /// Serve HTTPS with a fresh self-signed certificate, its PEM written to this new file.
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
 }
 
 impl EndpointArgs {
@@ -216,6 +234,18 @@ pub struct WorkerArgs {
     progress_latency_ms: f64,
     #[arg(long, value_enum, default_value = "multi-thread")]
     pub runtime: Runtime,
+    /// `https://localhost:PORT`, trusted through `SSL_CERT_FILE` (the endpoint's `--tls`).
+    #[arg(long)]
+    tls: bool,
+    #[arg(long, value_enum, default_value = "signed")]
+    post_path: PostPath,
+    /// Take jobs from the board on this port, shared with other workers.
+    #[arg(long)]
+    board_port: Option<u16>,
+    #[arg(long, default_value_t = 1)]
+    room_split_ways: u32,
+    #[arg(long, default_value_t = 10_000)]
+    account_post_rate: u32,
 }
 
 impl WorkerArgs {
@@ -229,6 +259,13 @@ impl WorkerArgs {
             page_latency: Duration::from_secs_f64(self.page_latency_ms / 1e3),
             payload_bytes: self.payload_bytes,
             progress_latency: Duration::from_secs_f64(self.progress_latency_ms / 1e3),
+            tls: self.tls,
+            post_path: self.post_path,
+            shared: self.board_port.map(|board_port| Shared {
+                board_port,
+                room_split_ways: self.room_split_ways,
+                account_post_rate: self.account_post_rate,
+            }),
         }
     }
 }

@@ -5,12 +5,16 @@
 //! `LimitExceededException` beyond an account-style token bucket, 410 `GoneException` for the
 //! members that are gone (decided by the id's hash), 200 otherwise. It counts deliveries per
 //! member (so the report can name the lost and the duplicated), calls in flight, and 429s, and
-//! serves the counts at `GET /stats` (`?full=1` adds the per-member analysis).
+//! serves the counts at `GET /stats` (`?full=1` adds the per-member analysis) on a plain-HTTP
+//! port of its own. With `--tls`, the worker's port speaks HTTPS (see [`crate::tls`]).
 
 use crate::clock::epoch_us;
-use crate::ids::{id_of, index_of, is_gone};
+use crate::ids::{IdSpace, is_gone};
+use crate::jobs::Board;
 use crate::latency::Latency;
 use crate::proc_stats;
+use crate::throttle::TokenBucket;
+use crate::tls;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -18,51 +22,19 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde::Serialize;
 use std::convert::Infallible;
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpSocket;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 /// How early the endpoint may aim its timers to make up for their lateness.
 const MAX_TIMER_OFFSET_US: i64 = 5_000;
 const TIMER_OFFSET_SCALE: u64 = 1024;
-
-/// API Gateway's account-level throttle: a token bucket of `burst` tokens refilled at `rate`
-/// per second; a call without a token gets 429.
-#[derive(Debug)]
-pub struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    /// Starts full, as an idle account's does.
-    pub fn new(rate: f64, burst: f64, now: Instant) -> Self {
-        Self {
-            rate,
-            burst,
-            tokens: burst,
-            last: now,
-        }
-    }
-
-    pub fn try_take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
@@ -76,6 +48,9 @@ pub struct EndpointConfig {
 
 struct State {
     config: EndpointConfig,
+    ids: IdSpace,
+    /// The job queue of a run with several workers.
+    jobs: Board,
     /// 200s per member, by index.
     delivered: Vec<AtomicU32>,
     calls: AtomicU64,
@@ -88,6 +63,7 @@ struct State {
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
     connections: AtomicU64,
+    tls_failures: AtomicU64,
     first_call_us: AtomicU64,
     last_ok_us: AtomicU64,
     last_response_us: AtomicU64,
@@ -104,63 +80,8 @@ struct State {
 }
 
 /// The timeline's resolution and length.
-pub const TIMELINE_STEP: Duration = Duration::from_millis(100);
+pub use crate::endpoint_stats::{EndpointStats, FullStats, TIMELINE_STEP};
 const TIMELINE_STEPS: usize = 20 * 60 * 10;
-
-/// What `GET /stats` returns.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct EndpointStats {
-    pub members: u64,
-    pub calls: u64,
-    /// 200s, duplicates included.
-    pub ok_calls: u64,
-    /// Members that got at least one 200.
-    pub distinct_delivered: u64,
-    /// 410s.
-    pub gone_calls: u64,
-    /// 429s.
-    pub throttled: u64,
-    /// Calls for ids that are not members.
-    pub foreign: u64,
-    /// Calls without a SigV4 `Authorization` header.
-    pub unsigned: u64,
-    pub in_flight: u64,
-    pub max_in_flight: u64,
-    /// TCP connections accepted: about the worker's concurrency when its pool reuses them.
-    pub connections: u64,
-    /// Epoch microseconds of the first call and of the last 200.
-    pub first_call_us: u64,
-    pub last_ok_us: u64,
-    pub last_response_us: u64,
-    /// Mean latency drawn from the distribution, and mean time from a call's arrival to its
-    /// response (the drawn latency plus the endpoint's own delay), in milliseconds.
-    pub mean_drawn_ms: f64,
-    pub mean_served_ms: f64,
-    /// Calls in flight at the endpoint, averaged over the run (Little's law: total service
-    /// time / elapsed). Below the worker's concurrency, the gap is time spent in the worker or
-    /// on the wire, not waiting for the endpoint.
-    pub mean_in_flight: f64,
-    /// How early the endpoint aimed its timers at the end, in milliseconds.
-    pub timer_offset_ms: f64,
-    pub cpu_s: f64,
-    /// With `?full=1`: members that are gone (410 by design), members neither gone nor
-    /// delivered, and extra 200s beyond one per member.
-    pub full: Option<FullStats>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct FullStats {
-    /// 200s and 429s per 100 ms from the first call to the last.
-    pub timeline_ok: Vec<u32>,
-    pub timeline_throttled: Vec<u32>,
-    pub gone_members: u64,
-    pub lost: u64,
-    pub duplicates: u64,
-    /// Members that got more than one 200.
-    pub duplicated_members: u64,
-}
 
 impl State {
     fn stats(&self, full: bool) -> EndpointStats {
@@ -177,6 +98,8 @@ impl State {
             in_flight: load(&self.in_flight),
             max_in_flight: load(&self.max_in_flight),
             connections: load(&self.connections),
+            tls_failures: load(&self.tls_failures),
+            dead_lettered: self.jobs.dead_lettered(),
             first_call_us: load(&self.first_call_us),
             last_ok_us: load(&self.last_ok_us),
             last_response_us: load(&self.last_response_us),
@@ -200,7 +123,7 @@ impl State {
                 full.duplicates += u64::from(count - 1);
                 full.duplicated_members += 1;
             }
-            let gone = is_gone(&id_of(index as u64), self.config.gone_fraction);
+            let gone = is_gone(&self.ids.id_of(index as u64), self.config.gone_fraction);
             if gone {
                 full.gone_members += 1;
             } else if count == 0 {
@@ -232,10 +155,45 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Serves until killed; prints `listening PORT` on stdout once bound.
-pub async fn serve(config: EndpointConfig, port: u16) -> std::io::Result<()> {
+/// Serves until killed; prints `listening PORT STATS_PORT` on stdout once bound. With
+/// `cert_file`, serves HTTPS on PORT with a fresh certificate, written there first.
+pub async fn serve(
+    config: EndpointConfig,
+    port: u16,
+    cert_file: Option<&Path>,
+) -> std::io::Result<()> {
+    let listener = listen(port)?;
+    let stats = listen(0)?;
+    let tls = cert_file.map(tls::write_self_signed).transpose()?;
+    println!(
+        "listening {} {}",
+        listener.local_addr()?.port(),
+        stats.local_addr()?.port()
+    );
+    serve_on(config, listener, stats, tls).await;
+    Ok(())
+}
+
+fn listen(port: u16) -> std::io::Result<TcpListener> {
+    let socket = TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(([127, 0, 0, 1], port).into())?;
+    // A deep accept queue: the naive strategy opens thousands of connections at once.
+    socket.listen(65_535)
+}
+
+/// Serves the worker on `listener` (over TLS with `tls`) and `GET /stats` on `stats`, plain
+/// HTTP: the orchestrator polls it without TLS, and its polls are not the worker's connections.
+pub async fn serve_on(
+    config: EndpointConfig,
+    listener: TcpListener,
+    stats: TcpListener,
+    tls: Option<TlsAcceptor>,
+) {
     let now = Instant::now();
     let state = Arc::new(State {
+        ids: IdSpace::new(config.members),
+        jobs: Board::default(),
         delivered: (0..config.members).map(|_| AtomicU32::new(0)).collect(),
         bucket: config
             .throttle
@@ -251,6 +209,7 @@ pub async fn serve(config: EndpointConfig, port: u16) -> std::io::Result<()> {
         in_flight: AtomicU64::new(0),
         max_in_flight: AtomicU64::new(0),
         connections: AtomicU64::new(0),
+        tls_failures: AtomicU64::new(0),
         first_call_us: AtomicU64::new(0),
         last_ok_us: AtomicU64::new(0),
         last_response_us: AtomicU64::new(0),
@@ -261,12 +220,12 @@ pub async fn serve(config: EndpointConfig, port: u16) -> std::io::Result<()> {
         timeline_throttled: (0..TIMELINE_STEPS).map(|_| AtomicU32::new(0)).collect(),
         first_call: std::sync::OnceLock::new(),
     });
-    let socket = TcpSocket::new_v4()?;
-    socket.set_reuseaddr(true)?;
-    socket.bind(([127, 0, 0, 1], port).into())?;
-    // A deep accept queue: the naive strategy opens thousands of connections at once.
-    let listener = socket.listen(65_535)?;
-    println!("listening {}", listener.local_addr()?.port());
+    tokio::spawn(accept(stats, state.clone(), None, false));
+    accept(listener, state, tls, true).await;
+}
+
+/// Accepts until killed; counts the connections of the worker's listener.
+async fn accept(listener: TcpListener, state: Arc<State>, tls: Option<TlsAcceptor>, worker: bool) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -277,19 +236,37 @@ pub async fn serve(config: EndpointConfig, port: u16) -> std::io::Result<()> {
             }
         };
         let _ = stream.set_nodelay(true);
-        state.connections.fetch_add(1, Ordering::Relaxed);
-        let state = state.clone();
+        if worker {
+            state.connections.fetch_add(1, Ordering::Relaxed);
+        }
+        let (state, tls) = (state.clone(), tls.clone());
+        // The handshake in the connection's task: a slow one must not hold up the accepts.
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, request).await) }
-            });
-            let _ = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            match tls {
+                None => serve_connection(stream, state).await,
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => serve_connection(stream, state).await,
+                    Err(_) => {
+                        state.tls_failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
+            }
         });
     }
+}
+
+async fn serve_connection<S>(stream: S, state: Arc<State>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(&state, request).await) }
+    });
+    let _ = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 fn reply(
@@ -316,6 +293,18 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Byte
         let body = serde_json::to_vec(&state.stats(full)).expect("stats serialize");
         return Response::builder()
             .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("valid response");
+    }
+    if path.starts_with("/jobs") && request.method() == Method::POST {
+        let query = request.uri().query().map(str::to_owned);
+        let body = request.into_body().collect().await.map(|b| b.to_bytes());
+        let routed = state
+            .jobs
+            .route(&path, query.as_deref(), body.unwrap_or_default());
+        let (status, body) = routed.unwrap_or((404, String::new()));
+        return Response::builder()
+            .status(status)
             .body(Full::new(Bytes::from(body)))
             .expect("valid response");
     }
@@ -430,7 +419,7 @@ fn decide(state: &State, id: &str, now: Instant) -> Outcome {
             return Outcome::Throttled;
         }
     }
-    let Some(index) = index_of(id).filter(|&i| i < state.config.members) else {
+    let Some(index) = state.ids.index_of(id) else {
         state.foreign.fetch_add(1, Ordering::Relaxed);
         return Outcome::Foreign;
     };
@@ -455,26 +444,6 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_bucket_allows_the_burst_then_the_rate_and_never_more_than_the_burst() {
-        let start = Instant::now();
-        let mut bucket = TokenBucket::new(100.0, 10.0, start);
-        assert_eq!((0..20).filter(|_| bucket.try_take(start)).count(), 10);
-        // 50 ms at 100/s refills 5 tokens.
-        let later = start + Duration::from_millis(50);
-        assert_eq!((0..20).filter(|_| bucket.try_take(later)).count(), 5);
-        // A long idle period refills to the burst, not beyond.
-        let much_later = later + Duration::from_secs(60);
-        assert_eq!((0..20).filter(|_| bucket.try_take(much_later)).count(), 10);
-        // Over one second of steady calls, about `rate` get through.
-        let mut granted = 0;
-        for ms in 1..=1000 {
-            let now = much_later + Duration::from_millis(ms);
-            granted += (0..5).filter(|_| bucket.try_take(now)).count();
-        }
-        assert!((99..=101).contains(&granted), "{granted}");
-    }
 
     #[test]
     fn escaped_ids_decode() {

@@ -11,17 +11,25 @@
 //! - [`orchestrator`]: the `run` command; one run = an endpoint process and a worker process.
 //! - [`presets`]: the `sweep` command's recorded presets and their targets.
 //! - [`charts`] over [`plot`]: the SVG charts; [`report`]: results files and tables.
-//! - [`endpoint`] with [`latency`]: the simulated management API.
-//! - [`worker`] over [`store`] and [`ids`]: the engine (or the naive fan-out) in its process.
+//! - [`endpoint`] with [`latency`] and [`throttle`]: the simulated management API; [`tls`]: its
+//!   `--tls` certificate, which the worker trusts through `SSL_CERT_FILE`.
+//! - [`worker`] over [`store`] and [`ids`]: the engine (or the naive fan-out) in its process;
+//!   [`jobs`]: the job board that several worker processes share (`--workers`).
 //! - [`proc_stats`], [`clock`]: what a process used, and the clock both processes stamp with.
 //! - [`cgroup`]: `--memory-mb`, Lambda's CPU for a memory size (a cgroup cpu quota).
+
+// The worker Lambda's allocator, so that the worker process here costs what it costs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cgroup;
 mod charts;
 mod cli;
 mod clock;
 mod endpoint;
+mod endpoint_stats;
 mod ids;
+mod jobs;
 mod latency;
 mod orchestrator;
 mod plot;
@@ -29,6 +37,8 @@ mod presets;
 mod proc_stats;
 mod report;
 mod store;
+mod throttle;
+mod tls;
 mod worker;
 
 use clap::Parser;
@@ -43,7 +53,7 @@ fn main() -> ExitCode {
             // thread spends the least CPU per call (no cross-thread wake-ups).
             Command::Endpoint(args) => block_on(
                 Builder::new_current_thread(),
-                endpoint::serve(args.config(), args.port),
+                endpoint::serve(args.config(), args.port, args.tls_cert_file.as_deref()),
             )
             .and_then(|served| served.map_err(|e| format!("endpoint: {e}"))),
             // Multi-thread unless asked otherwise (see `worker::Runtime`); the worker Lambda runs
@@ -57,7 +67,7 @@ fn main() -> ExitCode {
                 }),
             Command::Run(args) => block_on(
                 Builder::new_current_thread(),
-                orchestrator::run_command(args),
+                orchestrator::run_command(*args),
             )
             .flatten(),
             Command::Sweep(args) => {

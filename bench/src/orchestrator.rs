@@ -2,12 +2,13 @@
 //! fresh worker process, a progress bar fed by the endpoint's counts), and writes the results
 //! file and the table. The `run` command is here; the presets build on [`run_all`].
 
-use crate::cgroup::CpuCgroup;
+use crate::cgroup::{CgroupReport, CpuCgroup};
 use crate::charts::{Axis, throughput_chart};
 use crate::cli::{Conditions, RunArgs, StrategyChoice, default_results_dir};
 use crate::endpoint::EndpointStats;
 use crate::report::{self, ResultsFile, RunResult, RunSpec};
-use crate::worker::{self, Strategy};
+use crate::tls::CertFile;
+use crate::worker::{self, Strategy, WorkerReport};
 use crate::{plot, proc_stats, store};
 use fanout::engine::EngineConfig;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -46,6 +47,9 @@ pub fn spec(strategy: Strategy, members: u64, concurrency: usize, c: &Conditions
         progress_latency_ms: c.progress_latency.as_secs_f64() * 1e3,
         worker_runtime: c.worker_runtime,
         memory_mb: None,
+        tls: c.tls,
+        post_path: crate::worker::PostPath::Signed,
+        workers: 1,
     }
 }
 
@@ -83,7 +87,7 @@ pub async fn run_command(args: RunArgs) -> Result<(), String> {
         StrategyChoice::Naive => &[Strategy::Naive],
         StrategyChoice::Both => &[Strategy::Ours, Strategy::Naive],
     };
-    // Memory sizes innermost, so that they alternate.
+    // Memory sizes and post paths innermost, so that they alternate.
     let memory_sizes: Vec<Option<u32>> = if args.memory_mb.is_empty() {
         vec![None]
     } else {
@@ -93,11 +97,17 @@ pub async fn run_command(args: RunArgs) -> Result<(), String> {
     for &members in &args.n {
         for &strategy in strategies {
             for &concurrency in &concurrencies {
-                for &memory_mb in &memory_sizes {
-                    specs.push(RunSpec {
-                        memory_mb,
-                        ..spec(strategy, members, concurrency, &args.conditions)
-                    });
+                for &workers in &args.workers {
+                    for &memory_mb in &memory_sizes {
+                        for &post_path in &args.post_path {
+                            specs.push(RunSpec {
+                                memory_mb,
+                                post_path,
+                                workers,
+                                ..spec(strategy, members, concurrency, &args.conditions)
+                            });
+                        }
+                    }
                 }
                 if strategy == Strategy::Naive {
                     break; // naive has no concurrency setting
@@ -152,14 +162,15 @@ pub async fn run_all(
             format!(" {mb} MB ({:.2} vCPU)", crate::cgroup::vcpus(mb))
         });
         let label = format!(
-            "[{}/{total}] {} N={} c={} {} throttle={}{memory}",
+            "[{}/{total}] {} N={} c={} {} throttle={}{memory}{}",
             i + 1,
             spec.strategy,
             spec.members,
             spec.concurrency,
             spec.latency,
-            spec.throttle_label()
-        );
+            spec.throttle_label(),
+            if spec.tls { " https" } else { "" }
+        ) + &format!(" {} W={}", spec.post_path, spec.workers);
         let run = run_one(&spec, &label).await?;
         let cost = run.gb_s_per_million.map_or_else(String::new, |g| {
             format!(", {g:.1} GB-s per million deliveries")
@@ -184,9 +195,12 @@ pub async fn run_all(
 }
 
 /// One run: a fresh endpoint process, a fresh worker process, a progress bar fed by the
-/// endpoint's counts.
+/// endpoint's counts. With TLS, the endpoint writes its certificate to a file that the worker
+/// trusts through `SSL_CERT_FILE`, as the native root store is read in Lambda.
 async fn run_one(spec: &RunSpec, label: &str) -> Result<RunResult, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // Dropped (the file removed) after both processes.
+    let cert_file = spec.tls.then(CertFile::new);
     let mut endpoint_cmd = Process::new(&exe);
     endpoint_cmd
         .args(["endpoint", "--members", &spec.members.to_string()])
@@ -196,54 +210,96 @@ async fn run_one(spec: &RunSpec, label: &str) -> Result<RunResult, String> {
         endpoint_cmd.args(["--throttle-rate", &rate.to_string()]);
         endpoint_cmd.args(["--throttle-burst", &burst.to_string()]);
     }
+    if let Some(cert_file) = &cert_file {
+        endpoint_cmd.arg("--tls-cert-file").arg(cert_file.path());
+    }
     let mut endpoint = endpoint_cmd
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("starting the endpoint: {e}"))?;
     let mut lines = BufReader::new(endpoint.stdout.take().expect("piped")).lines();
-    let port: u16 = tokio::time::timeout(START_TIMEOUT, lines.next_line())
+    // `listening PORT STATS_PORT`: the worker's port, and a plain-HTTP one for `/stats`.
+    let (port, stats_port): (u16, u16) = tokio::time::timeout(START_TIMEOUT, lines.next_line())
         .await
         .ok()
         .and_then(Result::ok)
         .flatten()
-        .and_then(|line| line.strip_prefix("listening ")?.parse().ok())
+        .and_then(|line| {
+            let (port, stats) = line.strip_prefix("listening ")?.split_once(' ')?;
+            Some((port.parse().ok()?, stats.parse().ok()?))
+        })
         .ok_or("the endpoint did not start")?;
 
     let load = proc_stats::load_average();
     let time_wait = proc_stats::time_wait_sockets();
     let busy_before = proc_stats::machine_busy_seconds();
-    // Before the worker, so that it is dropped after it (killed first, then the cgroup removed).
-    let cgroup = spec.memory_mb.map(CpuCgroup::create).transpose()?;
-    let spawned = Instant::now();
-    let mut worker = Process::new(&exe)
-        .args(["worker", "--port", &port.to_string()])
-        .args(["--members", &spec.members.to_string()])
-        .args(["--strategy", &spec.strategy.to_string()])
-        .args(["--concurrency", &spec.concurrency.to_string()])
-        .args(["--page-size", &spec.page_size.to_string()])
-        .args(["--page-latency-ms", &spec.page_latency_ms.to_string()])
-        .args(["--payload-bytes", &spec.payload_bytes.to_string()])
-        .args([
-            "--progress-latency-ms",
-            &spec.progress_latency_ms.to_string(),
-        ])
-        .args(["--runtime", &spec.worker_runtime.to_string()])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("starting the worker: {e}"))?;
-    // At once: it is still loading, its fan-out starts after its SDK client is built.
-    if let Some(cgroup) = &cgroup {
-        let pid = worker.id().ok_or("the worker exited as it started")?;
-        cgroup.add(pid)?;
+    // Several workers share the job board on the endpoint's plain port; the first job is on
+    // it before they start.
+    let shared = spec.workers > 1;
+    if shared {
+        let first = worker::first_job(spec.payload_bytes);
+        let addr = ([127, 0, 0, 1], stats_port).into();
+        fanout_test_support::http::request(addr, "POST", "/jobs", &first)
+            .await
+            .map_err(|e| format!("putting the first job on the board: {e}"))?;
     }
-    let mut out = worker.stdout.take().expect("piped");
-    let reading = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = out.read_to_string(&mut text).await;
-        text
-    });
+    let mut workers = Vec::new();
+    // Each with its own cgroup, made before it so that it is dropped after it (the worker
+    // killed first, then the cgroup removed).
+    let mut cgroups = Vec::new();
+    let spawned = Instant::now();
+    for _ in 0..spec.workers.max(1) {
+        let cgroup = spec.memory_mb.map(CpuCgroup::create).transpose()?;
+        let mut worker_cmd = Process::new(&exe);
+        worker_cmd
+            .args(["worker", "--port", &port.to_string()])
+            .args(["--members", &spec.members.to_string()])
+            .args(["--strategy", &spec.strategy.to_string()])
+            .args(["--concurrency", &spec.concurrency.to_string()])
+            .args(["--page-size", &spec.page_size.to_string()])
+            .args(["--page-latency-ms", &spec.page_latency_ms.to_string()])
+            .args(["--payload-bytes", &spec.payload_bytes.to_string()])
+            .args([
+                "--progress-latency-ms",
+                &spec.progress_latency_ms.to_string(),
+            ])
+            .args(["--runtime", &spec.worker_runtime.to_string()])
+            .args(["--post-path", &spec.post_path.to_string()]);
+        if shared {
+            let rate = spec.throttle_rate.map_or(10_000, |rate| rate as u32);
+            worker_cmd
+                .args(["--board-port", &stats_port.to_string()])
+                .args(["--room-split-ways", &spec.workers.to_string()])
+                .args(["--account-post-rate", &rate.to_string()]);
+        }
+        if let Some(cert_file) = &cert_file {
+            // The worker's only trust in the certificate: no code of its own, as in
+            // production. Without SSL_CERT_DIR, the file is its whole root store.
+            worker_cmd
+                .env("SSL_CERT_FILE", cert_file.path())
+                .env_remove("SSL_CERT_DIR")
+                .arg("--tls");
+        }
+        let mut worker = worker_cmd
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("starting the worker: {e}"))?;
+        // At once: it is still loading, its fan-out starts after its SDK client is built.
+        if let Some(cgroup) = &cgroup {
+            let pid = worker.id().ok_or("the worker exited as it started")?;
+            cgroup.add(pid)?;
+        }
+        let mut out = worker.stdout.take().expect("piped");
+        let reading = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = out.read_to_string(&mut text).await;
+            text
+        });
+        cgroups.push(cgroup);
+        workers.push((worker, reading));
+    }
 
     let bar = ProgressBar::new(spec.members);
     bar.set_style(
@@ -257,42 +313,65 @@ async fn run_one(spec: &RunSpec, label: &str) -> Result<RunResult, String> {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let give_up = tokio::time::sleep(run_timeout(spec));
     tokio::pin!(give_up);
-    let status = loop {
-        tokio::select! {
-            status = worker.wait() => break status.map_err(|e| e.to_string())?,
-            () = &mut give_up => {
-                bar.finish_and_clear();
-                return Err(format!("the worker did not finish within {:?}", run_timeout(spec)));
-            }
-            _ = tick.tick() => {
-                let polled = tokio::time::timeout(Duration::from_secs(1), get_stats(port, false)).await;
-                if let Ok(Ok(stats)) = polled {
-                    bar.set_position((stats.distinct_delivered + stats.gone_calls).min(spec.members));
-                    bar.set_message(format!("in flight {} · 429s {}", stats.in_flight, stats.throttled));
+    let statuses = {
+        let all_exited =
+            futures::future::join_all(workers.iter_mut().map(|(worker, _)| worker.wait()));
+        tokio::pin!(all_exited);
+        loop {
+            tokio::select! {
+                statuses = &mut all_exited => break statuses,
+                () = &mut give_up => {
+                    bar.finish_and_clear();
+                    return Err(format!("the workers did not finish within {:?}", run_timeout(spec)));
+                }
+                _ = tick.tick() => {
+                    let polled = tokio::time::timeout(Duration::from_secs(1), get_stats(stats_port, false)).await;
+                    if let Ok(Ok(stats)) = polled {
+                        bar.set_position((stats.distinct_delivered + stats.gone_calls).min(spec.members));
+                        let mut message = format!("in flight {} · 429s {}", stats.in_flight, stats.throttled);
+                        if stats.tls_failures > 0 {
+                            // The worker does not trust the certificate: it retries until the timeout.
+                            message.push_str(&format!(" · failed TLS handshakes {}", stats.tls_failures));
+                        }
+                        bar.set_message(message);
+                    }
                 }
             }
         }
     };
     let worker_wall_s = spawned.elapsed().as_secs_f64();
-    let cgroup_report = cgroup.as_ref().map(CpuCgroup::report).transpose()?;
-    drop(cgroup);
+    let mut cgroup_report: Option<CgroupReport> = None;
+    for cgroup in cgroups.iter().flatten() {
+        let report = cgroup.report()?;
+        cgroup_report = Some(match cgroup_report {
+            None => report,
+            Some(sum) => sum.add(&report),
+        });
+    }
+    drop(cgroups);
     let busy = proc_stats::machine_busy_seconds()
         .zip(busy_before)
         .map(|(after, before)| after - before);
     bar.finish_and_clear();
-    let text = tokio::time::timeout(START_TIMEOUT, reading)
-        .await
-        .map_err(|_| "the worker's output did not close")?
-        .map_err(|e| e.to_string())?;
-    if !status.success() {
-        return Err(format!("the worker failed ({status})"));
+    let mut reports = Vec::new();
+    for (status, (_, reading)) in statuses.into_iter().zip(workers) {
+        let status = status.map_err(|e| e.to_string())?;
+        let text = tokio::time::timeout(START_TIMEOUT, reading)
+            .await
+            .map_err(|_| "the worker's output did not close")?
+            .map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err(format!("the worker failed ({status})"));
+        }
+        let report: WorkerReport = text
+            .lines()
+            .rev()
+            .find_map(|line| serde_json::from_str(line).ok())
+            .ok_or_else(|| format!("the worker printed no report: {text:?}"))?;
+        reports.push(report);
     }
-    let report = text
-        .lines()
-        .rev()
-        .find_map(|line| serde_json::from_str(line).ok())
-        .ok_or_else(|| format!("the worker printed no report: {text:?}"))?;
-    let stats = tokio::time::timeout(START_TIMEOUT, get_stats(port, true))
+    let report = WorkerReport::sum(reports);
+    let stats = tokio::time::timeout(START_TIMEOUT, get_stats(stats_port, true))
         .await
         .map_err(|_| "the endpoint's stats did not come")??;
     let _ = endpoint.kill().await;
@@ -300,7 +379,8 @@ async fn run_one(spec: &RunSpec, label: &str) -> Result<RunResult, String> {
     let mut result = RunResult::new(spec.clone(), report, stats, load, busy);
     result.time_wait_at_start = time_wait;
     result.cgroup = cgroup_report;
-    result.set_worker_wall(worker_wall_s);
+    // Every worker is billed for its memory over the whole run.
+    result.set_worker_wall(worker_wall_s * f64::from(spec.workers.max(1)));
     Ok(result)
 }
 

@@ -25,6 +25,7 @@ fn conditions(latency: &str, throttle: Option<(f64, f64)>, gone_fraction: f64) -
         payload_bytes: 100,
         progress_latency: Duration::from_millis(10),
         worker_runtime: Runtime::MultiThread,
+        tls: false,
     }
 }
 

@@ -4,7 +4,7 @@ use crate::cgroup::{self, CgroupReport};
 use crate::endpoint::{EndpointStats, TIMELINE_STEP};
 use crate::latency::Latency;
 use crate::proc_stats::Machine;
-use crate::worker::{Runtime, Strategy, WorkerReport};
+use crate::worker::{PostPath, Runtime, Strategy, WorkerReport};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
@@ -34,6 +34,19 @@ pub struct RunSpec {
     /// `--memory-mb`: the worker held to this Lambda memory size's CPU; absent if unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mb: Option<u32>,
+    /// `--tls`: HTTPS to the endpoint; absent (false) in results recorded before it existed.
+    #[serde(default)]
+    pub tls: bool,
+    /// `--post-path`; absent in results recorded before it existed, which ran on the SDK.
+    #[serde(default = "PostPath::recorded_default")]
+    pub post_path: PostPath,
+    /// `--workers`: worker processes sharing the room's parts; absent (1) in older results.
+    #[serde(default = "one")]
+    pub workers: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl RunSpec {
@@ -55,7 +68,7 @@ impl RunSpec {
     fn bound_at(&self, latency: Duration) -> f64 {
         let latency = latency.as_secs_f64();
         let by_latency = if latency > 0.0 {
-            self.concurrency as f64 / latency
+            (self.concurrency as f64 * f64::from(self.workers.max(1))) / latency
         } else {
             f64::INFINITY
         };
@@ -68,6 +81,10 @@ impl RunSpec {
             (Some(rate), None) => format!("{rate:.0}/s"),
             _ => "none".into(),
         }
+    }
+
+    pub fn transport_label(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
     }
 }
 
@@ -257,7 +274,7 @@ impl ResultsFile {
     }
 }
 
-const COLUMNS: [&str; 24] = [
+const COLUMNS: [&str; 27] = [
     "strategy",
     "runtime",
     "mem MB",
@@ -265,6 +282,9 @@ const COLUMNS: [&str; 24] = [
     "conc",
     "latency",
     "throttle",
+    "transport",
+    "post",
+    "W",
     "deliv",
     "lost",
     "dup",
@@ -299,6 +319,9 @@ pub fn row(run: &RunResult) -> Vec<String> {
         },
         run.spec.latency.clone(),
         run.spec.throttle_label(),
+        run.spec.transport_label().into(),
+        run.spec.post_path.to_string(),
+        run.spec.workers.to_string(),
         run.delivered.to_string(),
         run.lost.to_string(),
         run.duplicates.to_string(),
@@ -345,7 +368,7 @@ pub fn table(runs: &[RunResult]) -> String {
             .zip(&widths)
             .enumerate()
             .map(|(i, (c, w))| {
-                if i < 7 {
+                if i < 10 {
                     format!("{c:<w$}")
                 } else {
                     format!("{c:>w$}")
@@ -389,6 +412,10 @@ pub fn print_markdown(results_dir: &Path) -> Result<(), String> {
         "engine-before",
         "engine-after",
         "memory",
+        "post-path",
+        "memory-tls",
+        "memory-tls-small",
+        "huge-rooms",
     ] {
         let path = results_dir.join(format!("{name}.json"));
         if path.exists() {

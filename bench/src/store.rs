@@ -1,17 +1,18 @@
 //! A synthetic connection store: one room of N members, paged like a DynamoDB Query on the
-//! `room-index` GSI, without holding N ids in memory.
+//! `room-index` GSI (whole, or a split part's range of it), without holding N ids in memory.
 //!
 //! Why synthetic: the benchmark measures the worker (engine, SDK, HTTP), and a million real items
 //! in DynamoDB Local or moto would measure them instead (and need minutes to load). The store
-//! computes each page from the cursor: the ids of a page are `id_of(start..start + page)`, so the
-//! worker's memory is what the engine holds, not what the store holds.
+//! computes each page from the cursor: ids sort in index order (see `ids`), so the ids of a page
+//! are those of the indexes `start..start + page`, and the worker's memory is what the engine
+//! holds, not what the store holds.
 //!
 //! Paging follows DynamoDB: a page holds as many KEYS_ONLY index items as fit in 1 MB (or a given
 //! limit), the cursor is the last key of the page (`LastEvaluatedKey`) and the next page starts
-//! after it (`ExclusiveStartKey`). Members are listed in index order, which stands for the
-//! index's sort order on `connectionId`.
+//! after it (`ExclusiveStartKey`), which may be any string, as a split part's lower bound is; an
+//! `until` bound ends the range, as the part's key condition does.
 
-use crate::ids::{ID_LEN, id_of, index_of};
+use crate::ids::{ID_LEN, IdSpace};
 use async_trait::async_trait;
 use fanout::domain::{Connection, RoomName, Segment};
 use fanout::ports::{ConnectionStore, Page, StoreError};
@@ -34,7 +35,7 @@ pub fn items_per_page(room: &str) -> usize {
 
 pub struct SyntheticStore {
     room: RoomName,
-    members: u64,
+    ids: IdSpace,
     page_size: u64,
     /// How long each page read takes (a Query returning 1 MB is not free).
     page_latency: Duration,
@@ -50,7 +51,7 @@ impl SyntheticStore {
         assert!(page_size > 0, "page size must be at least 1");
         Self {
             room,
-            members,
+            ids: IdSpace::new(members),
             page_size: page_size as u64,
             page_latency,
             deleted: AtomicU64::new(0),
@@ -71,24 +72,20 @@ impl SyntheticStore {
         self.pages.load(Ordering::Relaxed)
     }
 
-    /// The page that starts after `cursor`, computed, not looked up.
-    fn page_after(&self, cursor: Option<&str>) -> Result<Page, StoreError> {
-        let start = match cursor {
-            None => 0,
-            Some(cursor) => match index_of(cursor) {
-                Some(last) if last < self.members => last + 1,
-                _ => return Err(StoreError::BadCursor(cursor.to_owned())),
-            },
-        };
-        let end = (start + self.page_size).min(self.members);
-        let ids: Vec<String> = (start..end).map(id_of).collect();
-        let next = if end < self.members {
+    /// The page of members after `cursor` and through `until` (both any string), computed, not
+    /// looked up.
+    fn page_after(&self, cursor: Option<&str>, until: Option<&str>) -> Page {
+        let start = cursor.map_or(0, |cursor| self.ids.count_through(cursor));
+        let limit = until.map_or(self.ids.members(), |until| self.ids.count_through(until));
+        let end = (start + self.page_size).min(limit).max(start);
+        let ids: Vec<String> = (start..end).map(|i| self.ids.id_of(i)).collect();
+        let next = if end < limit {
             ids.last().cloned()
         } else {
             None
         };
         self.pages.fetch_add(1, Ordering::Relaxed);
-        Ok(Page { ids, next })
+        Page { ids, next }
     }
 }
 
@@ -101,22 +98,20 @@ impl ConnectionStore for SyntheticStore {
     }
 
     async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
-        Ok(index_of(connection_id)
-            .filter(|&index| index < self.members)
-            .map(|_| Connection {
-                connection_id: connection_id.to_owned(),
-                room: self.room.clone(),
-                connected_at: 0,
-                expires_at: 0,
-                principal: None,
-                allowance: None,
-            }))
+        Ok(self.ids.index_of(connection_id).map(|_| Connection {
+            connection_id: connection_id.to_owned(),
+            room: self.room.clone(),
+            connected_at: 0,
+            expires_at: 0,
+            principal: None,
+            allowance: None,
+        }))
     }
 
     async fn delete(&self, connection_id: &str) -> Result<(), StoreError> {
-        match index_of(connection_id) {
-            Some(index) if index < self.members => self.deleted.fetch_add(1, Ordering::Relaxed),
-            _ => self.foreign_deletes.fetch_add(1, Ordering::Relaxed),
+        match self.ids.index_of(connection_id) {
+            Some(_) => self.deleted.fetch_add(1, Ordering::Relaxed),
+            None => self.foreign_deletes.fetch_add(1, Ordering::Relaxed),
         };
         Ok(())
     }
@@ -126,14 +121,19 @@ impl ConnectionStore for SyntheticStore {
         self.delete(connection_id).await.map(|()| true)
     }
 
-    async fn room_page(&self, room: &RoomName, cursor: Option<&str>) -> Result<Page, StoreError> {
+    async fn room_page(
+        &self,
+        room: &RoomName,
+        cursor: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<Page, StoreError> {
         if !self.page_latency.is_zero() {
             tokio::time::sleep(self.page_latency).await;
         }
         if *room != self.room {
             return Ok(Page::default());
         }
-        self.page_after(cursor)
+        Ok(self.page_after(cursor, until))
     }
 
     async fn scan_page(&self, segment: Segment, cursor: Option<&str>) -> Result<Page, StoreError> {
@@ -144,7 +144,7 @@ impl ConnectionStore for SyntheticStore {
         if !self.page_latency.is_zero() {
             tokio::time::sleep(self.page_latency).await;
         }
-        self.page_after(cursor)
+        Ok(self.page_after(cursor, None))
     }
 
     fn cursor_after(&self, _room: Option<&RoomName>, connection_id: &str) -> String {
@@ -157,10 +157,18 @@ impl ConnectionStore for SyntheticStore {
 mod tests {
     use super::*;
 
-    async fn every_id(store: &SyntheticStore, room: &RoomName) -> (Vec<String>, u64) {
-        let (mut ids, mut pages, mut cursor) = (Vec::new(), 0, None::<String>);
+    async fn every_id(
+        store: &SyntheticStore,
+        room: &RoomName,
+        from: Option<&str>,
+        until: Option<&str>,
+    ) -> (Vec<String>, u64) {
+        let (mut ids, mut pages, mut cursor) = (Vec::new(), 0, from.map(str::to_owned));
         loop {
-            let page = store.room_page(room, cursor.as_deref()).await.unwrap();
+            let page = store
+                .room_page(room, cursor.as_deref(), until)
+                .await
+                .unwrap();
             pages += 1;
             ids.extend(page.ids);
             match page.next {
@@ -171,40 +179,68 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn paging_covers_every_member_exactly_once() {
+    async fn paging_covers_every_member_exactly_once_in_id_order() {
         let room = RoomName::parse("bench").unwrap();
         for (members, page_size, pages) in
             [(0, 3, 1), (1, 3, 1), (9, 3, 3), (10, 3, 4), (1000, 7, 143)]
         {
             let store = SyntheticStore::new(room.clone(), members, page_size, Duration::ZERO);
-            let (ids, read) = every_id(&store, &room).await;
+            let (ids, read) = every_id(&store, &room, None, None).await;
             assert_eq!(read, pages, "{members} members, pages of {page_size}");
-            let mut indexes: Vec<u64> = ids.iter().map(|id| index_of(id).unwrap()).collect();
-            assert_eq!(indexes.len() as u64, members);
-            indexes.sort_unstable();
-            indexes.dedup();
+            assert!(
+                ids.windows(2).all(|pair| pair[0] < pair[1]),
+                "sorted, once each"
+            );
+            let space = IdSpace::new(members);
+            let indexes: Vec<u64> = ids.iter().map(|id| space.index_of(id).unwrap()).collect();
             assert_eq!(indexes, (0..members).collect::<Vec<_>>());
         }
     }
 
     #[tokio::test]
-    async fn other_rooms_are_empty_and_bad_cursors_are_refused() {
+    async fn a_split_rooms_ranges_cover_it_once_between_bounds_that_are_not_ids() {
+        let room = RoomName::parse("bench").unwrap();
+        let store = SyntheticStore::new(room.clone(), 10_000, 100, Duration::ZERO);
+        let bounds = ["F+", "U+", "k+"];
+        let mut seen = Vec::new();
+        let starts = [None, Some("F+"), Some("U+"), Some("k+")];
+        let ends = [Some("F+"), Some("U+"), Some("k+"), None];
+        for (from, until) in starts.into_iter().zip(ends) {
+            let (ids, _) = every_id(&store, &room, from, until).await;
+            assert!(
+                (2_000..3_000).contains(&ids.len()),
+                "{from:?}..{until:?}: {}",
+                ids.len()
+            );
+            seen.extend(ids);
+        }
+        assert!(bounds.iter().all(|b| !seen.iter().any(|id| id == b)));
+        assert_eq!(seen.len(), 10_000);
+        assert!(
+            seen.windows(2).all(|pair| pair[0] < pair[1]),
+            "no one twice"
+        );
+        let (none, _) = every_id(&store, &room, Some("k+"), Some("F+")).await;
+        assert!(none.is_empty(), "a start past the end is an empty range");
+    }
+
+    #[tokio::test]
+    async fn other_rooms_are_empty() {
         let room = RoomName::parse("bench").unwrap();
         let store = SyntheticStore::new(room.clone(), 10, 3, Duration::ZERO);
         let other = RoomName::parse("lobby").unwrap();
         assert_eq!(
-            store.room_page(&other, None).await.unwrap(),
+            store.room_page(&other, None, None).await.unwrap(),
             Page::default()
         );
-        assert!(store.room_page(&room, Some("nope")).await.is_err());
-        assert!(store.room_page(&room, Some(&id_of(10))).await.is_err());
     }
 
     #[tokio::test]
     async fn deletes_are_counted_and_foreign_ones_apart() {
         let store = SyntheticStore::new(RoomName::parse("bench").unwrap(), 10, 3, Duration::ZERO);
-        store.delete(&id_of(3)).await.unwrap();
-        store.delete(&id_of(11)).await.unwrap();
+        let space = IdSpace::new(10);
+        store.delete(&space.id_of(3)).await.unwrap();
+        store.delete(&IdSpace::new(11).id_of(10)).await.unwrap();
         assert_eq!((store.deleted(), store.foreign_deletes()), (1, 1));
     }
 

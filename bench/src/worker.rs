@@ -2,10 +2,11 @@
 //! synthetic store and the simulated endpoint, reporting what it did and what it cost.
 
 use crate::clock::epoch_us;
+use crate::jobs::{BoardClient, Take};
 use crate::proc_stats;
 use crate::store::SyntheticStore;
 use fanout::adapters::aws::static_sdk_config;
-use fanout::adapters::management::ManagementGateway;
+use fanout::adapters::management::{ManagementGateway, SdkManagementGateway};
 use fanout::adapters::memory::{MemoryProgress, MemoryQueue};
 use fanout::domain::{DeliveryMode, Job, RoomName, now_epoch_millis};
 use fanout::engine::{BatchItem, Engine, EngineConfig, FanoutStats};
@@ -22,6 +23,42 @@ pub enum Strategy {
     Ours,
     /// The seed tutorial: one page, every post at once, no retries.
     Naive,
+}
+
+/// How the worker posts: the product's signed path, or the SDK's client it replaced (the
+/// baseline of the comparison in docs/benchmarks.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PostPath {
+    /// `fanout::adapters::management::ManagementGateway`: aws-sigv4 over one hyper pool.
+    Signed,
+    /// `SdkManagementGateway`: the SDK's PostToConnection, what every run before it used.
+    Sdk,
+}
+
+impl PostPath {
+    /// Results recorded before the choice existed ran on the SDK's client.
+    pub fn recorded_default() -> Self {
+        PostPath::Sdk
+    }
+}
+
+impl std::fmt::Display for PostPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PostPath::Signed => "signed",
+            PostPath::Sdk => "sdk",
+        })
+    }
+}
+
+/// Several workers sharing one job board (see `jobs`): the room is split into as many parts.
+#[derive(Debug, Clone, Copy)]
+pub struct Shared {
+    /// The endpoint's plain port, where the board is.
+    pub board_port: u16,
+    pub room_split_ways: u32,
+    pub account_post_rate: u32,
 }
 
 impl std::fmt::Display for Strategy {
@@ -76,6 +113,11 @@ pub struct WorkerConfig {
     pub payload_bytes: usize,
     /// How long each progress-record write takes.
     pub progress_latency: Duration,
+    /// HTTPS to `localhost` (the certificate's name), trusted through `SSL_CERT_FILE` only.
+    pub tls: bool,
+    pub post_path: PostPath,
+    /// Jobs from a board shared with other workers, rather than one room job of its own.
+    pub shared: Option<Shared>,
 }
 
 /// What the worker process prints (one JSON line) when it is done. Its first five counts are the
@@ -107,6 +149,37 @@ pub struct WorkerReport {
     pub frame_bytes: usize,
 }
 
+impl WorkerReport {
+    /// Several workers' reports as one: counts and CPU added, from the first start to the last
+    /// finish, the largest peak of one process.
+    pub fn sum(reports: Vec<WorkerReport>) -> WorkerReport {
+        let mut reports = reports.into_iter();
+        let Some(mut total) = reports.next() else {
+            return WorkerReport::default();
+        };
+        for r in reports {
+            total.delivered += r.delivered;
+            total.stale += r.stale;
+            total.failed += r.failed;
+            total.retried += r.retried;
+            total.continuations += r.continuations;
+            total.pages += r.pages;
+            total.rounds += r.rounds;
+            total.store_deletes += r.store_deletes;
+            total.foreign_deletes += r.foreign_deletes;
+            total.started_us = total.started_us.min(r.started_us);
+            total.finished_us = total.finished_us.max(r.finished_us);
+            total.cpu_s += r.cpu_s;
+            total.cpu_user_s += r.cpu_user_s;
+            total.cpu_system_s += r.cpu_system_s;
+            total.peak_rss_kib = total.peak_rss_kib.max(r.peak_rss_kib);
+            total.baseline_rss_kib = total.baseline_rss_kib.max(r.baseline_rss_kib);
+        }
+        total.elapsed_s = total.finished_us.saturating_sub(total.started_us) as f64 / 1e6;
+        total
+    }
+}
+
 pub const ROOM: &str = "bench";
 pub const STAGE: &str = "bench";
 
@@ -118,23 +191,21 @@ pub async fn run(config: WorkerConfig) -> WorkerReport {
         config.page_size,
         config.page_latency,
     ));
-    // The real SDK client, SigV4 and all, with dummy credentials: the endpoint does not check
-    // signatures but counts unsigned calls. The gateway takes the endpoint with each call.
+    // Signed with dummy credentials: the endpoint does not check signatures but counts unsigned
+    // calls. The gateway takes the endpoint with each call.
     let sdk = static_sdk_config(None).await;
-    let gateway = Arc::new(ManagementGateway::new(&sdk));
-    let endpoint = format!("http://127.0.0.1:{}/{STAGE}", config.port);
-    let payload = serde_json::json!({
-        "text": "x".repeat(config.payload_bytes.saturating_sub(12)),
-    });
-    let body = serde_json::json!({
-        "v": 1,
-        "id": "bench-message-1",
-        "target": {"room": ROOM},
-        "payload": payload,
-        "sender": "bench-sender",
-        "sentAt": now_epoch_millis(),
-    })
-    .to_string();
+    let gateway: Arc<dyn ConnectionGateway> = match config.post_path {
+        PostPath::Signed => {
+            Arc::new(ManagementGateway::new(&sdk).expect("the system has root certificates"))
+        }
+        PostPath::Sdk => Arc::new(SdkManagementGateway::new(&sdk)),
+    };
+    let endpoint = if config.tls {
+        format!("https://localhost:{}/{STAGE}", config.port)
+    } else {
+        format!("http://127.0.0.1:{}/{STAGE}", config.port)
+    };
+    let body = first_job(config.payload_bytes);
     let job = Job::parse(&body).expect("the benchmark's job is valid");
     let frame_bytes = job.render(DeliveryMode::Envelope).len();
 
@@ -143,9 +214,12 @@ pub async fn run(config: WorkerConfig) -> WorkerReport {
     let (user_before, system_before) = proc_stats::cpu_user_system_seconds().unwrap_or_default();
     let started_us = epoch_us();
     let start = Instant::now();
-    let (counts, rounds) = match config.strategy {
-        Strategy::Ours => ours(&config, store.clone(), gateway, endpoint, body).await,
-        Strategy::Naive => naive(store.clone(), gateway, &endpoint, &job, &room).await,
+    let (counts, rounds) = match (config.strategy, config.shared) {
+        (Strategy::Ours, Some(shared)) => {
+            on_board(&config, shared, store.clone(), gateway, endpoint).await
+        }
+        (Strategy::Ours, None) => ours(&config, store.clone(), gateway, endpoint, body).await,
+        (Strategy::Naive, _) => naive(store.clone(), gateway, &endpoint, &job, &room).await,
     };
     let mut report = WorkerReport {
         delivered: counts.delivered,
@@ -172,13 +246,79 @@ pub async fn run(config: WorkerConfig) -> WorkerReport {
     report
 }
 
+/// The room's message, as sendmessage enqueues it, with `data` of about `payload_bytes`.
+pub fn first_job(payload_bytes: usize) -> String {
+    let payload = serde_json::json!({
+        "text": "x".repeat(payload_bytes.saturating_sub(12)),
+    });
+    serde_json::json!({
+        "v": 1,
+        "id": "bench-message-1",
+        "target": {"room": ROOM},
+        "payload": payload,
+        "sender": "bench-sender",
+        "sentAt": now_epoch_millis(),
+    })
+    .to_string()
+}
+
+/// One of several workers: jobs from the shared board, one at a time (a batch of one), as
+/// worker Lambdas take them from SQS, until the board says the fan-out is over.
+async fn on_board(
+    config: &WorkerConfig,
+    shared: Shared,
+    store: Arc<SyntheticStore>,
+    gateway: Arc<dyn ConnectionGateway>,
+    endpoint: String,
+) -> (FanoutStats, u32) {
+    let board = Arc::new(BoardClient::new(shared.board_port));
+    let engine = Engine::new(
+        store,
+        gateway,
+        board.clone(),
+        Arc::new(MemoryProgress::with_latency(config.progress_latency)),
+        EngineConfig {
+            concurrency: config.concurrency,
+            management_endpoint: Some(endpoint),
+            room_split_ways: shared.room_split_ways,
+            account_post_rate: shared.account_post_rate,
+            ..EngineConfig::default()
+        },
+    );
+    let (mut counts, mut rounds) = (FanoutStats::default(), 0);
+    let deadline = Instant::now() + Duration::from_secs(24 * 3600);
+    loop {
+        match board.take().await {
+            Ok(Take::Job(body)) => {
+                rounds += 1;
+                let item = BatchItem {
+                    message_id: format!("bench-{}-{rounds}", std::process::id()),
+                    body,
+                    ..BatchItem::default()
+                };
+                counts += engine.run_batch(vec![item], deadline).await.stats;
+                // The board must hear it, or the run never ends (the orchestrator's timeout
+                // would): a few tries over loopback.
+                for _ in 0..50 {
+                    if board.done().await.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            Ok(Take::Done) => return (counts, rounds),
+            Ok(Take::Wait) | Err(_) => tokio::time::sleep(Duration::from_millis(2)).await,
+        }
+    }
+}
+
 /// The engine, as the worker Lambda runs it: one SQS batch with the job, then (as SQS would
 /// deliver them) the batches of whatever it handed back, until nothing is left. Returns the
 /// batches' counts and how many batches ran.
 async fn ours(
     config: &WorkerConfig,
     store: Arc<SyntheticStore>,
-    gateway: Arc<ManagementGateway>,
+    gateway: Arc<dyn ConnectionGateway>,
     endpoint: String,
     body: String,
 ) -> (FanoutStats, u32) {
@@ -225,13 +365,13 @@ async fn ours(
 /// deletes the connection (the seed did that much), any other error is swallowed. One round.
 async fn naive(
     store: Arc<SyntheticStore>,
-    gateway: Arc<ManagementGateway>,
+    gateway: Arc<dyn ConnectionGateway>,
     endpoint: &str,
     job: &Job,
     room: &RoomName,
 ) -> (FanoutStats, u32) {
     let mut counts = FanoutStats::default();
-    let page = match store.room_page(room, None).await {
+    let page = match store.room_page(room, None, None).await {
         Ok(page) => page,
         Err(_) => return (counts, 1),
     };

@@ -107,6 +107,7 @@ pub const WORKER_COUNTS: &[(&str, Count)] = &[
     ("Retried", |s| s.retried),
     ("Interrupted", |s| s.interrupted),
     ("Continuations", |s| s.continuations),
+    ("RoomsSplit", |s| s.rooms_split),
     ("Pages", |s| s.pages),
     ("Resumed", |s| s.resumed),
     ("Checkpoints", |s| s.checkpoints),

@@ -62,8 +62,14 @@ pub trait ConnectionStore: Send + Sync {
         connection_id: &str,
         connected_before: i64,
     ) -> Result<bool, StoreError>;
-    /// One page of the room's members, from the room index.
-    async fn room_page(&self, room: &RoomName, cursor: Option<&str>) -> Result<Page, StoreError>;
+    /// One page of the room's members, from the room index, in connection-id order: those after
+    /// `cursor` and, with `until`, up to that id (inclusive; a bound, not necessarily a member).
+    async fn room_page(
+        &self,
+        room: &RoomName,
+        cursor: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<Page, StoreError>;
     /// One page of one Scan segment of the whole table.
     async fn scan_page(&self, segment: Segment, cursor: Option<&str>) -> Result<Page, StoreError>;
     /// The cursor that goes on right after `connection_id`, in the room's pages (`Some(room)`)

@@ -1,16 +1,12 @@
-//! The AWS adapters against moto server (DynamoDB, SQS) and against a small HTTP server that
-//! answers like API Gateway's management API (moto never answers 410).
+//! The AWS adapters against moto server (DynamoDB, SQS). The management API's gateways are in
+//! management_wire.rs.
 
 use fanout::adapters::dynamodb::DynamoStore;
 use fanout::adapters::dynamodb::TableConfig;
-use fanout::adapters::management::ManagementGateway;
 use fanout::adapters::sqs::SqsQueue;
 use fanout::domain::{Allowance, Connection, Job, RoomName};
-use fanout::ports::{
-    Allowances, ConnectionGateway, ConnectionStore, JobQueue, PostError, QueueError, StoreError,
-};
+use fanout::ports::{Allowances, ConnectionStore, JobQueue, QueueError, StoreError};
 use fanout_test_support::moto::{create_queue, moto_sdk_config, unique};
-use fanout_test_support::net::free_port;
 use fanout_test_support::pages::{ids, room_pages, scan_pages};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -140,6 +136,41 @@ mod dynamodb {
         assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), members);
     }
 
+    /// A part of a split room: from a bound that is no member (the position after it) up to
+    /// another, inclusive, paged.
+    #[tokio::test]
+    async fn reads_a_range_of_a_room_between_bounds_that_are_not_members() {
+        let store = store(Some(4)).await;
+        join(&store, "big", 30).await;
+        let room = RoomName::parse("big").unwrap();
+        let range = |from: &str, until: &'static str| {
+            let (store, room) = (&store, &room);
+            let mut cursor = Some(store.cursor_after(Some(room), from));
+            async move {
+                let mut seen = Vec::new();
+                for _ in 0..20 {
+                    let page = store
+                        .room_page(room, cursor.as_deref(), Some(until))
+                        .await
+                        .unwrap();
+                    seen.extend(page.ids);
+                    match page.next {
+                        Some(next) => cursor = Some(next),
+                        None => return seen,
+                    }
+                }
+                panic!("paging does not end");
+            }
+        };
+        let expected: Vec<String> = (10..20).map(|i| format!("big-{i:03}=")).collect();
+        assert_eq!(range("big-009x", "big-019x").await, expected);
+        assert_eq!(range("big-009x", "big-019=").await, expected, "inclusive");
+        assert!(
+            range("big-019x", "big-009x").await.is_empty(),
+            "start past end"
+        );
+    }
+
     #[tokio::test]
     async fn scans_the_whole_table_in_segments() {
         let store = store(Some(5)).await;
@@ -156,7 +187,7 @@ mod dynamodb {
         let store = store(None).await;
         let room = RoomName::lobby();
         assert!(matches!(
-            store.room_page(&room, Some("not a cursor")).await,
+            store.room_page(&room, Some("not a cursor"), None).await,
             Err(StoreError::BadCursor(_))
         ));
 
@@ -238,157 +269,5 @@ mod sqs {
             gone.enqueue(&job(), Duration::ZERO).await,
             Err(QueueError::Unavailable(_))
         ));
-    }
-}
-
-mod management {
-    use super::*;
-    use bytes::Bytes;
-    use std::sync::{Arc, Mutex};
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-    use tokio::net::TcpListener;
-
-    #[derive(Debug, Clone)]
-    struct Seen {
-        method: String,
-        path: String,
-        authorization: Option<String>,
-        body: Vec<u8>,
-    }
-
-    /// Answers like API Gateway's management API, by connection id: `gone` 410, `busy` 429,
-    /// `broken` 500, `forbidden` 403, anything else 200. Records every request.
-    async fn fake_api_gateway() -> (String, Arc<Mutex<Vec<Seen>>>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}/dev", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let record = seen.clone();
-        tokio::spawn(async move {
-            loop {
-                let (socket, _) = listener.accept().await.unwrap();
-                let record = record.clone();
-                tokio::spawn(async move {
-                    let mut socket = BufReader::new(socket);
-                    // Keep-alive: serve requests until the client closes.
-                    loop {
-                        let mut request_line = String::new();
-                        if socket.read_line(&mut request_line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let (mut length, mut authorization) = (0, None);
-                        loop {
-                            let mut header = String::new();
-                            socket.read_line(&mut header).await.unwrap();
-                            let header = header.trim_end();
-                            if header.is_empty() {
-                                break;
-                            }
-                            let (name, value) = header.split_once(':').unwrap();
-                            match name.to_ascii_lowercase().as_str() {
-                                "content-length" => length = value.trim().parse().unwrap(),
-                                "authorization" => authorization = Some(value.trim().to_owned()),
-                                _ => {}
-                            }
-                        }
-                        let mut body = vec![0; length];
-                        socket.read_exact(&mut body).await.unwrap();
-                        let mut parts = request_line.split_whitespace();
-                        let method = parts.next().unwrap().to_owned();
-                        let path = parts.next().unwrap().to_owned();
-                        let id = path.rsplit('/').next().unwrap().to_owned();
-                        record.lock().unwrap().push(Seen {
-                            method,
-                            path,
-                            authorization,
-                            body,
-                        });
-                        let (status, error_type) = match id.as_str() {
-                            "gone" => ("410 Gone", Some("GoneException")),
-                            "busy" => ("429 Too Many Requests", Some("LimitExceededException")),
-                            "broken" => (
-                                "500 Internal Server Error",
-                                Some("InternalServerErrorException"),
-                            ),
-                            "forbidden" => ("403 Forbidden", Some("ForbiddenException")),
-                            "huge" => ("413 Payload Too Large", Some("PayloadTooLargeException")),
-                            _ => ("200 OK", None),
-                        };
-                        let response = match error_type {
-                            Some(kind) => {
-                                let body = format!("{{\"message\":\"{kind}\"}}");
-                                format!(
-                                    "HTTP/1.1 {status}\r\nx-amzn-ErrorType: {kind}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                                    body.len()
-                                )
-                            }
-                            None => format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n"),
-                        };
-                        socket
-                            .get_mut()
-                            .write_all(response.as_bytes())
-                            .await
-                            .unwrap();
-                    }
-                });
-            }
-        });
-        (endpoint, seen)
-    }
-
-    #[tokio::test]
-    async fn posts_signed_frames_to_the_connection_path() {
-        let (endpoint, seen) = fake_api_gateway().await;
-        let gateway = ManagementGateway::new(&moto_sdk_config().await);
-
-        gateway
-            .post(
-                &endpoint,
-                "Dx4sXe1ZoAMCJvw=",
-                Bytes::from_static(b"{\"type\":\"message\"}"),
-            )
-            .await
-            .unwrap();
-
-        let seen = seen.lock().unwrap().clone();
-        assert_eq!(seen.len(), 1);
-        assert_eq!(seen[0].method, "POST");
-        assert_eq!(seen[0].path, "/dev/@connections/Dx4sXe1ZoAMCJvw%3D");
-        assert_eq!(seen[0].body, b"{\"type\":\"message\"}");
-        let authorization = seen[0].authorization.as_deref().expect("signed");
-        assert!(
-            authorization.contains("/execute-api/aws4_request"),
-            "{authorization}"
-        );
-    }
-
-    #[tokio::test]
-    async fn maps_api_gateway_errors_to_what_the_engine_does() {
-        let (endpoint, seen) = fake_api_gateway().await;
-        let gateway = ManagementGateway::new(&moto_sdk_config().await);
-        let post = |id: &'static str| gateway.post(&endpoint, id, Bytes::from_static(b"x"));
-
-        assert_eq!(post("gone").await, Err(PostError::Gone));
-        assert_eq!(post("busy").await, Err(PostError::Throttled));
-        assert_eq!(post("broken").await, Err(PostError::Server(500)));
-        assert!(matches!(
-            post("forbidden").await,
-            Err(PostError::Forbidden(_))
-        ));
-        assert!(matches!(
-            post("huge").await,
-            Err(PostError::Rejected { status: 413, .. })
-        ));
-        assert_eq!(
-            seen.lock().unwrap().len(),
-            5,
-            "one call each: the SDK's own retries are off"
-        );
-
-        let closed = format!("http://127.0.0.1:{}/dev", free_port());
-        let error = gateway
-            .post(&closed, "x", Bytes::from_static(b"x"))
-            .await
-            .unwrap_err();
-        assert!(matches!(error, PostError::Transport(_)), "{error:?}");
     }
 }

@@ -66,7 +66,10 @@ async fn a_cursor_after_an_id_goes_on_with_exactly_the_ids_after_it() {
     let mut everyone = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = store.room_page(&room, cursor.as_deref()).await.unwrap();
+        let page = store
+            .room_page(&room, cursor.as_deref(), None)
+            .await
+            .unwrap();
         everyone.extend(page.ids.clone());
         let Some(next) = page.next else { break };
         cursor = Some(next);
@@ -78,7 +81,7 @@ async fn a_cursor_after_an_id_goes_on_with_exactly_the_ids_after_it() {
     let mut rest = Vec::new();
     let mut cursor = Some(after);
     while let Some(at) = cursor {
-        let page = store.room_page(&room, Some(&at)).await.unwrap();
+        let page = store.room_page(&room, Some(&at), None).await.unwrap();
         rest.extend(page.ids);
         cursor = page.next;
     }

@@ -61,7 +61,10 @@ pub fn memory(options: &Options) -> Backend {
         max_receive_count: options.max_receive_count,
         max_depth: usize::try_from(options.max_queue_depth).unwrap_or(usize::MAX),
     }));
-    let store = Arc::new(MemoryStore::new());
+    let store = Arc::new(match options.page_limit {
+        Some(limit) => MemoryStore::with_page_size(limit as usize),
+        None => MemoryStore::new(),
+    });
     Backend {
         store: store.clone(),
         allowances: store,
@@ -88,7 +91,7 @@ pub async fn aws(sdk: &SdkConfig, options: &Options) -> Result<Backend, BackendE
     let table = TableConfig {
         table: options.table.clone(),
         room_index: TableConfig::DEFAULT_ROOM_INDEX.into(),
-        page_limit: None,
+        page_limit: options.page_limit.map(|limit| limit as i32),
     };
     let store = DynamoStore::from_client(aws_sdk_dynamodb::Client::new(sdk), table);
     if options.create_resources {

@@ -8,6 +8,7 @@ use crate::faults::FaultSpec;
 use crate::queue::MAX_VISIBILITY_TIMEOUT;
 use clap::{Parser, Subcommand, ValueEnum};
 use fanout::domain::DeliveryMode;
+use fanout::engine::EngineConfig;
 use fanout::handlers::sendmessage::SendConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -137,6 +138,16 @@ pub struct Options {
     /// Posts in flight per invocation, 1 to 10000 (overrides FANOUT_CONCURRENCY).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=10_000))]
     pub fanout_concurrency: Option<u16>,
+
+    /// Connection ids per page of a room or Scan (as the Lambdas' PAGE_LIMIT); default: what a
+    /// 1 MB DynamoDB page holds.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub page_limit: Option<u32>,
+
+    /// Split a room bigger than one page into this many ranges, each a job of its own that
+    /// another worker invocation may take (overrides ROOM_SPLIT_WAYS; 1 never splits).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(EngineConfig::MAX_ROOM_SPLIT_WAYS)))]
+    pub room_split_ways: Option<u32>,
 
     /// What members receive: envelope or raw (overrides DELIVERY_MODE).
     #[arg(long, value_parser = parse_delivery_mode)]
@@ -313,6 +324,9 @@ mod tests {
             ("--max-data-bytes", "0"),
             ("--max-data-bytes", too_much_data.as_str()),
             ("--worker-concurrency", "0"),
+            ("--room-split-ways", "0"),
+            ("--page-limit", "0"),
+            ("--room-split-ways", "257"),
             ("--batch-size", "0"),
             ("--max-receive-count", "0"),
             ("--visibility-timeout", "13h"),

@@ -55,6 +55,8 @@ pub enum StartError {
     /// A flag's value cannot be used (the message names the flag).
     #[error("{0}")]
     Options(String),
+    #[error("the worker's management client: {0}")]
+    Management(String),
 }
 
 /// The whole pipeline running in this process: one HTTP server (the WebSocket emulator, the
@@ -131,6 +133,9 @@ impl LocalStack {
         if let Some(concurrency) = options.fanout_concurrency {
             engine_config.concurrency = usize::from(concurrency);
         }
+        if let Some(ways) = options.room_split_ways {
+            engine_config.room_split_ways = ways;
+        }
         if let Some(mode) = options.delivery_mode {
             engine_config.delivery_mode = mode;
         }
@@ -153,7 +158,7 @@ impl LocalStack {
         let management = static_sdk_config(None).await;
         let engine = Arc::new(Engine::new(
             store.clone(),
-            Arc::new(ManagementGateway::new(&management)),
+            Arc::new(ManagementGateway::new(&management).map_err(StartError::Management)?),
             queue.clone(),
             progress,
             engine_config.clone(),

@@ -14,7 +14,7 @@ pub async fn room_pages<S>(store: &S, room: &RoomName) -> Vec<Page>
 where
     S: ConnectionStore + ?Sized,
 {
-    all_pages(async |cursor| store.room_page(room, cursor).await).await
+    all_pages(async |cursor| store.room_page(room, cursor, None).await).await
 }
 
 /// The pages of each of `total` scan segments in turn: the whole table.

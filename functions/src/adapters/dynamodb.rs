@@ -306,15 +306,28 @@ impl ConnectionStore for DynamoStore {
         conditional(deleted)
     }
 
-    async fn room_page(&self, room: &RoomName, cursor: Option<&str>) -> Result<Page, StoreError> {
-        let output = self
+    async fn room_page(
+        &self,
+        room: &RoomName,
+        cursor: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<Page, StoreError> {
+        let mut query = self
             .client
             .query()
             .table_name(&self.config.table)
             .index_name(&self.config.room_index)
-            .key_condition_expression("#room = :room")
             .expression_attribute_names("#room", "room")
-            .expression_attribute_values(":room", AttributeValue::S(room.to_string()))
+            .expression_attribute_values(":room", AttributeValue::S(room.to_string()));
+        // The index's sort key is connectionId: a part of a split room reads its range only.
+        query = match until {
+            Some(until) => query
+                .key_condition_expression("#room = :room AND #id <= :until")
+                .expression_attribute_names("#id", "connectionId")
+                .expression_attribute_values(":until", AttributeValue::S(until.to_owned())),
+            None => query.key_condition_expression("#room = :room"),
+        };
+        let output = query
             .set_limit(self.config.page_limit)
             .set_exclusive_start_key(decode_cursor(cursor)?)
             .send()

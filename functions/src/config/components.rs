@@ -182,7 +182,8 @@ pub fn queue_url(env: &impl Source) -> Result<String, ConfigError> {
 impl EngineConfig {
     /// `FANOUT_CONCURRENCY`, `POST_TIMEOUT_MS`, `MAX_POST_ATTEMPTS`, `BACKOFF_BASE_MS`,
     /// `BACKOFF_CAP_MS`, `DEADLINE_MARGIN_MS`, `HANDOFF_RESERVE_MS`, `DELIVERY_MODE`,
-    /// `MANAGEMENT_ENDPOINT`, `SCAN_SEGMENTS`, `RETRY_BUDGET_SECONDS`, `RETRY_DELAY_BASE_MS`,
+    /// `MANAGEMENT_ENDPOINT`, `SCAN_SEGMENTS`, `ROOM_SPLIT_WAYS`, `ACCOUNT_POST_RATE`,
+    /// `RETRY_BUDGET_SECONDS`, `RETRY_DELAY_BASE_MS`,
     /// `GONE_GRACE_SECONDS`, `CHECKPOINT_EVERY`.
     pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
         let defaults = EngineConfig::default();
@@ -228,6 +229,18 @@ impl EngineConfig {
             },
             management_endpoint: endpoint(env, "MANAGEMENT_ENDPOINT")?,
             scan_segments: number(env, "SCAN_SEGMENTS", defaults.scan_segments, 1..=1000)?,
+            room_split_ways: number(
+                env,
+                "ROOM_SPLIT_WAYS",
+                defaults.room_split_ways,
+                1..=EngineConfig::MAX_ROOM_SPLIT_WAYS,
+            )?,
+            account_post_rate: number(
+                env,
+                "ACCOUNT_POST_RATE",
+                defaults.account_post_rate,
+                1..=1_000_000,
+            )?,
             handoff_reserve: Duration::ZERO,
             retry_budget: seconds(
                 env,

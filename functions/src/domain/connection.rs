@@ -21,3 +21,8 @@ pub struct Connection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowance: Option<Allowance>,
 }
+
+/// The characters of API Gateway's connection ids (standard base64: 11 random bytes, one `=`
+/// of padding, e.g. `L0SM9cOFvHcCIhw=`), in byte order: the order of the room index's sort key.
+pub const CONNECTION_ID_ALPHABET: &[u8; 64] =
+    b"+/0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";

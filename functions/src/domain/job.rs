@@ -174,6 +174,17 @@ pub struct Job {
     /// of repeating, and a hand-off written twice is the same job, not a fork.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hop: Option<String>,
+    /// The last connection id a `room` job covers (inclusive; after `cursor`): set on the parts
+    /// a big room is split into, so that they cover the room's ids once between them. Absent:
+    /// to the end of the room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// Posts per second the job starts paced at: a split room's parts each carry their share
+    /// of the account's rate, so they do not all start with a burst into its throttle. The
+    /// pace grows from there until API Gateway throttles (see `engine::pacer`). Absent:
+    /// unpaced until the first 429.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pace: Option<u32>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -210,6 +221,8 @@ pub enum InvalidJob {
     Hop(String),
     #[error("a cursor of a \"connections\" target must be one of its ids")]
     CursorNotAnId,
+    #[error("\"until\" only applies to a \"room\" target, and is 1 to {MAX_ID_BYTES} bytes")]
+    Until,
 }
 
 /// The longest message id accepted: it names the job's progress record, whose DynamoDB key
@@ -242,6 +255,13 @@ impl Job {
             && !is_hop_path(hop)
         {
             return Err(InvalidJob::Hop(hop.clone()));
+        }
+        if let Some(until) = &job.until
+            && (!matches!(job.target, Target::Room(_))
+                || until.is_empty()
+                || until.len() > MAX_ID_BYTES)
+        {
+            return Err(InvalidJob::Until);
         }
         if let Target::Connections { ids, .. } = &mut job.target {
             // A repeated id is posted once.
@@ -296,15 +316,20 @@ impl Job {
             attempt: 0,
             retry_since: None,
             hop: None,
+            until: None,
+            pace: None,
         }
     }
 
-    /// A job for the same message with another target, starting from the first page.
+    /// A job for the same message with another target, starting from the first page, with no
+    /// range or pace of its own.
     pub fn retarget(&self, target: Target) -> Job {
         Job {
             target,
             cursor: None,
             segment: None,
+            until: None,
+            pace: None,
             ..self.clone()
         }
     }
@@ -442,6 +467,15 @@ mod tests {
             Job::parse(&job.to_json()),
             Err(InvalidJob::SegmentWithoutScan)
         ));
+        job.segment = None;
+        for until in [String::new(), "x".repeat(MAX_ID_BYTES + 1)] {
+            job.until = Some(until);
+            assert!(matches!(Job::parse(&job.to_json()), Err(InvalidJob::Until)));
+        }
+        job.until = Some("M".into());
+        assert!(Job::parse(&job.to_json()).is_ok());
+        job.target = Target::All;
+        assert!(matches!(Job::parse(&job.to_json()), Err(InvalidJob::Until)));
     }
 
     #[test]
@@ -449,7 +483,9 @@ mod tests {
         let mut job = Job::parse(&body(json!({"connections":["x"],"room":"r1"}))).unwrap();
         job.cursor = Some("x".into());
         job.attempt = 2;
+        job.pace = Some(2_500);
         let again = Job::parse(&job.to_json()).unwrap();
+        assert_eq!(again.pace, Some(2_500));
         assert_eq!(again.target, job.target);
         assert_eq!(again.cursor.as_deref(), Some("x"));
         assert_eq!(again.attempt, 2);

@@ -26,6 +26,12 @@ pub struct EngineConfig {
     pub management_endpoint: Option<String>,
     /// An `all` job without a segment is split into this many parallel Scan segments.
     pub scan_segments: u32,
+    /// A room bigger than one page is split into this many ranges of ids, each its own job
+    /// for a worker of its own (`ROOM_SPLIT_WAYS`); 1 never splits.
+    pub room_split_ways: u32,
+    /// The account's PostToConnection rate (API Gateway's default is 10,000/s): the parts of a
+    /// split room start paced at their share of it (`ACCOUNT_POST_RATE`).
+    pub account_post_rate: u32,
     /// How long transient failures of a delivery are retried, from the first hand-back, before
     /// its ids go to the dead-letter queue.
     pub retry_budget: Duration,
@@ -41,6 +47,9 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// The most parts a room is split into.
+    pub const MAX_ROOM_SPLIT_WAYS: u32 = 256;
+
     /// Posts started between checkpoints.
     pub fn checkpoint_window(&self) -> usize {
         match self.checkpoint_every {
@@ -63,6 +72,8 @@ impl Default for EngineConfig {
             delivery_mode: DeliveryMode::Envelope,
             management_endpoint: None,
             scan_segments: 1,
+            room_split_ways: 1,
+            account_post_rate: 10_000,
             retry_budget: Duration::from_secs(15 * 60),
             retry_delay_base: Duration::from_secs(1),
             gone_grace: Duration::from_secs(60),

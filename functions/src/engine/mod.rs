@@ -21,6 +21,7 @@ mod feed;
 mod handoff;
 mod pacer;
 mod run;
+mod split;
 mod stats;
 
 pub use batch::{BatchItem, BatchReport, Engine, JobFailure};

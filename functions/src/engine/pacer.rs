@@ -24,6 +24,11 @@ const WINDOW: Duration = Duration::from_millis(250);
 /// Below this many successes in a window, the success rate says little; use the send rate.
 const MIN_SAMPLE: u64 = 20;
 
+/// Seconds from a decrease until the cubic curve is back at the rate that was throttled.
+fn cubic_k() -> f64 {
+    ((1.0 - DECREASE) / GROWTH).cbrt()
+}
+
 pub struct Pacer {
     state: Mutex<State>,
 }
@@ -36,6 +41,10 @@ struct State {
     last_decrease: Option<Instant>,
     /// When the next paced post may start.
     next_slot: Instant,
+    /// A 429 has set the pace.
+    throttled: bool,
+    /// The shares of the account's rate that jobs carried in (see [`Pacer::carry`]).
+    carried: f64,
     meter: Meter,
 }
 
@@ -96,6 +105,8 @@ impl Pacer {
                 w_max: 0.0,
                 last_decrease: None,
                 next_slot: now,
+                throttled: false,
+                carried: 0.0,
                 meter: Meter {
                     start: now,
                     sent: 0,
@@ -104,6 +115,24 @@ impl Pacer {
                 },
             }),
         }
+    }
+
+    /// Starts the pace at `share` posts per second more (a split room's part carries its share
+    /// of the account's rate) and lets it grow from there, as after a throttle, until API
+    /// Gateway throttles. The shares of a batch's parts add up; once a 429 has set the pace,
+    /// shares no longer change it: what it measured is better than any share.
+    pub fn carry(&self, share: f64) {
+        let mut state = self.lock();
+        if state.throttled {
+            return;
+        }
+        let now = Instant::now();
+        state.carried += share.max(MIN_RATE);
+        state.w_max = state.carried;
+        state.rate = Some(state.carried);
+        // At the top of the cubic curve: flat at first, then probing above the share.
+        let top = Duration::from_secs_f64(cubic_k());
+        state.last_decrease = Some(now.checked_sub(top).unwrap_or(now));
     }
 
     /// The current cap in posts per second, if throttling has set one.
@@ -140,9 +169,8 @@ impl Pacer {
         state.meter.roll(now);
         state.meter.succeeded += 1;
         if let (Some(_), Some(at)) = (state.rate, state.last_decrease) {
-            let k = ((1.0 - DECREASE) / GROWTH).cbrt();
             let t = (now - at).as_secs_f64();
-            let cap = state.w_max * (1.0 + GROWTH * (t - k).powi(3));
+            let cap = state.w_max * (1.0 + GROWTH * (t - cubic_k()).powi(3));
             state.rate = Some(cap.max(MIN_RATE));
         }
     }
@@ -156,6 +184,7 @@ impl Pacer {
         {
             return;
         }
+        state.throttled = true;
         state.meter.roll(now);
         let measured = state.meter.rate(now);
         let w_max = measured
@@ -254,6 +283,30 @@ mod tests {
         let start = Instant::now();
         assert!(!pacer.acquire(start + Duration::from_millis(100)).await);
         assert_eq!(Instant::now(), start, "refused without waiting");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_carried_share_paces_from_the_start_then_grows_until_throttled() {
+        let pacer = Pacer::new();
+        pacer.carry(1_000.0);
+        pacer.carry(1_500.0);
+        assert_eq!(pacer.rate(), Some(2_500.0), "a batch's shares add up");
+        // Flat near the share at first, then probing above it.
+        succeed_for(&pacer, 2_500, Duration::from_millis(500)).await;
+        let early = pacer.rate().unwrap();
+        assert!((2_500.0..2_600.0).contains(&early), "{early}");
+        succeed_for(&pacer, 2_500, Duration::from_millis(1_500)).await;
+        assert!(pacer.rate().unwrap() > 3_500.0, "{:?}", pacer.rate());
+
+        pacer.on_throttled();
+        let measured = pacer.rate().unwrap();
+        assert!(measured < 2_500.0, "cut from the measured rate: {measured}");
+        pacer.carry(10_000.0);
+        assert_eq!(
+            pacer.rate(),
+            Some(measured),
+            "a 429's measure beats any share"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -77,21 +77,41 @@ impl Engine {
                 checkpoint
             }
         };
+        // A part of a split room starts at its share of the account's rate (only a job that
+        // runs adds its share).
+        if let Some(pace) = job.pace {
+            batch.pacer.carry(f64::from(pace));
+        }
         let handoff = match checkpoint.handoff {
             // An earlier run died handing off: hand off exactly that again.
             Some(handoff) => handoff,
-            None if self.splits(&job) => {
+            None if self.splits_scan(&job) => {
                 stats += self.split_scan(batch, owner, &key, &job).await?;
                 return Ok(stats);
             }
             None => {
+                let mut first = None;
+                if self.may_split_room(&job, &checkpoint) {
+                    match self.fetch_by(batch, &job, None).await {
+                        Ok(page) if page.next.is_some() => {
+                            stats.pages += 1;
+                            stats += self.split_room(batch, owner, &key, &job).await?;
+                            return Ok(stats);
+                        }
+                        Ok(page) => first = Some(page),
+                        // The run reads it again, and hands the room back if it still fails.
+                        Err(error) => warn!(%error, "could not read the room's first page"),
+                    }
+                }
                 let run = Run {
                     batch,
                     owner,
                     key: &key,
                     job: &job,
                 };
-                let (delivered, handoff) = self.deliver(&run, endpoint, frame, checkpoint).await?;
+                let (delivered, handoff) = self
+                    .deliver(&run, endpoint, frame, checkpoint, first)
+                    .await?;
                 stats += delivered;
                 handoff
             }
@@ -126,19 +146,15 @@ impl Engine {
         self.progress.save(key, owner, seq, checkpoint)
     }
 
-    /// An `all` job is split into Scan segments once, before it has read anything.
-    fn splits(&self, job: &Job) -> bool {
-        job.target == Target::All
-            && job.segment.is_none()
-            && job.cursor.is_none()
-            && self.config.scan_segments > 1
-    }
-
     /// Reads a page of the job's targets. A `connections` job is its own single page; its
     /// cursor is the last id taken.
     async fn fetch(&self, job: &Job, cursor: Option<&str>) -> Result<Page, StoreError> {
         match &job.target {
-            Target::Room(room) => self.store.room_page(room, cursor).await,
+            Target::Room(room) => {
+                self.store
+                    .room_page(room, cursor, job.until.as_deref())
+                    .await
+            }
             Target::All => {
                 self.store
                     .scan_page(job.segment.unwrap_or(Segment::WHOLE), cursor)
@@ -167,14 +183,15 @@ impl Engine {
         }
     }
 
-    /// Posts to the job's targets from `checkpoint`, until they are all taken or the batch
-    /// stops; returns what to hand back.
+    /// Posts to the job's targets from `checkpoint` (or from `first`, the first page if it was
+    /// read already), until they are all taken or the batch stops; returns what to hand back.
     async fn deliver(
         &self,
         run: &Run<'_>,
         endpoint: String,
         frame: Bytes,
         checkpoint: Checkpoint,
+        first: Option<Page>,
     ) -> Result<(FanoutStats, Handoff), JobFailure> {
         let (batch, job) = (run.batch, run.job);
         let start = checkpoint.cursor.clone().or_else(|| job.cursor.clone());
@@ -190,7 +207,11 @@ impl Engine {
         // they are handed back rather than lost.
         let own_ids = matches!(job.target, Target::Connections { .. });
         if own_ids || !batch.stopping() {
-            match self.fetch_by(batch, job, start.as_deref()).await {
+            let page = match first {
+                Some(page) => Ok(page),
+                None => self.fetch_by(batch, job, start.as_deref()).await,
+            };
+            match page {
                 Ok(page) => {
                     stats.pages += 1;
                     all_read = page.next.is_none();
@@ -430,7 +451,7 @@ impl Engine {
         Ok(stats)
     }
 
-    async fn enqueue_by(
+    pub(super) async fn enqueue_by(
         &self,
         batch: &Batch,
         job: &Job,
@@ -449,7 +470,7 @@ impl Engine {
     /// Best effort: a job whose record is not marked finished is only ever redelivered by an
     /// SQS duplicate, which then hands off the same jobs again (no-ops by their hops) or, with
     /// nothing to hand off, re-posts at most the last checkpoint's pending ids and window.
-    async fn mark_finished(&self, batch: &Batch, owner: &str, key: &str) {
+    pub(super) async fn mark_finished(&self, batch: &Batch, owner: &str, key: &str) {
         let done = Checkpoint {
             finished: true,
             ..Checkpoint::default()
@@ -464,30 +485,6 @@ impl Engine {
         if let Err(error) = result {
             warn!(%error, "could not mark the job finished");
         }
-    }
-
-    /// Enqueues one `all` job per Scan segment, each a hop of its own.
-    async fn split_scan(
-        &self,
-        batch: &Batch,
-        owner: &str,
-        key: &str,
-        job: &Job,
-    ) -> Result<FanoutStats, JobFailure> {
-        let total = self.config.scan_segments;
-        for index in 0..total {
-            let part = Job {
-                segment: Some(Segment { index, total }),
-                hop: Some(job.child_hop(&format!("s{index}"))),
-                ..job.clone()
-            };
-            self.enqueue_by(batch, &part, Duration::ZERO).await?;
-        }
-        self.mark_finished(batch, owner, key).await;
-        Ok(FanoutStats {
-            continuations: u64::from(total),
-            ..FanoutStats::default()
-        })
     }
 }
 

@@ -23,8 +23,10 @@ pub struct FanoutStats {
     pub retried: u64,
     /// Posts abandoned at the backstop and handed back as possibly delivered.
     pub interrupted: u64,
-    /// Jobs handed back to the queue: continuations, retries and Scan segments.
+    /// Jobs handed back to the queue: continuations, retries, Scan segments and room parts.
     pub continuations: u64,
+    /// Rooms too big for one page, split into ranges for several workers.
+    pub rooms_split: u64,
     /// Pages read from the store.
     pub pages: u64,
     /// Jobs that went on from an earlier run's checkpoint.
@@ -54,6 +56,7 @@ impl AddAssign for FanoutStats {
         self.retried += other.retried;
         self.interrupted += other.interrupted;
         self.continuations += other.continuations;
+        self.rooms_split += other.rooms_split;
         self.pages += other.pages;
         self.resumed += other.resumed;
         self.checkpoints += other.checkpoints;

@@ -163,11 +163,25 @@ impl ConnectionStore for MemoryStore {
         Ok(stale)
     }
 
-    async fn room_page(&self, room: &RoomName, cursor: Option<&str>) -> Result<Page, StoreError> {
+    async fn room_page(
+        &self,
+        room: &RoomName,
+        cursor: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<Page, StoreError> {
         let tables = self.read();
-        Ok(match tables.rooms.get(room) {
-            Some(members) => self.page(members.range(after(cursor))),
-            None => Page::default(),
+        let Some(members) = tables.rooms.get(room) else {
+            return Ok(Page::default());
+        };
+        // A range whose start is past its end is empty (BTreeSet::range would panic on it).
+        Ok(match until {
+            Some(until) if cursor.is_some_and(|cursor| cursor >= until) => Page::default(),
+            Some(until) => self.page(
+                members
+                    .range(after(cursor))
+                    .take_while(|id| id.as_str() <= until),
+            ),
+            None => self.page(members.range(after(cursor))),
         })
     }
 

@@ -5,6 +5,7 @@ mod faults;
 mod properties;
 mod review;
 mod sim;
+mod split;
 
 use super::*;
 use crate::adapters::memory::{
@@ -66,9 +67,18 @@ fn config(concurrency: usize) -> EngineConfig {
 impl Fixture {
     /// Members `{room}-{i:04}` for i in 0..count.
     async fn join(&self, room: &str, count: usize) -> BTreeSet<String> {
-        let mut ids = BTreeSet::new();
-        for i in 0..count {
-            let id = format!("{room}-{i:04}");
+        self.join_ids(room, (0..count).map(|i| format!("{room}-{i:04}")))
+            .await
+    }
+
+    /// These members in `room`, long connected.
+    async fn join_ids(
+        &self,
+        room: &str,
+        ids: impl IntoIterator<Item = String>,
+    ) -> BTreeSet<String> {
+        let mut joined = BTreeSet::new();
+        for id in ids {
             self.store
                 .put(&Connection {
                     connection_id: id.clone(),
@@ -80,9 +90,9 @@ impl Fixture {
                 })
                 .await
                 .unwrap();
-            ids.insert(id);
+            joined.insert(id);
         }
-        ids
+        joined
     }
 
     async fn run(&self, bodies: &[String]) -> BatchReport {

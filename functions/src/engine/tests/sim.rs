@@ -72,9 +72,14 @@ impl ConnectionStore for Store {
         }
         self.0.delete_stale(id, before).await
     }
-    async fn room_page(&self, room: &RoomName, cursor: Option<&str>) -> Result<Page, StoreError> {
+    async fn room_page(
+        &self,
+        room: &RoomName,
+        cursor: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<Page, StoreError> {
         self.page_fault().await?;
-        self.0.room_page(room, cursor).await
+        self.0.room_page(room, cursor, until).await
     }
     async fn scan_page(&self, segment: Segment, cursor: Option<&str>) -> Result<Page, StoreError> {
         self.page_fault().await?;

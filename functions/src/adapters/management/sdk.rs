@@ -1,6 +1,7 @@
-//! The connection gateway on API Gateway's management API (`POST @connections/{id}`).
+//! `PostToConnection` through the SDK's client.
 
-use super::aws::describe;
+use super::wire::classify;
+use crate::adapters::aws::describe;
 use crate::ports::{ConnectionGateway, PostError};
 use async_trait::async_trait;
 use aws_sdk_apigatewaymanagement::Client;
@@ -13,15 +14,15 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-/// Posts through the real SDK client. The engine does its own retries (with a shared pacer and
+/// Posts through the SDK's client. The engine does its own retries (with a shared pacer and
 /// a deadline), so the SDK's are off.
-pub struct ManagementGateway {
+pub struct SdkManagementGateway {
     sdk: aws_config::SdkConfig,
     /// One client per endpoint (`https://{domain}/{stage}`); in practice there is one.
     clients: RwLock<HashMap<String, Client>>,
 }
 
-impl ManagementGateway {
+impl SdkManagementGateway {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
         Self {
             sdk: sdk.clone(),
@@ -53,30 +54,19 @@ impl ManagementGateway {
     }
 }
 
-/// Maps an SDK failure to what the engine does about it, by HTTP status as API Gateway
-/// documents: 410 GoneException, 429 LimitExceededException, 403 ForbiddenException, 5xx, other 4xx.
-fn classify<E>(error: SdkError<E, HttpResponse>) -> PostError
+/// Maps an SDK failure to what the engine does about it.
+fn classify_sdk<E>(error: SdkError<E, HttpResponse>) -> PostError
 where
     E: std::error::Error + 'static,
 {
-    let status = error
-        .raw_response()
-        .map(|response| response.status().as_u16());
-    match status {
-        Some(410) => PostError::Gone,
-        Some(429) => PostError::Throttled,
-        Some(403) => PostError::Forbidden(describe(&error)),
-        Some(status) if status >= 500 => PostError::Server(status),
-        Some(status) => PostError::Rejected {
-            status,
-            reason: describe(&error),
-        },
+    match error.raw_response().map(|r| r.status().as_u16()) {
+        Some(status) => classify(status, || describe(&error)),
         None => PostError::Transport(describe(&error)),
     }
 }
 
 #[async_trait]
-impl ConnectionGateway for ManagementGateway {
+impl ConnectionGateway for SdkManagementGateway {
     async fn post(
         &self,
         endpoint: &str,
@@ -89,7 +79,7 @@ impl ConnectionGateway for ManagementGateway {
             .data(Blob::new(frame.to_vec()))
             .send()
             .await
-            .map_err(classify)?;
+            .map_err(classify_sdk)?;
         Ok(())
     }
 }

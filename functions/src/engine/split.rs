@@ -1,0 +1,146 @@
+//! Splitting one job into parts that run in parallel, on as many workers: an `all` job into
+//! Scan segments, a big room into ranges of connection ids.
+//!
+//! A room is split only once it is known to be big: its job reads the first page, and a room
+//! that fits in it is posted by that job as before (no extra read, no extra message). A room
+//! with more hands its whole range on as `ROOM_SPLIT_WAYS` parts, each a `room` job with a
+//! `cursor` (the position after its lower bound) and an `until` (its upper bound, inclusive),
+//! read from the room index's sort key (`connectionId`). The bounds are fixed by the number of
+//! parts alone, so a split redone after a crash enqueues the same parts under the same hops,
+//! which find their progress records and do not run twice. Each part carries its share of the
+//! account's rate as its starting pace (see `pacer`).
+
+use super::batch::{Batch, Engine, JobFailure};
+use super::stats::FanoutStats;
+use crate::domain::connection::CONNECTION_ID_ALPHABET as ID_ALPHABET;
+use crate::domain::{Checkpoint, Job, Segment, Target};
+use std::time::Duration;
+
+/// The `ways - 1` bounds that cut the connection-id space into `ways` ranges of about equal
+/// size: API Gateway's ids are random base64, so their first two characters are uniform over
+/// 64 x 64 values. Any ids are still covered exactly once (the ranges meet end to end); ids of
+/// another shape only spread less evenly.
+pub(super) fn room_bounds(ways: u32) -> Vec<String> {
+    let cells = ID_ALPHABET.len() * ID_ALPHABET.len();
+    let ways = (ways.max(1) as usize).min(cells);
+    (1..ways)
+        .map(|k| {
+            let cell = k * cells / ways;
+            let first = ID_ALPHABET[cell / ID_ALPHABET.len()];
+            let second = ID_ALPHABET[cell % ID_ALPHABET.len()];
+            String::from_utf8(vec![first, second]).expect("ASCII")
+        })
+        .collect()
+}
+
+impl Engine {
+    /// An `all` job is split into Scan segments once, before it has read anything.
+    pub(super) fn splits_scan(&self, job: &Job) -> bool {
+        job.target == Target::All
+            && job.segment.is_none()
+            && job.cursor.is_none()
+            && self.config.scan_segments > 1
+    }
+
+    /// A room job from its start, not yet split, and nothing of it posted: may be split, if
+    /// its first page says the room is bigger than one page.
+    pub(super) fn may_split_room(&self, job: &Job, checkpoint: &Checkpoint) -> bool {
+        matches!(job.target, Target::Room(_))
+            && self.config.room_split_ways > 1
+            && job.cursor.is_none()
+            && job.until.is_none()
+            && checkpoint.cursor.is_none()
+            && checkpoint.pending.is_empty()
+    }
+
+    /// Enqueues one `all` job per Scan segment, each a hop of its own.
+    pub(super) async fn split_scan(
+        &self,
+        batch: &Batch,
+        owner: &str,
+        key: &str,
+        job: &Job,
+    ) -> Result<FanoutStats, JobFailure> {
+        let total = self.config.scan_segments;
+        for index in 0..total {
+            let part = Job {
+                segment: Some(Segment { index, total }),
+                hop: Some(job.child_hop(&format!("s{index}"))),
+                ..job.clone()
+            };
+            self.enqueue_by(batch, &part, Duration::ZERO).await?;
+        }
+        self.mark_finished(batch, owner, key).await;
+        Ok(FanoutStats {
+            continuations: u64::from(total),
+            ..FanoutStats::default()
+        })
+    }
+
+    /// Enqueues the room's parts, each a range of ids with its share of the account's rate.
+    pub(super) async fn split_room(
+        &self,
+        batch: &Batch,
+        owner: &str,
+        key: &str,
+        job: &Job,
+    ) -> Result<FanoutStats, JobFailure> {
+        let room = job.target.room();
+        let ways = self.config.room_split_ways.max(1);
+        let pace = (self.config.account_post_rate / ways).max(1);
+        let bounds = room_bounds(ways);
+        let starts = std::iter::once(None).chain(bounds.iter().map(Some));
+        let ends = bounds.iter().map(Some).chain(std::iter::once(None));
+        let mut parts = 0;
+        for (index, (from, until)) in starts.zip(ends).enumerate() {
+            let part = Job {
+                cursor: from.map(|bound| self.store.cursor_after(room, bound)),
+                until: until.cloned(),
+                pace: Some(pace),
+                hop: Some(job.child_hop(&format!("p{index}"))),
+                ..job.clone()
+            };
+            self.enqueue_by(batch, &part, Duration::ZERO).await?;
+            parts += 1;
+        }
+        self.mark_finished(batch, owner, key).await;
+        Ok(FanoutStats {
+            continuations: parts,
+            rooms_split: 1,
+            ..FanoutStats::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_cut_the_id_space_in_even_ascending_ranges() {
+        assert!(room_bounds(1).is_empty());
+        assert_eq!(room_bounds(2), ["U+"]);
+        assert_eq!(room_bounds(4), ["E+", "U+", "k+"]);
+        for ways in [2, 3, 7, 8, 64, 100, 5000] {
+            let bounds = room_bounds(ways);
+            assert_eq!(bounds.len(), (ways as usize).min(4096) - 1);
+            assert!(bounds.windows(2).all(|pair| pair[0] < pair[1]), "{ways}");
+        }
+        // Random base64 ids fall about evenly into the ranges.
+        let bounds = room_bounds(8);
+        let mut counts = [0usize; 8];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..80_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let id: String = (0..16)
+                .map(|i| ID_ALPHABET[((state >> (i * 4)) & 63) as usize] as char)
+                .collect();
+            counts[bounds.partition_point(|bound| *bound < id)] += 1;
+        }
+        for count in counts {
+            assert!((9_000..11_000).contains(&count), "{counts:?}");
+        }
+    }
+}
