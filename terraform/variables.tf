@@ -286,8 +286,8 @@ variable "room_split_ways" {
   default     = 2
 
   validation {
-    condition     = var.room_split_ways >= 1 && var.room_split_ways <= 256
-    error_message = "room_split_ways must be between 1 and 256."
+    condition     = var.room_split_ways >= 1 && var.room_split_ways <= 256 && floor(var.room_split_ways) == var.room_split_ways
+    error_message = "room_split_ways must be a whole number between 1 and 256."
   }
 }
 
@@ -297,8 +297,8 @@ variable "account_post_rate" {
   default     = 10000
 
   validation {
-    condition     = var.account_post_rate >= 1 && var.account_post_rate <= 1000000
-    error_message = "account_post_rate must be between 1 and 1000000."
+    condition     = var.account_post_rate >= 1 && var.account_post_rate <= 1000000 && floor(var.account_post_rate) == var.account_post_rate
+    error_message = "account_post_rate must be a whole number between 1 and 1000000."
   }
 }
 

@@ -118,8 +118,10 @@ impl BoardClient {
     }
 
     async fn call(&self, path: &str, body: &str) -> Result<(u16, String), QueueError> {
-        let response = fanout_test_support::http::request(self.addr, "POST", path, body)
+        let request = fanout_test_support::http::request(self.addr, "POST", path, body);
+        let response = tokio::time::timeout(Duration::from_secs(2), request)
             .await
+            .map_err(|_| QueueError::Unavailable("the job board did not answer".into()))?
             .map_err(|e| QueueError::Unavailable(format!("the job board: {e}")))?;
         Ok((response.status, response.body))
     }

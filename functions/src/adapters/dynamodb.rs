@@ -327,9 +327,24 @@ impl ConnectionStore for DynamoStore {
                 .expression_attribute_values(":until", AttributeValue::S(until.to_owned())),
             None => query.key_condition_expression("#room = :room"),
         };
+        let start = decode_cursor(cursor)?;
+        // A start at or past the range's end is an empty range. DynamoDB would refuse it ("the
+        // provided starting key is outside query boundaries"); the worker's own parts never
+        // make one, a producer's job might.
+        let started_at = start
+            .as_ref()
+            .and_then(|key| match key.get("connectionId") {
+                Some(AttributeValue::S(id)) => Some(id.as_str()),
+                _ => None,
+            });
+        if let (Some(from), Some(until)) = (started_at, until)
+            && from >= until
+        {
+            return Ok(Page::default());
+        }
         let output = query
             .set_limit(self.config.page_limit)
-            .set_exclusive_start_key(decode_cursor(cursor)?)
+            .set_exclusive_start_key(start)
             .send()
             .await
             .map_err(unavailable)?;

@@ -335,8 +335,15 @@ mod tests {
         let too_big = SendConfig::from_env(&[("MAX_DATA_BYTES", "200000")]).unwrap_err();
         assert!(too_big.to_string().contains("MAX_DATA_BYTES"), "{too_big}");
 
-        let url = EngineConfig::from_env(&[("MANAGEMENT_ENDPOINT", "example.com")]).unwrap_err();
-        assert!(url.to_string().contains("MANAGEMENT_ENDPOINT"), "{url}");
+        for unsigned in [
+            "example.com",
+            "https://user@x.example/prod",
+            "https://x.example/prod?stage=1",
+            "https://x.example/prod#top",
+        ] {
+            let url = EngineConfig::from_env(&[("MANAGEMENT_ENDPOINT", unsigned)]).unwrap_err();
+            assert!(url.to_string().contains("MANAGEMENT_ENDPOINT"), "{url}");
+        }
 
         let margin = EngineConfig::from_env(&[("DEADLINE_MARGIN_MS", "1000")]).unwrap_err();
         assert!(margin.to_string().contains("POST_TIMEOUT_MS"), "{margin}");

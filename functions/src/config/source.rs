@@ -117,7 +117,12 @@ pub(super) fn endpoint(
         return Ok(None);
     };
     let url = value.trim_end_matches('/');
-    if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() <= "https://".len()
+    let authority = url.split("://").nth(1).unwrap_or("");
+    // Signed as sent: no user info, query or fragment, which a signature over the path and host
+    // would not cover as the client sends them.
+    if !(url.starts_with("https://") || url.starts_with("http://"))
+        || url.len() <= "https://".len()
+        || authority.contains(['@', '?', '#'])
     {
         return Err(ConfigError::Invalid {
             var,

@@ -223,6 +223,8 @@ pub enum InvalidJob {
     CursorNotAnId,
     #[error("\"until\" only applies to a \"room\" target, and is 1 to {MAX_ID_BYTES} bytes")]
     Until,
+    #[error("\"pace\" is posts per second, at least 1")]
+    Pace,
 }
 
 /// The longest message id accepted: it names the job's progress record, whose DynamoDB key
@@ -262,6 +264,9 @@ impl Job {
                 || until.len() > MAX_ID_BYTES)
         {
             return Err(InvalidJob::Until);
+        }
+        if job.pace == Some(0) {
+            return Err(InvalidJob::Pace);
         }
         if let Target::Connections { ids, .. } = &mut job.target {
             // A repeated id is posted once.
@@ -476,6 +481,9 @@ mod tests {
         assert!(Job::parse(&job.to_json()).is_ok());
         job.target = Target::All;
         assert!(matches!(Job::parse(&job.to_json()), Err(InvalidJob::Until)));
+        job.until = None;
+        job.pace = Some(0);
+        assert!(matches!(Job::parse(&job.to_json()), Err(InvalidJob::Pace)));
     }
 
     #[test]

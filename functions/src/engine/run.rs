@@ -3,6 +3,7 @@
 //! queue is bounded by the batch's deadlines.
 
 use super::batch::{Batch, Engine, JobFailure};
+use super::config::EngineConfig;
 use super::deliver::{self, Post};
 use super::feed::Feed;
 use super::handoff::{self, Planned, Policy, by, with_retries};
@@ -78,9 +79,12 @@ impl Engine {
             }
         };
         // A part of a split room starts at its share of the account's rate (only a job that
-        // runs adds its share).
+        // runs adds its share). Another producer's pace counts within what a split could carry:
+        // it cannot hold the batch below the smallest share, nor lift it above the account.
         if let Some(pace) = job.pace {
-            batch.pacer.carry(f64::from(pace));
+            let rate = self.config.account_post_rate.max(1);
+            let least = (rate / EngineConfig::MAX_ROOM_SPLIT_WAYS).max(1);
+            batch.pacer.carry(f64::from(pace.clamp(least, rate)));
         }
         let handoff = match checkpoint.handoff {
             // An earlier run died handing off: hand off exactly that again.

@@ -6,9 +6,12 @@
 //! with more hands its whole range on as `ROOM_SPLIT_WAYS` parts, each a `room` job with a
 //! `cursor` (the position after its lower bound) and an `until` (its upper bound, inclusive),
 //! read from the room index's sort key (`connectionId`). The bounds are fixed by the number of
-//! parts alone, so a split redone after a crash enqueues the same parts under the same hops,
-//! which find their progress records and do not run twice. Each part carries its share of the
-//! account's rate as its starting pace (see `pacer`).
+//! parts alone, and each part's hop names both the number and its place, so a split redone
+//! after a crash enqueues the same parts under the same hops, which find their progress
+//! records and do not run twice; redone with another `ROOM_SPLIT_WAYS` (a deploy in between),
+//! its parts are new jobs that cover the whole room again: some members get the message twice,
+//! none is skipped. Each part carries its share of the account's rate as its starting pace
+//! (see `pacer`).
 
 use super::batch::{Batch, Engine, JobFailure};
 use super::stats::FanoutStats;
@@ -97,7 +100,8 @@ impl Engine {
                 cursor: from.map(|bound| self.store.cursor_after(room, bound)),
                 until: until.cloned(),
                 pace: Some(pace),
-                hop: Some(job.child_hop(&format!("p{index}"))),
+                // The number of parts in the name: parts of another split are other jobs.
+                hop: Some(job.child_hop(&format!("p{ways}x{index}"))),
                 ..job.clone()
             };
             self.enqueue_by(batch, &part, Duration::ZERO).await?;

@@ -85,7 +85,8 @@ impl Signer {
             body.len(),
         );
         if let Some(token) = token {
-            let _ = writeln!(canonical, "x-amz-security-token:{}", token.trim());
+            // As sent, as the general signer signs it.
+            let _ = writeln!(canonical, "x-amz-security-token:{token}");
         }
         let _ = write!(canonical, "\n{signed_headers}\n{}", sha256_hex(body));
         let scope = format!("{date}/{}/{SIGNING_NAME}/aws4_request", self.region);
