@@ -134,7 +134,9 @@ pub(super) fn jwt_secret_arn(env: &impl Source) -> Result<Option<String>, Config
 }
 
 impl EmfConfig {
-    pub fn from_env(env: &impl Source) -> Self {
+    /// `METRICS_NAMESPACE`, `WORKSPACE`, and the function's name from Lambda's
+    /// `AWS_LAMBDA_FUNCTION_NAME`; outside Lambda, `binary` (the reader's own name).
+    pub fn from_env(env: &impl Source, binary: &str) -> Self {
         Self {
             namespace: env
                 .var("METRICS_NAMESPACE")
@@ -142,7 +144,7 @@ impl EmfConfig {
             workspace: env.var("WORKSPACE").unwrap_or_else(|| "default".into()),
             function: env
                 .var("AWS_LAMBDA_FUNCTION_NAME")
-                .unwrap_or_else(|| "worker".into()),
+                .unwrap_or_else(|| binary.into()),
         }
     }
 }

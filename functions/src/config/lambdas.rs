@@ -40,7 +40,7 @@ impl SendSettings {
             table: TableConfig::from_env(env)?,
             queue_url: queue_url(env)?,
             send: SendConfig::from_env(env)?,
-            metrics: EmfConfig::from_env(env),
+            metrics: EmfConfig::from_env(env, Function::SendMessage.binary()),
         })
     }
 }
@@ -63,7 +63,7 @@ impl WorkerSettings {
             queue_url: queue_url(env)?,
             dead_letter_url: dead_letter_queue_url(env)?,
             engine: worker_engine(env)?,
-            metrics: EmfConfig::from_env(env),
+            metrics: EmfConfig::from_env(env, Function::Worker.binary()),
         })
     }
 }
@@ -246,6 +246,23 @@ impl Source for Recorder<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_name_the_function_that_wrote_them_outside_lambda_too() {
+        let env = [
+            ("CONNECTIONS_TABLE", "t"),
+            ("FANOUT_QUEUE_URL", "https://sqs.example/q"),
+        ];
+        let send = SendSettings::from_env(&env).unwrap();
+        assert_eq!(send.metrics.function, "sendmessage");
+        let named = [
+            ("CONNECTIONS_TABLE", "t"),
+            ("FANOUT_QUEUE_URL", "https://sqs.example/q"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "chat-prod-sendmessage"),
+        ];
+        let send = SendSettings::from_env(&named).unwrap();
+        assert_eq!(send.metrics.function, "chat-prod-sendmessage");
+    }
 
     #[test]
     fn each_function_lists_what_its_binary_reads() {

@@ -310,6 +310,40 @@ mod tests {
 
     const SENDER: &str = "Dx4sXe1ZoAMCJvw=";
 
+    /// The connections table refuses every allowance update (throttled, or down).
+    struct AllowancesDown;
+
+    #[async_trait]
+    impl Allowances for AllowancesDown {
+        async fn swap_allowance(
+            &self,
+            _: &str,
+            _: Option<Allowance>,
+            _: Allowance,
+        ) -> Result<bool, crate::ports::StoreError> {
+            Err(crate::ports::StoreError::Unavailable(
+                "ProvisionedThroughputExceededException".into(),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_allowance_that_cannot_be_updated_is_a_retryable_refusal_and_nothing_is_sent() {
+        let f = Fixture::connected().await;
+        let frame = f
+            .send_at(websocket("sendmessage"), SystemTime::now(), &AllowancesDown)
+            .await;
+        assert_eq!(frame["type"], "error", "{frame}");
+        assert_eq!(frame["code"], "unavailable", "{frame}");
+        let message = frame["message"].as_str().unwrap();
+        assert!(
+            !message.contains("Provisioned"),
+            "the table's own text stays in the log: {message}"
+        );
+        assert!(f.queue.is_empty(), "no job without a counted send");
+        assert_eq!(f.outcomes.take(), [Err(ErrorCode::Unavailable)]);
+    }
+
     fn other_member() -> ApiGatewayWebsocketProxyRequest {
         let mut request = websocket("sendmessage");
         request.request_context.connection_id = Some("Other00000000A0=".into());
