@@ -25,6 +25,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(35);
 pub struct LocalBackend {
     base: String,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// [`REQUEST_TIMEOUT`], shorter in tests.
+    request_timeout: Duration,
 }
 
 fn encode(segment: &str) -> String {
@@ -52,6 +54,7 @@ impl LocalBackend {
         Ok(Self {
             base: base.to_owned(),
             client,
+            request_timeout: REQUEST_TIMEOUT,
         })
     }
 
@@ -88,11 +91,12 @@ impl LocalBackend {
                 .to_bytes();
             Ok::<_, OpsError>((status, bytes))
         };
-        let (status, bytes) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        let (status, bytes) = tokio::time::timeout(self.request_timeout, exchange)
             .await
             .map_err(|_| {
                 OpsError::Unavailable(format!(
-                    "{method} {url}: no answer within {REQUEST_TIMEOUT:?}"
+                    "{method} {url}: no answer within {:?} (is the local stack stuck?)",
+                    self.request_timeout
                 ))
             })??;
         let json = if bytes.is_empty() {
@@ -289,6 +293,48 @@ mod tests {
     #[test]
     fn ids_are_escaped_in_paths() {
         assert_eq!(encode("Dx4s+e1Z/AMCJvw="), "Dx4s%2Be1Z%2FAMCJvw%3D");
+    }
+
+    /// A stack that accepts and then says nothing (stopped in a debugger, or stuck): answers
+    /// the whole request or its body never end, and the command ends with the reason.
+    #[tokio::test]
+    async fn a_stack_that_hangs_is_a_clear_error_within_the_timeout() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        for half_answer in [&b""[..], b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{"] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let holding = tokio::spawn(async move {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                // The request's head, then half an answer (or none).
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let mut byte = [0u8; 1];
+                    if socket.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                socket.write_all(half_answer).await.unwrap();
+                // Hold the connection open, saying nothing more.
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                drop(socket);
+            });
+            let mut backend = LocalBackend::new(&format!("http://127.0.0.1:{port}")).unwrap();
+            backend.request_timeout = Duration::from_millis(300);
+            let started = std::time::Instant::now();
+            let error = backend
+                .status(10, &Progress::hidden())
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("no answer within"), "{error}");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{:?}",
+                started.elapsed()
+            );
+            holding.abort();
+        }
     }
 
     #[tokio::test]
