@@ -4,6 +4,10 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_apigatewaymanagement::config::{Credentials, Region, SharedHttpClient};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::time::Duration;
 
 /// One HTTPS client for every SDK: hyper 1 with rustls on ring (builds anywhere zig can link,
@@ -12,6 +16,33 @@ pub fn https_client() -> SharedHttpClient {
     aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .build_https()
+}
+
+/// A hyper 1 client over rustls (ring) for the calls made without the SDK (the management
+/// posts, the issuer's JWKS): https or http, HTTP/1.1, roots of trust from the system's store
+/// (`SSL_CERT_FILE` overrides it), `TCP_NODELAY`, each connect bounded by `connect_timeout`,
+/// idle pooled connections dropped after `idle_timeout`. Fails only if the store has no roots.
+pub fn hyper_https_client<B>(
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+) -> std::io::Result<Client<HttpsConnector<HttpConnector>, B>>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+{
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()?
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(idle_timeout)
+        .build(https))
 }
 
 /// Every DynamoDB and SQS call is bounded: a hung connection or a silent endpoint fails the

@@ -1,6 +1,7 @@
 //! The [`KeyFetcher`] port over HTTP: GET the issuer's JWKS with the hyper 1 + rustls (ring)
 //! stack the AWS SDK already brings, bounded in time and size.
 
+use crate::adapters::aws::hyper_https_client;
 use crate::auth::jwks::{FetchError, JwksConfig, KeyFetcher, parse_jwks};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -9,7 +10,6 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use jsonwebtoken::jwk::JwkSet;
 use std::time::Duration;
 
@@ -37,19 +37,8 @@ impl HttpKeyFetcher {
                 config.url
             )));
         }
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(config.timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| FetchError(format!("no root certificates to verify the issuer: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(https);
+        let client = hyper_https_client(config.timeout, Duration::from_secs(30))
+            .map_err(|e| FetchError(format!("no root certificates to verify the issuer: {e}")))?;
         Ok(Self {
             url,
             client,

@@ -9,7 +9,7 @@
 use super::credentials::CredentialsCache;
 use super::sigv4::{OCTET_STREAM, SIGNING_NAME, Signer};
 use super::wire::{classify, connection_url};
-use crate::adapters::aws::describe;
+use crate::adapters::aws::{describe, hyper_https_client};
 use crate::ports::{ConnectionGateway, PostError};
 use async_trait::async_trait;
 use aws_credential_types::Credentials;
@@ -22,7 +22,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::time::{Duration, SystemTime};
 
 /// Enough of an error body for its message; API Gateway's are a line of JSON.
@@ -50,20 +49,8 @@ impl ManagementGateway {
     /// (`SSL_CERT_FILE` overrides it). Fails only if that store is empty: no post could be
     /// verified, and a worker should say so when it starts rather than with every job.
     pub fn new(sdk: &aws_config::SdkConfig) -> Result<Self, String> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| format!("no root certificates to verify the management API with: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(https);
+        let client = hyper_https_client(CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT)
+            .map_err(|e| format!("no root certificates to verify the management API with: {e}"))?;
         Ok(Self {
             client,
             credentials: CredentialsCache::new(sdk.credentials_provider()),
