@@ -6,7 +6,7 @@ use fanout::adapters::dynamodb::TableConfig;
 use fanout::adapters::sqs::SqsQueue;
 use fanout::domain::{Allowance, Connection, Job, RoomName};
 use fanout::ports::{Allowances, ConnectionStore, JobQueue, QueueError, StoreError};
-use fanout_test_support::moto::{create_queue, moto_sdk_config, unique};
+use fanout_test_support::moto::{connections_table, create_queue, moto_sdk_config, unique};
 use fanout_test_support::pages::{ids, room_pages, scan_pages};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -17,17 +17,7 @@ mod dynamodb {
     /// A fresh connections table in moto.
     async fn store(page_limit: Option<i32>) -> DynamoStore {
         let sdk = moto_sdk_config().await;
-        let table = TableConfig {
-            table: unique("connections"),
-            room_index: "room-index".into(),
-            page_limit,
-        };
-        let store = DynamoStore::from_client(aws_sdk_dynamodb::Client::new(&sdk), table);
-        store
-            .create_table()
-            .await
-            .expect("create the connections table in moto");
-        store
+        connections_table(&sdk, "connections", page_limit).await.1
     }
 
     fn connection(id: &str, room: &str) -> Connection {

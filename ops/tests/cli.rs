@@ -2,10 +2,11 @@
 //! `terraform output -json` run in a directory) on moto, `--json` and tables, and errors as a
 //! message and a non-zero exit, never a panic.
 
-use fanout::adapters::dynamodb::{DynamoStore, TableConfig};
 use fanout::domain::{Connection, RoomName};
 use fanout::ports::ConnectionStore;
-use fanout_test_support::moto::{create_queue, moto_endpoint, moto_sdk_config, unique};
+use fanout_test_support::moto::{
+    connections_table, create_queue, moto_endpoint, moto_sdk_config, unique,
+};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -68,16 +69,7 @@ async fn deployed() -> Value {
         .send()
         .await
         .unwrap();
-    let table = unique("cli-connections");
-    let store = DynamoStore::from_client(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        TableConfig {
-            table: table.clone(),
-            room_index: TableConfig::DEFAULT_ROOM_INDEX.into(),
-            page_limit: None,
-        },
-    );
-    store.create_table().await.unwrap();
+    let (table, store) = connections_table(&sdk, "cli-connections", None).await;
     for (id, room) in [("a1=", "alpha"), ("a2=", "alpha"), ("b1=", "beta")] {
         store
             .put(&Connection {

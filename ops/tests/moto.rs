@@ -5,11 +5,13 @@
 //! number).
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use fanout::adapters::dynamodb::{DynamoStore, TableConfig};
+use fanout::adapters::dynamodb::DynamoStore;
 use fanout::adapters::sqs::SqsQueue;
 use fanout::domain::{Connection, Job, RoomName, Target};
 use fanout::ports::{ConnectionStore, JobQueue};
-use fanout_test_support::moto::{create_queue, moto_endpoint, moto_sdk_config, unique};
+use fanout_test_support::moto::{
+    connections_table, create_queue, moto_endpoint, moto_sdk_config, unique,
+};
 use std::time::Duration;
 use wsfanout_ops::aws::AwsBackend;
 use wsfanout_ops::backend::{Backend, OpsError, RoomCount};
@@ -54,19 +56,7 @@ async fn workspace() -> Workspace {
         .unwrap()
         .queue_url
         .unwrap();
-    let table = unique("ops-connections");
-    let store = DynamoStore::from_client(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        TableConfig {
-            table: table.clone(),
-            room_index: TableConfig::DEFAULT_ROOM_INDEX.into(),
-            page_limit: None,
-        },
-    );
-    store
-        .create_table()
-        .await
-        .expect("create the table in moto");
+    let (table, store) = connections_table(&sdk, "ops-connections", None).await;
     let resources = Resources {
         queue_url: Some(queue_url.clone()),
         dlq_url: Some(dlq_url.clone()),

@@ -6,6 +6,7 @@
 
 use crate::net::{free_port, wait_for_port};
 use aws_config::SdkConfig;
+use fanout::adapters::dynamodb::{DynamoStore, TableConfig};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -14,6 +15,29 @@ use std::time::Duration;
 /// A unique name for a table or queue, so tests can share one moto.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A new connections table in moto, named `{prefix}-{unique}`, made as the stack makes it (the
+/// room index included), with `page_limit` ids a page; its name and its store.
+pub async fn connections_table(
+    sdk: &SdkConfig,
+    prefix: &str,
+    page_limit: Option<i32>,
+) -> (String, DynamoStore) {
+    let table = unique(prefix);
+    let store = DynamoStore::from_client(
+        aws_sdk_dynamodb::Client::new(sdk),
+        TableConfig {
+            table: table.clone(),
+            room_index: TableConfig::DEFAULT_ROOM_INDEX.into(),
+            page_limit,
+        },
+    );
+    store
+        .create_table()
+        .await
+        .expect("create the connections table in moto");
+    (table, store)
 }
 
 /// A new queue `name` in moto (plain: no redrive policy, default attributes); its URL.
