@@ -65,19 +65,12 @@ impl Engine {
         job: &Job,
     ) -> Result<FanoutStats, JobFailure> {
         let total = self.config.scan_segments;
-        for index in 0..total {
-            let part = Job {
-                segment: Some(Segment { index, total }),
-                hop: Some(job.child_hop(&format!("s{index}"))),
-                ..job.clone()
-            };
-            self.enqueue_by(batch, &part, Duration::ZERO).await?;
-        }
-        self.mark_finished(batch, owner, key).await;
-        Ok(FanoutStats {
-            continuations: u64::from(total),
-            ..FanoutStats::default()
-        })
+        let parts = (0..total).map(|index| Job {
+            segment: Some(Segment { index, total }),
+            hop: Some(job.child_hop(&format!("s{index}"))),
+            ..job.clone()
+        });
+        self.hand_on_parts(batch, owner, key, parts).await
     }
 
     /// Enqueues the room's parts, each a range of ids with its share of the account's rate.
@@ -94,23 +87,41 @@ impl Engine {
         let bounds = room_bounds(ways);
         let starts = std::iter::once(None).chain(bounds.iter().map(Some));
         let ends = bounds.iter().map(Some).chain(std::iter::once(None));
-        let mut parts = 0;
-        for (index, (from, until)) in starts.zip(ends).enumerate() {
-            let part = Job {
+        let parts = starts
+            .zip(ends)
+            .enumerate()
+            .map(|(index, (from, until))| Job {
                 cursor: from.map(|bound| self.store.cursor_after(room, bound)),
                 until: until.cloned(),
                 pace: Some(pace),
                 // The number of parts in the name: parts of another split are other jobs.
                 hop: Some(job.child_hop(&format!("p{ways}x{index}"))),
                 ..job.clone()
-            };
+            });
+        let stats = self.hand_on_parts(batch, owner, key, parts).await?;
+        Ok(FanoutStats {
+            rooms_split: 1,
+            ..stats
+        })
+    }
+
+    /// Enqueues a split's parts, then marks the split job finished (a split redone before
+    /// that enqueues the same parts, which their hops make no-ops).
+    async fn hand_on_parts(
+        &self,
+        batch: &Batch,
+        owner: &str,
+        key: &str,
+        parts: impl Iterator<Item = Job>,
+    ) -> Result<FanoutStats, JobFailure> {
+        let mut continuations = 0;
+        for part in parts {
             self.enqueue_by(batch, &part, Duration::ZERO).await?;
-            parts += 1;
+            continuations += 1;
         }
         self.mark_finished(batch, owner, key).await;
         Ok(FanoutStats {
-            continuations: parts,
-            rooms_split: 1,
+            continuations,
             ..FanoutStats::default()
         })
     }
