@@ -108,6 +108,7 @@ pub const WORKER_COUNTS: &[(&str, Count)] = &[
     ("Interrupted", |s| s.interrupted),
     ("Continuations", |s| s.continuations),
     ("RoomsSplit", |s| s.rooms_split),
+    ("JobsHeld", |s| s.held),
     ("Pages", |s| s.pages),
     ("Resumed", |s| s.resumed),
     ("Checkpoints", |s| s.checkpoints),

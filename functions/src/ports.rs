@@ -123,13 +123,21 @@ pub const MAX_QUEUE_DELAY: Duration = Duration::from_secs(900);
 #[async_trait]
 pub trait JobQueue: Send + Sync {
     /// Puts a job on the queue, to be received no sooner than `delay` from now (at most
-    /// [`MAX_QUEUE_DELAY`]; adapters cap it).
+    /// [`MAX_QUEUE_DELAY`]; adapters cap it). A queue that keeps order takes no delay: the job
+    /// is received in its turn.
     async fn enqueue(&self, job: &Job, delay: Duration) -> Result<(), QueueError>;
     /// Parks a message the worker gives up on in the dead-letter queue, with the reason.
     async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), QueueError>;
     /// Makes a received message visible again after `delay` instead of the queue's visibility
     /// timeout (SQS `ChangeMessageVisibility`); for a job reported failed.
     async fn retry_later(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError>;
+    /// Whether the queue keeps each room's jobs in order (SQS FIFO, the room as message group:
+    /// Terraform's `ordering = "per_room"`): it gives a group's messages out one at a time, in
+    /// the order they were sent, and takes no per-message delay. The engine then keeps a job's
+    /// message until the job is done, instead of handing its rest on behind later messages.
+    fn keeps_order(&self) -> bool {
+        false
+    }
 }
 
 /// What claiming a job's progress record found.

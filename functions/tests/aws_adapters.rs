@@ -6,7 +6,10 @@ use fanout::adapters::dynamodb::TableConfig;
 use fanout::adapters::sqs::SqsQueue;
 use fanout::domain::{Allowance, Connection, Job, RoomName};
 use fanout::ports::{Allowances, ConnectionStore, JobQueue, QueueError, StoreError};
-use fanout_test_support::moto::{connections_table, create_queue, moto_sdk_config, unique};
+use fanout_test_support::moto::{
+    connections_table, create_fifo_queue, create_queue, moto_sdk_config, receive_with_groups,
+    unique,
+};
 use fanout_test_support::pages::{ids, room_pages, scan_pages};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -232,6 +235,52 @@ mod sqs {
         let body = messages[0].body.as_deref().unwrap();
         let back = Job::parse(body).unwrap();
         assert_eq!(back.to_json(), job().to_json());
+    }
+
+    #[tokio::test]
+    async fn a_fifo_queue_groups_jobs_by_room_in_order_and_drops_a_resent_one() {
+        let client = aws_sdk_sqs::Client::new(&moto_sdk_config().await);
+        let url = create_fifo_queue(&client, "ordered").await;
+        let dlq = create_fifo_queue(&client, "ordered-dlq").await;
+        let queue =
+            SqsQueue::from_client(client.clone(), url.clone()).with_dead_letter_queue(dlq.clone());
+        assert!(queue.keeps_order());
+        let message = |id: &str, room: &str| {
+            Job::parse(&format!(
+                r#"{{"v":1,"id":"{id}","target":{{"room":"{room}"}},"payload":1,"sentAt":5}}"#
+            ))
+            .unwrap()
+        };
+
+        for (id, room) in [("m1", "general"), ("m2", "general"), ("m1", "general")] {
+            queue
+                .enqueue(&message(id, room), Duration::ZERO)
+                .await
+                .unwrap();
+        }
+        queue
+            .enqueue(&message("s1", "side"), Duration::ZERO)
+            .await
+            .unwrap();
+        queue.dead_letter("not a job", "why").await.unwrap();
+
+        let seen: Vec<(String, String)> = receive_with_groups(&client, &url)
+            .await
+            .into_iter()
+            .map(|(body, group)| (Job::parse(&body).unwrap().id, group))
+            .collect();
+        let general: Vec<_> = seen.iter().filter(|(_, g)| g == "general").collect();
+        assert_eq!(
+            general,
+            [
+                &("m1".into(), "general".into()),
+                &("m2".into(), "general".into())
+            ],
+            "in order, and m1 sent again is dropped as a duplicate"
+        );
+        assert!(seen.contains(&("s1".into(), "side".into())));
+        let parked = receive_with_groups(&client, &dlq).await;
+        assert_eq!(parked[0].0, "not a job");
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use fanout::adapters::sqs::SqsQueue;
 use fanout::domain::{Connection, Job, RoomName, Target};
 use fanout::ports::{ConnectionStore, JobQueue};
 use fanout_test_support::moto::{
-    connections_table, create_queue, moto_endpoint, moto_sdk_config, unique,
+    connections_table, moto_endpoint, moto_sdk_config, receive_with_groups, unique,
 };
 use std::time::Duration;
 use wsfanout_ops::aws::AwsBackend;
@@ -29,10 +29,35 @@ struct Workspace {
 }
 
 async fn workspace() -> Workspace {
+    workspace_of(false).await
+}
+
+/// A workspace whose queues are standard, or FIFO (`ordering = "per_room"`).
+async fn workspace_of(fifo: bool) -> Workspace {
     let sdk = moto_sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let name = unique("ops");
-    let dlq_url = create_queue(&sqs, &format!("{name}-dlq")).await;
+    let suffix = if fifo { ".fifo" } else { "" };
+    let fifo_attributes = || {
+        let mut attributes = std::collections::HashMap::new();
+        if fifo {
+            attributes.insert(QueueAttributeName::FifoQueue, "true".to_owned());
+            attributes.insert(
+                QueueAttributeName::ContentBasedDeduplication,
+                "false".to_owned(),
+            );
+        }
+        attributes
+    };
+    let dlq_url = sqs
+        .create_queue()
+        .queue_name(format!("{name}-dlq{suffix}"))
+        .set_attributes(Some(fifo_attributes()))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
     let dlq_arn = sqs
         .get_queue_attributes()
         .queue_url(&dlq_url)
@@ -46,7 +71,8 @@ async fn workspace() -> Workspace {
         .unwrap();
     let queue_url = sqs
         .create_queue()
-        .queue_name(&name)
+        .queue_name(format!("{name}{suffix}"))
+        .set_attributes(Some(fifo_attributes()))
         .attributes(
             QueueAttributeName::RedrivePolicy,
             serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}).to_string(),
@@ -303,6 +329,36 @@ async fn the_dead_letter_queue_is_listed_shown_and_redriven_by_receive_send_dele
         }
         Ok(redrive) => assert_eq!(redrive.moved, 1, "{redrive:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_dead_letter_queue_is_redriven_into_each_jobs_room_group() {
+    let w = workspace_of(true).await;
+    let producer = w.producer();
+    producer
+        .dead_letter(&job("p1", "ops").to_json(), "retry budget spent")
+        .await
+        .unwrap();
+    producer
+        .dead_letter("not a job", "malformed")
+        .await
+        .unwrap();
+
+    let redrive = w
+        .backend
+        .dlq_redrive(Some(2), Duration::from_secs(10), &Progress::hidden())
+        .await
+        .unwrap();
+
+    assert_eq!(redrive.moved, 2, "{redrive:?}");
+    let groups: std::collections::HashMap<String, String> =
+        receive_with_groups(&w.sqs, &w.queue_url)
+            .await
+            .into_iter()
+            .collect();
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    assert_eq!(groups[&job("p1", "ops").to_json()], "ops");
+    assert_ne!(groups["not a job"], "ops");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,6 +52,46 @@ pub async fn create_queue(client: &aws_sdk_sqs::Client, name: &str) -> String {
         .expect("moto returns the queue URL")
 }
 
+/// A new FIFO queue in moto (`ordering = "per_room"`), named `{prefix}-{unique}.fifo` as SQS
+/// requires, with content-based deduplication off as Terraform makes it; its URL.
+pub async fn create_fifo_queue(client: &aws_sdk_sqs::Client, prefix: &str) -> String {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    client
+        .create_queue()
+        .queue_name(format!("{}.fifo", unique(prefix)))
+        .attributes(QueueAttributeName::FifoQueue, "true")
+        .attributes(QueueAttributeName::ContentBasedDeduplication, "false")
+        .send()
+        .await
+        .expect("create a FIFO queue in moto")
+        .queue_url
+        .expect("moto returns the queue URL")
+}
+
+/// One receive of up to ten messages from the queue at `url`: each body with its message group.
+pub async fn receive_with_groups(client: &aws_sdk_sqs::Client, url: &str) -> Vec<(String, String)> {
+    use aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId;
+    client
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(MessageGroupId)
+        .send()
+        .await
+        .expect("receive from moto")
+        .messages
+        .unwrap_or_default()
+        .into_iter()
+        .map(|message| {
+            let group = message
+                .attributes
+                .and_then(|mut attributes| attributes.remove(&MessageGroupId))
+                .unwrap_or_default();
+            (message.body.unwrap_or_default(), group)
+        })
+        .collect()
+}
+
 /// The moto endpoint, starting moto if needed.
 pub fn moto_endpoint() -> String {
     static ENDPOINT: OnceLock<String> = OnceLock::new();

@@ -16,13 +16,29 @@ const MAX_REASON_BYTES: usize = 1024;
 
 /// The fan-out queue on SQS: jobs as message bodies (at most 256 KiB, checked before the
 /// call), delays as `DelaySeconds`, and early redelivery of a failed record by
-/// `ChangeMessageVisibility`.
+/// `ChangeMessageVisibility`. A FIFO queue (its name ends in `.fifo`, as SQS requires) keeps
+/// order: each job goes to its room's message group, deduplicated by its progress key.
 pub struct SqsQueue {
     client: Client,
     queue_url: String,
     /// Where the worker parks what it gives up on (`DEAD_LETTER_QUEUE_URL`); the same queue
     /// SQS's redrive policy moves messages to after maxReceiveCount.
     dead_letter_url: Option<String>,
+}
+
+/// Whether the queue at `url` is FIFO: SQS requires a FIFO queue's name, and so its URL, to
+/// end so.
+pub fn is_fifo(url: &str) -> bool {
+    url.ends_with(".fifo")
+}
+
+/// The message group a body goes to on a FIFO queue: its job's ([`Job::order_group`]), or one
+/// of its own for a body that is not a job (it waits behind nothing).
+pub fn order_group_of(body: &str) -> String {
+    Job::parse(body).map_or_else(
+        |_| uuid::Uuid::now_v7().to_string(),
+        |job| job.order_group(),
+    )
 }
 
 impl SqsQueue {
@@ -128,14 +144,22 @@ fn reason_attribute(reason: &str, body_len: usize) -> Option<String> {
 impl JobQueue for SqsQueue {
     async fn enqueue(&self, job: &Job, delay: Duration) -> Result<(), QueueError> {
         let body = job.to_queue_body()?;
-        self.client
+        let send = self
+            .client
             .send_message()
             .queue_url(&self.queue_url)
-            .message_body(body)
-            .delay_seconds(seconds(delay.min(MAX_QUEUE_DELAY)))
-            .send()
-            .await
-            .map_err(unavailable)?;
+            .message_body(body);
+        let send = if is_fifo(&self.queue_url) {
+            if !delay.is_zero() {
+                // SQS refuses a per-message delay on a FIFO queue; the engine asks for none.
+                tracing::warn!(?delay, "a FIFO queue takes no delay; sent at once");
+            }
+            send.message_group_id(job.order_group())
+                .message_deduplication_id(job.deduplication_id())
+        } else {
+            send.delay_seconds(seconds(delay.min(MAX_QUEUE_DELAY)))
+        };
+        send.send().await.map_err(unavailable)?;
         Ok(())
     }
 
@@ -148,6 +172,13 @@ impl JobQueue for SqsQueue {
         // A body that is not a job (what an invalid message may be) still fits: it came
         // through the same queue. The reason fits beside it, or is only logged.
         let mut send = self.client.send_message().queue_url(url).message_body(body);
+        if is_fifo(url) {
+            // In its room's group, so that a redrive keeps a room's parked jobs in the order
+            // they were parked; never taken for a duplicate of another.
+            send = send
+                .message_group_id(order_group_of(body))
+                .message_deduplication_id(uuid::Uuid::now_v7().to_string());
+        }
         match reason_attribute(reason, body.len()) {
             Some(text) => {
                 let attribute = MessageAttributeValue::builder()
@@ -173,6 +204,10 @@ impl JobQueue for SqsQueue {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    fn keeps_order(&self) -> bool {
+        is_fifo(&self.queue_url)
     }
 }
 

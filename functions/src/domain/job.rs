@@ -345,6 +345,25 @@ impl Job {
         format!("{}#{}", self.id, self.hop.as_deref().unwrap_or(""))
     }
 
+    /// The job's SQS FIFO message group (`ordering = "per_room"`): its room, so that a room's
+    /// jobs run one at a time in the order they were accepted; a job for no room (`all`) is a
+    /// group of its own, ordered against nothing. Room names are made only of characters a
+    /// group id allows.
+    pub fn order_group(&self) -> String {
+        match self.target.room() {
+            Some(room) => room.as_str().to_owned(),
+            None => self.deduplication_id(),
+        }
+    }
+
+    /// The job's SQS FIFO deduplication id: a digest of its progress key, so that a job sent
+    /// twice within SQS's five minutes (a producer's retry after a lost answer, a hand-off
+    /// redone) is queued once, whatever characters a producer's id holds.
+    pub fn deduplication_id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(self.progress_key().as_bytes()))
+    }
+
     /// The hop of this job's hand-off named `step` (`c` the continuation, `r3` a retry, `s0` a
     /// Scan segment): a hash of the parent's hop and the step, so it has a fixed size however
     /// long the chain, and the same hand-off written twice gets the same name.

@@ -23,6 +23,23 @@ pub struct Checkpoint {
     /// Everything is handed off: a redelivered job has nothing left to do.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub finished: bool,
+    /// On a queue that keeps order, a job goes on at the next receive of its own message
+    /// instead of handing on: the target is read to its end, and only `pending` is left.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_all: bool,
+    /// On a queue that keeps order, the failures the job carries from one receive to the next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryClock>,
+}
+
+/// How long, and over how many attempts, a held job's posts have been failing: the retry
+/// budget a hand-off's retry job carries in its own `attempt` and `retrySince`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryClock {
+    pub attempt: u32,
+    /// Epoch ms of the first failure.
+    pub since: i64,
 }
 
 /// What a run hands back to the queue when it ends.
@@ -96,6 +113,11 @@ mod tests {
                 ..Handoff::default()
             }),
             finished: false,
+            read_all: true,
+            retry: Some(RetryClock {
+                attempt: 2,
+                since: 7,
+            }),
         };
         let again: Checkpoint = serde_json::from_str(&checkpoint.to_json()).unwrap();
         assert_eq!(again, checkpoint);

@@ -7,7 +7,8 @@ use super::pacer::Pacer;
 use super::stats::FanoutStats;
 use crate::domain::{Job, now_epoch_millis};
 use crate::ports::{
-    ConnectionGateway, ConnectionStore, JobQueue, ProgressStore, QueueError, StoreError,
+    ConnectionGateway, ConnectionStore, JobQueue, MAX_QUEUE_DELAY, ProgressStore, QueueError,
+    StoreError,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,9 @@ pub struct BatchItem {
     pub receipt_handle: Option<String>,
     /// SQS's `ApproximateReceiveCount`: grows the wait before a failed record comes back.
     pub receive_count: u32,
+    /// SQS's `MessageGroupId`, on a FIFO queue's records: a batch runs one group's records
+    /// one after another, in order.
+    pub group: Option<String>,
 }
 
 /// What a batch did: the records SQS should redeliver, and the counts.
@@ -56,6 +60,21 @@ pub struct BatchItem {
 pub struct BatchReport {
     pub failed_message_ids: Vec<String>,
     pub stats: FanoutStats,
+}
+
+/// What a job's run came to.
+#[derive(Debug, Default)]
+pub(super) struct Ran {
+    pub stats: FanoutStats,
+    /// On a queue that keeps order: the job keeps its message and goes on when it is received
+    /// again, after this long (see `engine::hold`).
+    pub held: Option<Duration>,
+}
+
+impl From<FanoutStats> for Ran {
+    fn from(stats: FanoutStats) -> Self {
+        Self { stats, held: None }
+    }
 }
 
 /// Why a job could not be processed now; SQS redelivers it.
@@ -73,7 +92,17 @@ pub enum JobFailure {
     DeadLetter(#[source] QueueError),
     #[error("the invocation had no time: its deadline is within DEADLINE_MARGIN_MS")]
     NoTime,
+    /// On a queue that keeps order: an earlier message of the record's group did not finish
+    /// in this batch, so this one waits its turn and comes back after it.
+    #[error("an earlier message of its group is not done; it waits its turn")]
+    Behind { delay: Duration },
 }
+
+/// On a queue that keeps order, a failed record's wait grows with its receives only this far:
+/// a held job is received once per invocation it needs, and one failure late in a long room
+/// must not hold the room back for SQS's 15 minutes. Still growing with the receives, so that a
+/// lasting outage spends `maxReceiveCount` over hours, not minutes.
+const ORDERED_FAILURE_DELAY_CAP: Duration = Duration::from_secs(60);
 
 /// The worker's fan-out engine: the ports it works through and its tuning. One per process,
 /// shared by every invocation; each [`Engine::run_batch`] brings its own deadline.
@@ -99,6 +128,12 @@ impl Engine {
         progress: Arc<dyn ProgressStore>,
         config: EngineConfig,
     ) -> Self {
+        if queue.keeps_order() && config.room_split_ways > 1 {
+            tracing::warn!(
+                ways = config.room_split_ways,
+                "the queue keeps each room's order: rooms are not split (ROOM_SPLIT_WAYS ignored)"
+            );
+        }
         Self {
             store,
             gateway,
@@ -146,37 +181,43 @@ impl Engine {
                 "the invocation's time is shorter than DEADLINE_MARGIN_MS; nothing can run"
             );
         }
-        let batch_ref = &batch;
-        let runs = items.iter().map(|item| {
-            let span = info_span!("job", message_id = %item.message_id);
-            let batch = batch_ref;
-            async move {
-                if no_time {
-                    return Err(JobFailure::NoTime);
-                }
-                self.run_item(batch, item).await
-            }
-            .instrument(span)
-        });
-        let results = futures::future::join_all(runs).await;
+        let results = if self.ordered() {
+            self.run_in_order(&batch, &items, no_time).await
+        } else {
+            let runs = items
+                .iter()
+                .map(|item| self.run_traced(&batch, item, no_time));
+            futures::future::join_all(runs).await
+        };
         let mut report = BatchReport::default();
         let mut comebacks = Vec::new();
         for (item, result) in items.iter().zip(results) {
-            match result {
-                Ok(stats) => report.stats += stats,
+            let delay = match result {
+                Ok(Ran { stats, held: None }) => {
+                    report.stats += stats;
+                    continue;
+                }
+                Ok(Ran {
+                    stats,
+                    held: Some(delay),
+                }) => {
+                    report.stats += stats;
+                    report.stats.held += 1;
+                    delay
+                }
+                Err(JobFailure::Behind { delay }) => delay,
                 Err(failure) => {
                     warn!(message_id = %item.message_id, error = %failure, "job failed; SQS will redeliver it");
                     report.stats.failed_jobs += 1;
                     if matches!(failure, JobFailure::Handoff(_) | JobFailure::DeadLetter(_)) {
                         report.stats.handoffs_failed += 1;
                     }
-                    report.failed_message_ids.push(item.message_id.clone());
-                    if let Some(receipt) = &item.receipt_handle {
-                        let delay =
-                            handoff::retry_delay(self.config.retry_delay_base, item.receive_count);
-                        comebacks.push(self.queue.retry_later(receipt, delay));
-                    }
+                    self.failure_delay(item)
                 }
+            };
+            report.failed_message_ids.push(item.message_id.clone());
+            if let Some(receipt) = &item.receipt_handle {
+                comebacks.push(self.queue.retry_later(receipt, delay));
             }
         }
         // Best effort: without it the record comes back after the queue's visibility timeout.
@@ -188,7 +229,88 @@ impl Engine {
         report
     }
 
-    async fn run_item(&self, batch: &Batch, item: &BatchItem) -> Result<FanoutStats, JobFailure> {
+    /// Whether jobs keep their queue message until done, so that a room's messages are fanned
+    /// out in the order they were accepted (see `engine::hold`).
+    pub(super) fn ordered(&self) -> bool {
+        self.queue.keeps_order()
+    }
+
+    /// How long a failed record stays away before SQS gives it out again.
+    fn failure_delay(&self, item: &BatchItem) -> Duration {
+        let cap = match self.ordered() {
+            true => ORDERED_FAILURE_DELAY_CAP,
+            false => MAX_QUEUE_DELAY,
+        };
+        handoff::retry_delay_within(self.config.retry_delay_base, item.receive_count, cap)
+    }
+
+    async fn run_traced(
+        &self,
+        batch: &Batch,
+        item: &BatchItem,
+        no_time: bool,
+    ) -> Result<Ran, JobFailure> {
+        if no_time {
+            return Err(JobFailure::NoTime);
+        }
+        let span = info_span!("job", message_id = %item.message_id);
+        self.run_item(batch, item).instrument(span).await
+    }
+
+    /// A queue that keeps order gives out a group's messages in order: run each group's records
+    /// one after another (groups side by side), and once one is not done, report the group's
+    /// later records as not done either, to come back with it (Lambda deletes the records not
+    /// reported, which would let them overtake it).
+    async fn run_in_order(
+        &self,
+        batch: &Batch,
+        items: &[BatchItem],
+        no_time: bool,
+    ) -> Vec<Result<Ran, JobFailure>> {
+        let mut groups: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            // A record without its group (a source that leaves the attribute out) is grouped
+            // as its job would be sent: a room's records must never run side by side.
+            let group = item
+                .group
+                .clone()
+                .or_else(|| Job::parse(&item.body).ok().map(|job| job.order_group()));
+            match groups
+                .iter_mut()
+                .find(|(name, _)| group.is_some() && *name == group)
+            {
+                Some((_, members)) => members.push(index),
+                None => groups.push((group, vec![index])),
+            }
+        }
+        let runs = groups.into_iter().map(|(_, members)| async move {
+            let mut results = Vec::with_capacity(members.len());
+            let mut waiting = None;
+            for index in members {
+                let item = &items[index];
+                let result = match waiting {
+                    Some(delay) => Err(JobFailure::Behind { delay }),
+                    None => self.run_traced(batch, item, no_time).await,
+                };
+                waiting = match &result {
+                    Ok(ran) => ran.held,
+                    Err(JobFailure::Behind { delay }) => Some(*delay),
+                    Err(_) => Some(self.failure_delay(item)),
+                };
+                results.push((index, result));
+            }
+            results
+        });
+        let mut results: Vec<_> = futures::future::join_all(runs)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        results.sort_by_key(|(index, _)| *index);
+        results.into_iter().map(|(_, result)| result).collect()
+    }
+
+    async fn run_item(&self, batch: &Batch, item: &BatchItem) -> Result<Ran, JobFailure> {
         match Job::parse(&item.body) {
             // Each run holds its progress record under an owner of its own, so that the same
             // job twice in one batch is run once.
@@ -196,7 +318,10 @@ impl Engine {
                 self.run_job(batch, &uuid::Uuid::now_v7().to_string(), job)
                     .await
             }
-            Err(invalid) => self.park(batch, &item.body, &invalid.to_string()).await,
+            Err(invalid) => self
+                .park(batch, &item.body, &invalid.to_string())
+                .await
+                .map(Ran::from),
         }
     }
 

@@ -7,8 +7,8 @@
 //! handed back (`later`, `transient`). A checkpoint's `pending` is every id taken or replayed
 //! and not done; the ids of the page not yet taken are covered by the cursor.
 //!
-//! Lanes may run at most `window` takes ahead of the last durable checkpoint (`allow`), so a
-//! crash re-posts at most that many plus what was pending.
+//! Lanes may run at most `window` takes ahead of the last durable checkpoint (`allow`), replayed
+//! ids included, so a crash re-posts at most that many plus what was in flight.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
@@ -35,7 +35,8 @@ struct State {
     page: VecDeque<String>,
     /// The last page id taken: the cursor position.
     last_taken: Option<String>,
-    /// Takes so far, and how many are allowed before the next checkpoint.
+    /// Takes so far (replayed and page ids), and how many are allowed before the next
+    /// checkpoint.
     taken_count: usize,
     allowed: usize,
     in_flight: HashSet<String>,
@@ -202,8 +203,14 @@ impl Feed {
                 if state.halted {
                     return None;
                 }
-                if let Some(id) = state.replay.pop_front() {
+                // A held job may replay thousands of ids: they count against the window too.
+                if state.taken_count < state.allowed
+                    && let Some(id) = state.replay.pop_front()
+                {
+                    state.taken_count += 1;
                     state.in_flight.insert(id.clone());
+                    drop(state);
+                    self.taken.notify_waiters();
                     return Some(id);
                 }
                 if state.taken_count < state.allowed
@@ -219,7 +226,7 @@ impl Feed {
                     self.taken.notify_waiters();
                     return Some(id);
                 }
-                if state.closed && state.page.is_empty() {
+                if state.closed && state.page.is_empty() && state.replay.is_empty() {
                     return None;
                 }
             }
@@ -291,13 +298,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn replays_first_then_takes_pages_up_to_the_allowed_window() {
-        let feed = Feed::new(ids(&["old"]), 2);
+        let feed = Feed::new(ids(&["old"]), 3);
         feed.push(ids(&["a", "b", "c"]));
         let stop = Instant::now() + Duration::from_secs(1);
         assert_eq!(feed.take(stop).await.as_deref(), Some("old"));
         assert_eq!(feed.take(stop).await.as_deref(), Some("a"));
         assert_eq!(feed.take(stop).await.as_deref(), Some("b"));
-        // The window is spent until a checkpoint allows more: waits to the stop.
+        // The window (the replayed id included) is spent until a checkpoint allows more: waits
+        // to the stop.
         assert_eq!(feed.take(stop).await, None);
         assert_eq!(Instant::now(), stop);
 
@@ -305,12 +313,12 @@ mod tests {
         feed.settle("old".into(), Settled::Transient);
         let snapshot = feed.snapshot();
         assert_eq!(snapshot.last_taken.as_deref(), Some("b"));
-        assert_eq!(snapshot.taken_count, 2);
+        assert_eq!(snapshot.taken_count, 3);
         let mut pending = snapshot.pending;
         pending.sort();
         assert_eq!(pending, ids(&["b", "old"]));
 
-        feed.allow(2, 2);
+        feed.allow(3, 2);
         let stop = Instant::now() + Duration::from_secs(1);
         assert_eq!(feed.take(stop).await.as_deref(), Some("c"));
         feed.close();

@@ -30,7 +30,7 @@ pub(super) enum Planned {
 }
 
 /// Why a job refused with 403 is retried, and dead-lettered once the budget is spent.
-const FORBIDDEN: &str = "the management API answered 403 Forbidden (does the worker's role allow \
+pub(super) const FORBIDDEN: &str = "the management API answered 403 Forbidden (does the worker's role allow \
      execute-api:ManageConnections on MANAGEMENT_ENDPOINT's API?)";
 
 /// What retry delays and the budget are measured with.
@@ -151,25 +151,34 @@ fn retry(mut job: Job, policy: &Policy, why: &str, growth: Growth) -> Planned {
             Target::Connections { ids, .. } => ids.len() as u64,
             _ => 0,
         };
-        let reason = format!(
-            "retry budget of {} s spent: {why} for {} s over {} attempts",
-            policy.retry_budget.as_secs(),
-            spent.as_secs(),
-            job.attempt
-        );
+        let reason = budget_spent(policy.retry_budget, why, spent, job.attempt);
         return Planned::DeadLetter { job, reason, ids };
     }
     let delay = retry_delay(policy.retry_delay_base, job.attempt.max(1));
     Planned::Enqueue { job, delay }
 }
 
+/// Why deliveries went to the dead-letter queue once the retry budget was spent.
+pub(super) fn budget_spent(budget: Duration, why: &str, spent: Duration, attempts: u32) -> String {
+    format!(
+        "retry budget of {} s spent: {why} for {} s over {attempts} attempts",
+        budget.as_secs(),
+        spent.as_secs(),
+    )
+}
+
 /// The wait before attempt `attempt` comes back: `base * 2^(attempt-1)` capped at SQS's
 /// 900 s, half of it fixed and half jittered, so retries after an outage spread out but never
 /// come back at once.
 pub(super) fn retry_delay(base: Duration, attempt: u32) -> Duration {
+    retry_delay_within(base, attempt, MAX_QUEUE_DELAY)
+}
+
+/// [`retry_delay`] with its growth stopped at `cap` (still half jittered there).
+pub(super) fn retry_delay_within(base: Duration, attempt: u32, cap: Duration) -> Duration {
     let ceiling = base
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
-        .min(MAX_QUEUE_DELAY);
+        .min(cap);
     let half = ceiling / 2;
     let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
     half + Duration::from_nanos(rand::rng().random_range(0..=nanos))

@@ -19,6 +19,7 @@ mod config;
 mod deliver;
 mod feed;
 mod handoff;
+mod hold;
 mod pacer;
 mod run;
 mod split;

@@ -2,11 +2,12 @@
 //! goes, and hand back what is left. Every call to the store, the progress record and the
 //! queue is bounded by the batch's deadlines.
 
-use super::batch::{Batch, Engine, JobFailure};
+use super::batch::{Batch, Engine, JobFailure, Ran};
 use super::config::EngineConfig;
 use super::deliver::{self, Post};
 use super::feed::Feed;
 use super::handoff::{self, Planned, Policy, by, with_retries};
+use super::hold::{self, Retrying};
 use super::stats::FanoutStats;
 use crate::domain::frame::MAX_FRAME_BYTES;
 use crate::domain::{Checkpoint, Handoff, Job, Rest, Segment, Target, now_epoch_millis};
@@ -31,12 +32,15 @@ impl Engine {
         batch: &Batch,
         owner: &str,
         job: Job,
-    ) -> Result<FanoutStats, JobFailure> {
+    ) -> Result<Ran, JobFailure> {
         // Posts are signed with the worker's credentials: they go to its own API only, never
         // to a host a message names.
         let Some(endpoint) = self.config.management_endpoint.clone() else {
             let reason = "no management endpoint: MANAGEMENT_ENDPOINT is not set";
-            return self.park(batch, &job.to_json(), reason).await;
+            return self
+                .park(batch, &job.to_json(), reason)
+                .await
+                .map(Ran::from);
         };
         if let Some(named) = &job.endpoint
             && named.trim_end_matches('/') != endpoint.trim_end_matches('/')
@@ -46,7 +50,10 @@ impl Engine {
                 "the job names the management endpoint {shown:?}, not this worker's: \
                  a job cannot send posts elsewhere"
             );
-            return self.park(batch, &job.to_json(), &reason).await;
+            return self
+                .park(batch, &job.to_json(), &reason)
+                .await
+                .map(Ran::from);
         }
         // Checked once per job, not found post by post as 413s.
         let frame = job.render(self.config.delivery_mode);
@@ -55,7 +62,10 @@ impl Engine {
                 "the frame is {} bytes; API Gateway posts at most {MAX_FRAME_BYTES}",
                 frame.len()
             );
-            return self.park(batch, &job.to_json(), &reason).await;
+            return self
+                .park(batch, &job.to_json(), &reason)
+                .await
+                .map(Ran::from);
         }
         let key = job.progress_key();
         let claim = by(
@@ -66,11 +76,11 @@ impl Engine {
         .await
         .map_err(JobFailure::Progress)?;
         let mut stats = FanoutStats::default();
-        let checkpoint = match claim {
+        let mut checkpoint = match claim {
             Claim::Busy => return Err(JobFailure::Busy),
             Claim::Finished => {
                 debug!("the job is already done");
-                return Ok(stats);
+                return Ok(stats.into());
             }
             Claim::Fresh => Checkpoint::default(),
             Claim::Resume(checkpoint) => {
@@ -86,12 +96,22 @@ impl Engine {
             let least = (rate / EngineConfig::MAX_ROOM_SPLIT_WAYS).max(1);
             batch.pacer.carry(f64::from(pace.clamp(least, rate)));
         }
+        // What the job was retrying as this run began: known when its last run held it (it
+        // goes on from what that run left) or when no retry clock runs.
+        let mut retrying = checkpoint.retry.is_none().then(Retrying::default);
+        if self.ordered()
+            && let Some(held) = checkpoint.handoff.take()
+        {
+            retrying = Some(Retrying::of(&held));
+            checkpoint = hold::resume(held, checkpoint.retry);
+        }
+        let retry = checkpoint.retry;
         let handoff = match checkpoint.handoff {
             // An earlier run died handing off: hand off exactly that again.
             Some(handoff) => handoff,
             None if self.splits_scan(&job) => {
                 stats += self.split_scan(batch, owner, &key, &job).await?;
-                return Ok(stats);
+                return Ok(stats.into());
             }
             None => {
                 let mut first = None;
@@ -100,7 +120,7 @@ impl Engine {
                         Ok(page) if page.next.is_some() => {
                             stats.pages += 1;
                             stats += self.split_room(batch, owner, &key, &job).await?;
-                            return Ok(stats);
+                            return Ok(stats.into());
                         }
                         Ok(page) => first = Some(page),
                         // The run reads it again, and hands the room back if it still fails.
@@ -120,10 +140,18 @@ impl Engine {
                 handoff
             }
         };
-        match self.hand_off(batch, owner, &key, &job, handoff).await {
-            Ok(handed_off) => {
-                stats += handed_off;
-                Ok(stats)
+        let ended = if self.ordered() {
+            let clock = (retry, retrying.as_ref());
+            self.hold(batch, owner, &key, &job, handoff, clock).await
+        } else {
+            self.hand_off(batch, owner, &key, &job, handoff)
+                .await
+                .map(Ran::from)
+        };
+        match ended {
+            Ok(mut ran) => {
+                ran.stats += stats;
+                Ok(ran)
             }
             Err(failure) => {
                 // SQS redelivers it soon: let that run take the record at once.
@@ -137,7 +165,7 @@ impl Engine {
     }
 
     /// Writes a checkpoint, numbered after every earlier write of this process.
-    fn save<'a>(
+    pub(super) fn save<'a>(
         &'a self,
         key: &'a str,
         owner: &'a str,
@@ -199,6 +227,13 @@ impl Engine {
     ) -> Result<(FanoutStats, Handoff), JobFailure> {
         let (batch, job) = (run.batch, run.job);
         let start = checkpoint.cursor.clone().or_else(|| job.cursor.clone());
+        // What every checkpoint of this run carries on besides its position.
+        let carried = Checkpoint {
+            cursor: start.clone(),
+            read_all: checkpoint.read_all,
+            retry: checkpoint.retry,
+            ..Checkpoint::default()
+        };
         let feed = Arc::new(Feed::new(
             checkpoint.pending,
             self.config.checkpoint_window(),
@@ -206,11 +241,12 @@ impl Engine {
         let mut stats = FanoutStats::default();
         let mut failed = false;
         let mut next = None;
-        let mut all_read = false;
+        // A held job read to its end has only its pending ids left, whatever the time.
+        let mut all_read = checkpoint.read_all;
         // A connections job's ids are in the job: read them even with no time left, so that
         // they are handed back rather than lost.
         let own_ids = matches!(job.target, Target::Connections { .. });
-        if own_ids || !batch.stopping() {
+        if !all_read && (own_ids || !batch.stopping()) {
             let page = match first {
                 Some(page) => Ok(page),
                 None => self.fetch_by(batch, job, start.as_deref()).await,
@@ -296,7 +332,7 @@ impl Engine {
             stats
         };
         let (delivered, checkpoints) =
-            tokio::join!(paging, self.checkpointer(run, start.clone(), &feed));
+            tokio::join!(paging, self.checkpointer(run, &carried, &feed));
         stats += delivered;
         let checkpoints = checkpoints?;
         stats.checkpoints += checkpoints;
@@ -348,7 +384,7 @@ impl Engine {
     async fn checkpointer(
         &self,
         run: &Run<'_>,
-        start: Option<String>,
+        carried: &Checkpoint,
         feed: &Feed,
     ) -> Result<u64, JobFailure> {
         let window = self.config.checkpoint_window();
@@ -362,10 +398,10 @@ impl Engine {
             let checkpoint = Checkpoint {
                 cursor: match &snapshot.last_taken {
                     Some(id) => Some(self.cursor_after(run.job, id)),
-                    None => start.clone(),
+                    None => carried.cursor.clone(),
                 },
                 pending: snapshot.pending,
-                ..Checkpoint::default()
+                ..carried.clone()
             };
             let result = with_retries(
                 run.batch.cutoff,
@@ -435,24 +471,39 @@ impl Engine {
                         stats.continuations += 1;
                     }
                     Planned::DeadLetter { job, reason, ids } => {
-                        warn!(ids, %reason, "giving up on deliveries; to the dead-letter queue");
-                        let body = job.to_json();
-                        with_retries(
-                            batch.finish_by,
-                            self.config.backoff_base,
-                            QueueError::is_transient,
-                            || self.queue.dead_letter(&body, &reason),
-                        )
-                        .await
-                        .map_err(JobFailure::Handoff)?;
-                        stats.dead_lettered += 1;
-                        stats.abandoned += ids;
+                        stats += self.give_up_on(batch, &job, &reason, ids).await?;
                     }
                 }
             }
         }
         self.mark_finished(batch, owner, key).await;
         Ok(stats)
+    }
+
+    /// Parks deliveries given up past the retry budget (`ids` of them, in `job`) in the
+    /// dead-letter queue with the reason.
+    pub(super) async fn give_up_on(
+        &self,
+        batch: &Batch,
+        job: &Job,
+        reason: &str,
+        ids: u64,
+    ) -> Result<FanoutStats, JobFailure> {
+        warn!(ids, %reason, "giving up on deliveries; to the dead-letter queue");
+        let body = job.to_json();
+        with_retries(
+            batch.finish_by,
+            self.config.backoff_base,
+            QueueError::is_transient,
+            || self.queue.dead_letter(&body, reason),
+        )
+        .await
+        .map_err(JobFailure::Handoff)?;
+        Ok(FanoutStats {
+            dead_lettered: 1,
+            abandoned: ids,
+            ..FanoutStats::default()
+        })
     }
 
     pub(super) async fn enqueue_by(

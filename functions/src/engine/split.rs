@@ -50,6 +50,8 @@ impl Engine {
     pub(super) fn may_split_room(&self, job: &Job, checkpoint: &Checkpoint) -> bool {
         matches!(job.target, Target::Room(_))
             && self.config.room_split_ways > 1
+            // Parts run side by side: one member would see the room's next message overtake.
+            && !self.ordered()
             && job.cursor.is_none()
             && job.until.is_none()
             && checkpoint.cursor.is_none()

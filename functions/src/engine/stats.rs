@@ -35,6 +35,9 @@ pub struct FanoutStats {
     pub checkpoints: u64,
     /// Jobs reported in `batchItemFailures`.
     pub failed_jobs: u64,
+    /// Jobs that kept their queue message to go on when it is received again (a queue that
+    /// keeps order): the rest of a room, or posts waiting for a retry.
+    pub held: u64,
     /// Jobs whose hand-off (or dead-lettering) could not be written in time: SQS redelivers
     /// them, and until then the rest of their room waits.
     pub handoffs_failed: u64,
@@ -61,6 +64,7 @@ impl AddAssign for FanoutStats {
         self.resumed += other.resumed;
         self.checkpoints += other.checkpoints;
         self.failed_jobs += other.failed_jobs;
+        self.held += other.held;
         self.handoffs_failed += other.handoffs_failed;
         self.dead_lettered += other.dead_lettered;
         self.fanout_latency_ms = self.fanout_latency_ms.max(other.fanout_latency_ms);

@@ -25,6 +25,7 @@ pub async fn handle(
                     .get("ApproximateReceiveCount")
                     .and_then(|count| count.parse().ok())
                     .unwrap_or(1),
+                group: record.attributes.get("MessageGroupId").cloned(),
                 receipt_handle: record.receipt_handle,
             }),
             None => {

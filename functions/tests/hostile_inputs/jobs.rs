@@ -121,6 +121,7 @@ async fn run_batch(
             body: body.clone(),
             receipt_handle: Some(format!("receipt-{i}")),
             receive_count: receive_counts[i % receive_counts.len()],
+            group: None,
         })
         .collect();
     let letters_before = worker.queue.dead_letters().len();

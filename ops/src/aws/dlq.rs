@@ -11,6 +11,7 @@ use aws_sdk_sqs::types::{
     MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
 use fanout::adapters::aws::describe;
+use fanout::adapters::sqs::{is_fifo, order_group_of};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -138,15 +139,24 @@ pub(super) async fn move_some(
         if batch.is_empty() {
             break;
         }
+        let fifo = is_fifo(queue);
         let entries = batch
             .iter()
             .enumerate()
             .filter_map(|(i, (letter, _))| {
-                SendMessageBatchRequestEntry::builder()
+                let entry = SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
-                    .message_body(&letter.body)
-                    .build()
-                    .ok()
+                    .message_body(&letter.body);
+                // A FIFO queue (`ordering = "per_room"`) wants a group and a deduplication id:
+                // the job's room, after the room's messages sent since; a fresh id, since a
+                // redrive is a new send that the original's id must not swallow.
+                let entry = match fifo {
+                    true => entry
+                        .message_group_id(order_group_of(&letter.body))
+                        .message_deduplication_id(uuid::Uuid::now_v7().to_string()),
+                    false => entry,
+                };
+                entry.build().ok()
             })
             .collect();
         let sent = sqs

@@ -244,7 +244,9 @@ mod tests {
             id in "[^.]{1,40}",
             body in proptest::collection::vec(any::<u8>(), 0..300),
             seconds in 1_600_000_000u64..2_000_000_000,
-            port in proptest::option::of(1u16..65_535),
+            // Not http's default: the gateway leaves it out of `host` (`signed::host_header`)
+            // before it asks this signer, as the general signer does from the URL.
+            port in proptest::option::of((1u16..65_535).prop_filter("not 80", |port| *port != 80)),
             region in "[a-z]{2}-[a-z]{4,9}-[1-9]",
             token in proptest::option::of("[A-Za-z0-9+/=]{1,60}"),
             secret in "[A-Za-z0-9+/]{40}",

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 /// A FIFO of jobs in memory, with a dead-letter list. Enforces SQS's message size limit so that
 /// what works here works against SQS. Delays are recorded, not waited for: a test decides when
-/// to run what was queued.
+/// to run what was queued. [`MemoryQueue::keeping_order`] stands for an SQS FIFO queue.
 pub struct MemoryQueue {
     state: Mutex<State>,
+    keeps_order: bool,
 }
 
 #[derive(Default)]
@@ -30,6 +31,16 @@ impl MemoryQueue {
     pub fn new() -> Self {
         Self {
             state: Mutex::default(),
+            keeps_order: false,
+        }
+    }
+
+    /// A queue that keeps each room's jobs in order, as SQS FIFO does; it refuses a delay, as
+    /// SQS FIFO refuses `DelaySeconds` per message.
+    pub fn keeping_order() -> Self {
+        Self {
+            keeps_order: true,
+            ..Self::new()
         }
     }
 
@@ -81,6 +92,11 @@ impl Default for MemoryQueue {
 impl JobQueue for MemoryQueue {
     async fn enqueue(&self, job: &Job, delay: Duration) -> Result<(), QueueError> {
         job.to_queue_body()?;
+        if self.keeps_order && !delay.is_zero() {
+            return Err(QueueError::Unavailable(
+                "a FIFO queue takes no per-message delay".into(),
+            ));
+        }
         self.lock()
             .jobs
             .push_back((job.clone(), delay.min(MAX_QUEUE_DELAY)));
@@ -98,5 +114,9 @@ impl JobQueue for MemoryQueue {
     async fn retry_later(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
         self.lock().retried.push((receipt_handle.to_owned(), delay));
         Ok(())
+    }
+
+    fn keeps_order(&self) -> bool {
+        self.keeps_order
     }
 }

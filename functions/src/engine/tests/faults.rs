@@ -228,6 +228,7 @@ async fn a_progress_store_outage_reports_the_job_and_brings_it_back_soon() {
         body: room_job("m1"),
         receipt_handle: Some("receipt".into()),
         receive_count: 3,
+        group: None,
     }];
 
     let report = f

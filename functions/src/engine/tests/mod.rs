@@ -2,6 +2,7 @@
 //! backoffs and deadlines are exact and instant.
 
 mod faults;
+mod order;
 mod properties;
 mod review;
 mod sim;
@@ -36,10 +37,23 @@ struct Fixture {
 }
 
 fn fixture(page_size: usize, config: EngineConfig) -> Fixture {
+    fixture_on(MemoryQueue::new(), page_size, config)
+}
+
+fn fixture_on(queue: MemoryQueue, page_size: usize, config: EngineConfig) -> Fixture {
+    fixture_with(queue, MemoryProgress::new(), page_size, config)
+}
+
+fn fixture_with(
+    queue: MemoryQueue,
+    progress: MemoryProgress,
+    page_size: usize,
+    config: EngineConfig,
+) -> Fixture {
     let store = Arc::new(MemoryStore::with_page_size(page_size));
     let gateway = Arc::new(MemoryGateway::with_latency(LATENCY));
-    let queue = Arc::new(MemoryQueue::new());
-    let progress = Arc::new(MemoryProgress::new());
+    let queue = Arc::new(queue);
+    let progress = Arc::new(progress);
     let engine = Engine::new(
         store.clone(),
         gateway.clone(),

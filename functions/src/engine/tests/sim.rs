@@ -159,6 +159,9 @@ impl JobQueue for Queue {
     async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
         self.0.retry_later(receipt, delay).await
     }
+    fn keeps_order(&self) -> bool {
+        self.0.keeps_order()
+    }
 }
 
 struct Progress(Arc<MemoryProgress>, Arc<Faults>);
@@ -204,7 +207,16 @@ impl ProgressStore for Progress {
 /// A fixture whose engine works through switchable faults; the fixture's own adapters are the
 /// healthy ones underneath, for assertions.
 pub(super) fn faulty(page_size: usize, config: EngineConfig) -> (Fixture, Arc<Faults>) {
-    let healthy = fixture(page_size, config.clone());
+    faulty_on(MemoryQueue::new(), page_size, config)
+}
+
+/// [`faulty`] over a queue of its own (one that keeps order).
+pub(super) fn faulty_on(
+    queue: MemoryQueue,
+    page_size: usize,
+    config: EngineConfig,
+) -> (Fixture, Arc<Faults>) {
+    let healthy = fixture_on(queue, page_size, config.clone());
     let faults = Arc::new(Faults::default());
     let engine = Engine::new(
         Arc::new(Store(healthy.store.clone(), faults.clone())),
@@ -222,6 +234,8 @@ struct Message {
     body: String,
     visible_at: Instant,
     receives: u32,
+    /// Its message group (FIFO): the job's room, or its id for a job of no room.
+    group: String,
 }
 
 /// SQS as the worker sees it: batches of up to ten visible messages, redelivery of failed
@@ -237,6 +251,11 @@ pub(super) struct Sqs {
     pub crashes: usize,
     /// Every invocation returned before its deadline.
     pub overran: usize,
+    /// SQS FIFO: a group's messages are given out in order, none while an earlier one of the
+    /// group is in flight.
+    pub fifo: bool,
+    /// Messages the engine sent (hand-offs), as opposed to the test's.
+    pub handed_on: usize,
 }
 
 impl Sqs {
@@ -249,23 +268,56 @@ impl Sqs {
             invocations: 0,
             crashes: 0,
             overran: 0,
+            fifo: false,
+            handed_on: 0,
+        }
+    }
+
+    /// A FIFO queue, as `ordering = "per_room"` makes.
+    pub fn fifo(invocation: Duration) -> Self {
+        Self {
+            fifo: true,
+            ..Self::new(invocation)
         }
     }
 
     pub fn send(&mut self, body: String, delay: Duration) {
         self.next_id += 1;
+        let id = format!("msg-{}", self.next_id);
+        let group = Job::parse(&body).map_or_else(|_| id.clone(), |job| job.order_group());
         self.messages.push(Message {
-            id: format!("msg-{}", self.next_id),
+            id,
             body,
             visible_at: Instant::now() + delay,
             receives: 0,
+            group,
         });
     }
 
     fn collect(&mut self, f: &Fixture) {
         for (job, delay) in f.queue.drain_with_delays() {
+            self.handed_on += 1;
             self.send(job.to_json(), delay);
         }
+    }
+
+    /// The messages a receive gives out now, at most ten: any visible one; on a FIFO queue,
+    /// only a group's oldest messages, and none of a group whose oldest is in flight.
+    fn receivable(&self, now: Instant) -> Vec<usize> {
+        let mut locked = BTreeSet::new();
+        let mut batch = Vec::new();
+        for (i, message) in self.messages.iter().enumerate() {
+            if self.fifo && locked.contains(&message.group) {
+                continue;
+            }
+            if message.visible_at <= now {
+                batch.push(i);
+            } else if self.fifo {
+                locked.insert(message.group.clone());
+            }
+        }
+        batch.truncate(10);
+        batch
     }
 
     /// Runs invocations until the queue is empty. `crash` is asked before each invocation
@@ -284,10 +336,17 @@ impl Sqs {
             assert!(self.invocations < 5_000, "the queue never drained");
             tokio::time::sleep_until(first).await;
             let now = Instant::now();
-            let mut batch: Vec<usize> = (0..self.messages.len())
-                .filter(|&i| self.messages[i].visible_at <= now)
-                .collect();
-            batch.truncate(10);
+            let batch = self.receivable(now);
+            if batch.is_empty() {
+                // Every visible message waits behind one in flight (FIFO).
+                let next = self
+                    .messages
+                    .iter()
+                    .map(|m| m.visible_at)
+                    .filter(|at| *at > now);
+                tokio::time::sleep_until(next.min().expect("a message in flight")).await;
+                continue;
+            }
             let items: Vec<BatchItem> = batch
                 .iter()
                 .map(|&i| {
@@ -300,6 +359,7 @@ impl Sqs {
                         body: message.body.clone(),
                         receipt_handle: Some(format!("{}#{}", message.id, message.receives)),
                         receive_count: message.receives,
+                        group: self.fifo.then(|| message.group.clone()),
                     }
                 })
                 .collect();
