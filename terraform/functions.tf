@@ -11,6 +11,10 @@ locals {
     RUST_LOG = var.log_level
   }
 
+  # The parts of a split room run side by side and would deliver out of order: per_room never
+  # splits (variables.tf refuses an explicit room_split_ways above 1 with it).
+  room_split_ways = coalesce(var.room_split_ways, local.ordered ? 1 : 2)
+
   functions = merge(local.api_functions, local.auth_enabled ? local.authorizer_function : {})
 
   api_functions = {
@@ -71,7 +75,7 @@ locals {
         POST_TIMEOUT_MS       = tostring(var.post_timeout_ms)
         DEADLINE_MARGIN_MS    = tostring(var.deadline_margin_ms)
         RETRY_BUDGET_SECONDS  = tostring(var.retry_budget_seconds)
-        ROOM_SPLIT_WAYS       = tostring(var.room_split_ways)
+        ROOM_SPLIT_WAYS       = tostring(local.room_split_ways)
         ACCOUNT_POST_RATE     = tostring(var.account_post_rate)
         DELIVERY_MODE         = var.delivery_mode
         METRICS_NAMESPACE     = var.metrics_namespace
@@ -137,13 +141,16 @@ resource "aws_lambda_function" "this" {
 }
 
 # The worker consumes the fan-out queue; a failed job is retried alone
-# (ReportBatchItemFailures) and after max_receive_count lands in the DLQ.
+# (ReportBatchItemFailures) and after max_receive_count (ordered_max_receive_count with
+# per_room) lands in the DLQ.
 resource "aws_lambda_event_source_mapping" "worker" {
   event_source_arn = aws_sqs_queue.fanout.arn
   function_name    = aws_lambda_function.this["worker"].arn
 
-  batch_size                         = var.worker_batch_size
-  maximum_batching_window_in_seconds = var.worker_batching_window_seconds
+  batch_size = var.worker_batch_size
+  # Lambda refuses a batching window on a FIFO queue: omitted there (variables.tf keeps
+  # worker_batching_window_seconds at 0 and worker_batch_size at 10 or less with per_room).
+  maximum_batching_window_in_seconds = local.ordered ? null : var.worker_batching_window_seconds
   function_response_types            = ["ReportBatchItemFailures"]
 
   scaling_config {
@@ -158,7 +165,7 @@ resource "aws_lambda_event_source_mapping" "worker" {
       error_message = "A worker_batch_size above 10 needs worker_batching_window_seconds >= 1 (SQS event source rule)."
     }
     precondition {
-      condition     = var.room_split_ways <= var.worker_maximum_concurrency
+      condition     = local.room_split_ways <= var.worker_maximum_concurrency
       error_message = "room_split_ways must not exceed worker_maximum_concurrency: the parts of a split room are meant to run on as many workers at once."
     }
   }

@@ -30,6 +30,9 @@ locals {
 
   room_index_name = "room-index"
 
+  # ordering = "per_room": the fan-out queue and its DLQ are FIFO, each room a message group.
+  ordered = var.ordering == "per_room"
+
   # Built from the API id and the stage name rather than from the stage resource:
   # the stage depends on the routes, the routes on the functions, and the worker's
   # environment needs this value (referencing the stage would be a cycle).

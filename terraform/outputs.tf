@@ -38,6 +38,11 @@ output "dead_letter_queue_arn" {
   value       = aws_sqs_queue.fanout_dlq.arn
 }
 
+output "ordering" {
+  description = "Order of a room's messages: none, or per_room (the fan-out queue and its dead-letter queue are FIFO, each room a message group)."
+  value       = var.ordering
+}
+
 output "connections_table_name" {
   description = "Name of the DynamoDB connections table."
   value       = aws_dynamodb_table.connections.name

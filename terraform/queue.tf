@@ -2,14 +2,48 @@
 # SQS: fan-out jobs and their dead-letter queue
 ################################################################################
 
+locals {
+  # SQS requires a FIFO queue's name to end in .fifo, and SqsQueue (functions/src/adapters/sqs.rs)
+  # tells a FIFO queue by its URL ending so: the URLs the functions get need nothing else.
+  queue_suffix = local.ordered ? ".fifo" : ""
+
+  # With per_room a job keeps its FIFO message until it is done, so it is received once per
+  # invocation that holds it: up to ceil(retry_budget_seconds / worker_timeout_seconds) + 10 times
+  # when a member keeps failing for the whole retry budget. SQS hands the worker up to
+  # worker_batch_size messages of one room at once, and those behind a held one go back unrun,
+  # each such receive counting for them too: a message waiting behind held ones is received up to
+  # worker_batch_size times as often before its own turn ends. var.ordered_max_receive_count's
+  # validations refuse a value below this need, and a need above SQS's maximum of 1000.
+  ordered_receives_needed = var.worker_batch_size * (ceil(var.retry_budget_seconds / var.worker_timeout_seconds) + 10)
+  # null: the need (250 with the defaults).
+  ordered_max_receive_count = var.ordered_max_receive_count != null ? var.ordered_max_receive_count : min(1000, local.ordered_receives_needed)
+
+  max_receive_count = local.ordered ? local.ordered_max_receive_count : var.max_receive_count
+}
+
+# Changing var.ordering replaces both queues (fifo_queue and name force a new queue) and deletes
+# what they hold: docs/deploy.md says how to drain them first.
 resource "aws_sqs_queue" "fanout_dlq" {
-  name                      = "${local.name_prefix}-fanout-dlq"
+  name = "${local.name_prefix}-fanout-dlq${local.queue_suffix}"
+  # A FIFO queue's dead-letter queue must be FIFO too. The worker's own dead letters each get a
+  # group and deduplication id of their own, so they do not queue behind one another.
+  fifo_queue = local.ordered
+
   message_retention_seconds = 1209600 # 14 days, the SQS maximum: time to investigate and redrive
   sqs_managed_sse_enabled   = true
 }
 
 resource "aws_sqs_queue" "fanout" {
-  name = "${local.name_prefix}-fanout"
+  name       = "${local.name_prefix}-fanout${local.queue_suffix}"
+  fifo_queue = local.ordered
+
+  # FIFO only (null leaves a standard queue as it was). SqsQueue sends every job with an explicit
+  # MessageDeduplicationId, so two equal bodies are two messages, not one deduplicated by content.
+  # High-throughput FIFO: deduplication and the send/receive quotas apply per message group (per
+  # room) instead of 300 calls a second (3,000 messages batched) for the whole queue.
+  content_based_deduplication = local.ordered ? false : null
+  deduplication_scope         = local.ordered ? "messageGroup" : null
+  fifo_throughput_limit       = local.ordered ? "perMessageGroupId" : null
 
   # AWS guidance for Lambda event sources: at least six times the function timeout,
   # so a job is not redelivered while a (retried) invocation still holds it.
@@ -19,9 +53,12 @@ resource "aws_sqs_queue" "fanout" {
   max_message_size          = 262144
   sqs_managed_sse_enabled   = true
 
+  # A FIFO job is received once per invocation that holds it or a message of its room before it
+  # (local.ordered_max_receive_count says how many that can be); a standard queue's job once per
+  # failure.
   redrive_policy = jsonencode({
     deadLetterTargetArn = aws_sqs_queue.fanout_dlq.arn
-    maxReceiveCount     = var.max_receive_count
+    maxReceiveCount     = local.max_receive_count
   })
 }
 

@@ -225,6 +225,17 @@ variable "management_endpoint_override" {
 # Fan-out queue and worker event source
 ################################################################################
 
+variable "ordering" {
+  description = "Order of a room's messages. \"none\" (the default): a standard queue; jobs run side by side, so two messages to a room may reach its members in either order. \"per_room\": the fan-out queue (and its dead-letter queue) is an SQS FIFO queue whose message groups are the rooms, so a room's messages are fanned out one after another in the order sendmessage accepted them (docs/architecture.md, \"Per-room order\"). With per_room rooms are never split (room_split_ways = 1), worker_batch_size is at most 10, there is no batching window, and ordered_max_receive_count replaces max_receive_count. Changing it replaces both queues: drain them first (docs/deploy.md, \"Per-room order\")."
+  type        = string
+  default     = "none"
+
+  validation {
+    condition     = contains(["none", "per_room"], var.ordering)
+    error_message = "ordering must be \"none\" or \"per_room\"."
+  }
+}
+
 variable "max_receive_count" {
   description = "Receives of a fan-out job before SQS parks it in the dead-letter queue. The worker makes a failed job visible again after a growing delay (about 2^receives seconds), so 11 receives span roughly 15 to 25 minutes: longer than the retry budget."
   type        = number
@@ -233,6 +244,27 @@ variable "max_receive_count" {
   validation {
     condition     = var.max_receive_count >= 1 && var.max_receive_count <= 1000
     error_message = "max_receive_count must be between 1 and 1000."
+  }
+}
+
+variable "ordered_max_receive_count" {
+  description = "Receives of a fan-out job before SQS parks it in the dead-letter queue when ordering = \"per_room\" (max_receive_count is the standard queue's). null (the default): worker_batch_size * (ceil(retry_budget_seconds / worker_timeout_seconds) + 10), 250 with the defaults. Why: a FIFO job keeps its SQS message until it is done, so it is received once per worker invocation that holds it, up to retry_budget_seconds / worker_timeout_seconds + about 10 growing retry waits when a member keeps failing for the whole budget; and SQS hands the worker up to worker_batch_size messages of a room at once, so the messages behind a held one are received with it (and handed back unrun) each time: one waiting behind held ones collects up to worker_batch_size times as many receives before its own turn ends. A room bigger than one invocation adds a receive per invocation it takes: raise it explicitly for those. An explicit value is a whole number from 10 to 1000, at least that need; a need above 1000 (SQS's maximum) is refused: lower worker_batch_size or retry_budget_seconds, or raise worker_timeout_seconds."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.ordered_max_receive_count == null ? true : (var.ordered_max_receive_count >= 10 && var.ordered_max_receive_count <= 1000 && floor(var.ordered_max_receive_count) == var.ordered_max_receive_count)
+    error_message = "ordered_max_receive_count must be null (computed) or a whole number between 10 and 1000."
+  }
+
+  # Fewer receives and SQS would park (without a reason) jobs that are held, or wait behind a held
+  # one, before the retry budget ends. The need is local.ordered_receives_needed (queue.tf),
+  # spelled out here because .ci/terraform_render copies variable blocks without the locals they
+  # would reach (tests/terraform_invariants/checks/ordering.rs pins the two to each other). null
+  # takes the need, up to SQS's maximum of 1000.
+  validation {
+    condition     = var.ordering != "per_room" || (var.ordered_max_receive_count == null ? var.worker_batch_size * (ceil(var.retry_budget_seconds / var.worker_timeout_seconds) + 10) <= 1000 : var.ordered_max_receive_count >= var.worker_batch_size * (ceil(var.retry_budget_seconds / var.worker_timeout_seconds) + 10))
+    error_message = var.worker_batch_size * (ceil(var.retry_budget_seconds / var.worker_timeout_seconds) + 10) > 1000 ? "With ordering = \"per_room\" a job can be received worker_batch_size * (ceil(retry_budget_seconds / worker_timeout_seconds) + 10) = ${var.worker_batch_size * (ceil(var.retry_budget_seconds / var.worker_timeout_seconds) + 10)} times before its turn ends (once per invocation that holds it or a message of its room before it), more than SQS's maximum maxReceiveCount of 1000: lower worker_batch_size or retry_budget_seconds, or raise worker_timeout_seconds." : "With ordering = \"per_room\" a job is received once per worker invocation that holds it or a message of its room before it in a batch, so ordered_max_receive_count must be at least worker_batch_size * (ceil(retry_budget_seconds / worker_timeout_seconds) + 10) = ${var.worker_batch_size * (ceil(var.retry_budget_seconds / var.worker_timeout_seconds) + 10)}; raise it, or leave it null (computed)."
   }
 }
 
@@ -248,7 +280,7 @@ variable "fanout_message_retention_seconds" {
 }
 
 variable "worker_batch_size" {
-  description = "Jobs per worker invocation (event source mapping batch size). Above 10 needs worker_batching_window_seconds >= 1."
+  description = "Jobs per worker invocation (event source mapping batch size). Above 10 needs worker_batching_window_seconds >= 1, and is refused with ordering = \"per_room\" (a FIFO event source takes at most 10)."
   type        = number
   default     = 10
 
@@ -256,16 +288,26 @@ variable "worker_batch_size" {
     condition     = var.worker_batch_size >= 1 && var.worker_batch_size <= 10000
     error_message = "worker_batch_size must be between 1 and 10000."
   }
+
+  validation {
+    condition     = var.ordering != "per_room" || var.worker_batch_size <= 10
+    error_message = "ordering = \"per_room\" reads a FIFO queue, and Lambda's SQS event source takes at most 10 messages a batch from a FIFO queue; set worker_batch_size to 10 or less."
+  }
 }
 
 variable "worker_batching_window_seconds" {
-  description = "Longest wait to fill a batch before invoking the worker, in seconds (0 = invoke as soon as jobs arrive)."
+  description = "Longest wait to fill a batch before invoking the worker, in seconds (0 = invoke as soon as jobs arrive). Must stay 0 with ordering = \"per_room\": Lambda has no batching window for FIFO queues."
   type        = number
   default     = 0
 
   validation {
     condition     = var.worker_batching_window_seconds >= 0 && var.worker_batching_window_seconds <= 300
     error_message = "worker_batching_window_seconds must be between 0 and 300."
+  }
+
+  validation {
+    condition     = var.ordering != "per_room" || var.worker_batching_window_seconds == 0
+    error_message = "ordering = \"per_room\" reads a FIFO queue, and Lambda's SQS event source has no batching window for FIFO queues; leave worker_batching_window_seconds at 0."
   }
 }
 
@@ -281,13 +323,19 @@ variable "worker_maximum_concurrency" {
 }
 
 variable "room_split_ways" {
-  description = "Worker: a room bigger than one page of the room index (about 28,000 members) is split into this many ranges of connection ids, each a job that a worker of its own takes; 1 never splits. Sizing rule: docs/architecture.md (\"Huge rooms\")."
+  description = "Worker: a room bigger than one page of the room index (about 28,000 members) is split into this many ranges of connection ids, each a job that a worker of its own takes; 1 never splits. null: 2, or 1 with ordering = \"per_room\" (the parts of a split room would deliver out of order). Sizing rule: docs/architecture.md (\"Huge rooms\")."
   type        = number
-  default     = 2
+  default     = null
+
+  # A conditional rather than ||: Terraform before 1.12 evaluates both sides, and null >= 1 fails.
+  validation {
+    condition     = var.room_split_ways == null ? true : var.room_split_ways >= 1 && var.room_split_ways <= 256 && floor(var.room_split_ways) == var.room_split_ways
+    error_message = "room_split_ways must be null or a whole number between 1 and 256."
+  }
 
   validation {
-    condition     = var.room_split_ways >= 1 && var.room_split_ways <= 256 && floor(var.room_split_ways) == var.room_split_ways
-    error_message = "room_split_ways must be a whole number between 1 and 256."
+    condition     = var.ordering != "per_room" || var.room_split_ways == null || var.room_split_ways == 1
+    error_message = "ordering = \"per_room\" runs each room's message as one job in order; set room_split_ways = 1"
   }
 }
 

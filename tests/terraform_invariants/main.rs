@@ -11,6 +11,12 @@
 //! - no IAM statement uses a wildcard action, and `*` resources appear only for the X-Ray
 //!   actions that have no resource-level permissions;
 //! - every resource name includes the workspace;
+//! - with `ordering = "per_room"` the fan-out queue and its dead-letter queue are FIFO (named,
+//!   and so addressed, `.fifo`), the redrive uses `ordered_max_receive_count` (null: computed,
+//!   `worker_batch_size * (ceil(retry_budget_seconds / worker_timeout_seconds) + 10)`, 250 by
+//!   default), rooms are not split, and Terraform refuses a room split, a batch or batching window
+//!   Lambda's FIFO event source would refuse, an explicit receive count below that need, and a
+//!   need above SQS's 1000; with `"none"` none of it applies;
 //! - the fan-out queue's policy lets exactly sendmessage, the worker and the named producer
 //!   roles send jobs;
 //! - `$connect` (only it) goes through the JWT authorizer unless `auth_mode = "none"`, and a
@@ -60,6 +66,7 @@ use checks::declarations::{check_documented, check_references, check_tfvars};
 use checks::environment::check_environment;
 use checks::iam::check_iam;
 use checks::naming::check_names_include_workspace;
+use checks::ordering::check_ordering;
 use checks::queue_policy::check_queue_policy;
 use checks::runbooks::check_runbooks;
 use checks::visibility::check_visibility_timeout;
@@ -127,6 +134,11 @@ fn every_resource_name_includes_the_workspace() {
 }
 
 #[test]
+fn per_room_order_uses_fifo_queues_and_refuses_what_would_break_it() {
+    assert_clean("per-room order", check_ordering(&terraform()));
+}
+
+#[test]
 fn every_function_gets_the_environment_its_binary_reads() {
     assert_clean(
         "function environment",
@@ -191,15 +203,20 @@ fn the_functions_of_the_code_are_the_cargo_bins() {
     );
 }
 
-/// Rendered as `terraform apply` would send them: with the variables' defaults, and with each
-/// example tfvars in the workspace it is named after.
+/// Rendered as `terraform apply` would send them: with the variables' defaults, with
+/// `ordering = "per_room"` (FIFO queues, whose names end in `.fifo`), and with each example
+/// tfvars in the workspace it is named after.
 #[test]
 fn dashboards_and_alarms_render_to_what_cloudwatch_accepts_and_name_emitted_metrics() {
     let emitted = emitted_metrics();
     let operations = fs::read_to_string(repo_root().join("docs/operations.md"))
         .expect("docs/operations.md holds the alarms' runbooks");
     let dir = repo_root().join("terraform");
-    let mut runs = vec![check_options("dev")];
+    let mut per_room = check_options("dev");
+    per_room
+        .vars
+        .push(("ordering".to_owned(), "per_room".to_owned()));
+    let mut runs = vec![check_options("dev"), per_room];
     for tfvars in files_with_extension(&dir.join("examples"), "tfvars") {
         let workspace = tfvars.file_stem().unwrap().to_string_lossy().into_owned();
         let mut options = check_options(&workspace);
@@ -216,8 +233,8 @@ fn dashboards_and_alarms_render_to_what_cloudwatch_accepts_and_name_emitted_metr
     });
     for (options, rendered) in rendered {
         let what = format!(
-            "dashboards and alarms (workspace {}, var files {:?})",
-            options.workspace, options.var_files
+            "dashboards and alarms (workspace {}, var files {:?}, vars {:?})",
+            options.workspace, options.var_files, options.vars
         );
         let rendered =
             rendered.unwrap_or_else(|e| panic!("{what}: terraform/ does not render: {e}"));

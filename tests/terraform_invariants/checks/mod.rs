@@ -9,6 +9,7 @@ pub mod declarations;
 pub mod environment;
 pub mod iam;
 pub mod naming;
+pub mod ordering;
 pub mod queue_policy;
 pub mod runbooks;
 pub mod visibility;
