@@ -5,8 +5,8 @@
 //!
 //! | request | answer |
 //! | --- | --- |
-//! | `GET /admin/info` | `{"stage":"local","websocketUrl":"ws://HOST/local","managementEndpoint":"http://HOST/local","queue":"memory"}` (`queue` is `memory` or `sqs`) |
-//! | `GET /admin/status?top=N` | `{"queue":{"ready":0,"inFlight":0,"delayed":0,"dead":1,"oldestReadyAgeMs":null},"connections":{"stored":3,"open":3},"rooms":[{"room":"lobby","members":2}]}`: the `N` (default 10) largest rooms |
+//! | `GET /admin/info` | `{"stage":"local","websocketUrl":"ws://HOST/local","managementEndpoint":"http://HOST/local","queue":"memory","ordering":"none"}` (`queue` is `memory` or `sqs`; `ordering` is `none` or `per_room`, a FIFO queue) |
+//! | `GET /admin/status?top=N` | `{"queue":{"ordering":"none","ready":0,"inFlight":0,"delayed":0,"dead":1,"oldestReadyAgeMs":null},"connections":{"stored":3,"open":3},"rooms":[{"room":"lobby","members":2}]}`: the `N` (default 10) largest rooms |
 //! | `GET /admin/rooms?top=N` | `{"connections":3,"rooms":[{"room":"lobby","members":2},{"room":"ops","members":1}]}`: every room (or the `N` largest) by members, most first, then by name |
 //! | `GET /admin/dlq?max=N` | `{"total":2,"messages":[{"id":"...","reason":"...","body":"...","parkedAt":1795780800123,"sentAt":1795780800001}]}`: the dead-letter queue, oldest first, at most `N` |
 //! | `GET /admin/dlq/{id}` | one such message, or 404 |
@@ -16,7 +16,8 @@
 //! Kicking a connection needs nothing here: `DELETE /{stage}/@connections/{id}` is the
 //! management API's own ([`crate::management`]).
 //!
-//! `queue.*` are the fan-out queue's messages by state, and `dead` the dead-letter queue's;
+//! `queue.*` are the fan-out queue's messages by state, and `dead` the dead-letter queue's (on
+//! a FIFO queue `ready` includes the messages waiting behind one of their room's in flight);
 //! `oldestReadyAgeMs` is how long the oldest message ready to be received has been on the
 //! queue (`null` when none is), SQS's `ApproximateAgeOfOldestMessage` less the messages in
 //! flight. `connections.stored` counts the connection store's items (what a fan-out reaches),
@@ -27,6 +28,7 @@
 //! instead. `oldestReadyAgeMs` is `null` there too.
 
 use crate::app::App;
+use crate::options::MessageOrder;
 use crate::queue::{LocalQueue, Parked};
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -89,8 +91,14 @@ async fn info(State(admin): State<Arc<Admin>>) -> Response {
         "websocketUrl": format!("ws://{}/{}", app.domain_name, app.stage),
         "managementEndpoint": format!("http://{}/{}", app.domain_name, app.stage),
         "queue": if admin.queue.is_some() { "memory" } else { "sqs" },
+        "ordering": ordering(app),
     }))
     .into_response()
+}
+
+/// `--ordering`, as the queue keeps it: FIFO by room or not.
+fn ordering(app: &App) -> &'static str {
+    MessageOrder::of_queue(app.queue.keeps_order()).as_str()
 }
 
 /// Rooms by members, most first, then by name; and the connections counted.
@@ -155,6 +163,7 @@ async fn status(State(admin): State<Arc<Admin>>, Query(limit): Query<Limit>) -> 
         .map(|age| age.as_millis() as u64);
     axum::Json(json!({
         "queue": {
+            "ordering": ordering(app),
             "ready": depths.ready,
             "inFlight": depths.in_flight,
             "delayed": depths.delayed,

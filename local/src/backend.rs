@@ -1,7 +1,7 @@
 //! Where connections, jobs and the worker's progress records live: in memory (the embedded
 //! default), or DynamoDB and SQS through the real SDKs (moto, or AWS itself).
 
-use crate::options::{BackendKind, Options};
+use crate::options::{BackendKind, MessageOrder, Options};
 use crate::queue::{JobSource, LocalQueue, QueueSettings, SqsSource};
 use aws_config::SdkConfig;
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -56,9 +56,11 @@ pub fn choose(options: &Options) -> BackendKind {
 }
 
 pub fn memory(options: &Options) -> Backend {
+    let fifo = options.ordering == MessageOrder::PerRoom;
     let queue = Arc::new(LocalQueue::new(QueueSettings {
+        fifo,
         visibility_timeout: options.visibility_timeout(),
-        max_receive_count: options.max_receive_count,
+        max_receive_count: options.max_receive_count(),
         max_depth: usize::try_from(options.max_queue_depth).unwrap_or(usize::MAX),
     }));
     let store = Arc::new(match options.page_limit {
@@ -72,7 +74,11 @@ pub fn memory(options: &Options) -> Backend {
         source: queue.clone(),
         progress: Arc::new(MemoryProgress::new()),
         local_queue: Some(queue),
-        description: "store: memory, queue: memory".into(),
+        description: if fifo {
+            "store: memory, queue: memory, FIFO by room".into()
+        } else {
+            "store: memory, queue: memory".into()
+        },
     }
 }
 
@@ -134,19 +140,24 @@ pub async fn aws(sdk: &SdkConfig, options: &Options) -> Result<Backend, BackendE
 }
 
 /// The queue's and dead-letter queue's URLs, creating them (with the redrive policy) if asked.
-/// Both must exist: the worker parks what it gives up on in the dead-letter queue.
+/// Both must exist: the worker parks what it gives up on in the dead-letter queue. With
+/// `--ordering per_room` both are FIFO (a FIFO queue's dead-letter queue must be), as the
+/// Terraform stack makes them.
 async fn queues(
     client: &aws_sdk_sqs::Client,
     options: &Options,
 ) -> Result<(String, String), BackendError> {
-    let dlq_name = format!("{}-dlq", options.queue_name);
+    let (queue_name, dlq_name) = options.queue_names();
+    let fifo = options.ordering == MessageOrder::PerRoom;
     let failed = |what: &str, error: &(dyn std::error::Error + 'static)| {
         BackendError(format!("{what}: {}", describe(error)))
     };
     if options.create_resources {
-        let dlq_url = client
-            .create_queue()
-            .queue_name(&dlq_name)
+        let mut create_dlq = client.create_queue().queue_name(&dlq_name);
+        if fifo {
+            create_dlq = create_dlq.attributes(QueueAttributeName::FifoQueue, "true");
+        }
+        let dlq_url = create_dlq
             .send()
             .await
             .map_err(|e| failed(&format!("could not create queue {dlq_name}"), &e))?
@@ -164,24 +175,29 @@ async fn queues(
             .unwrap_or_default();
         let redrive = serde_json::json!({
             "deadLetterTargetArn": dlq_arn,
-            "maxReceiveCount": options.max_receive_count,
+            "maxReceiveCount": options.max_receive_count(),
         });
-        let queue_url = client
+        let mut create = client
             .create_queue()
-            .queue_name(&options.queue_name)
+            .queue_name(&queue_name)
             .attributes(
                 QueueAttributeName::VisibilityTimeout,
                 options.visibility_timeout().as_secs().to_string(),
             )
-            .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+            .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string());
+        if fifo {
+            // As terraform/queue.tf: every job is sent with its own deduplication id (two equal
+            // bodies are two messages), deduplicated and throttled per room.
+            create = create
+                .attributes(QueueAttributeName::FifoQueue, "true")
+                .attributes(QueueAttributeName::ContentBasedDeduplication, "false")
+                .attributes(QueueAttributeName::DeduplicationScope, "messageGroup")
+                .attributes(QueueAttributeName::FifoThroughputLimit, "perMessageGroupId");
+        }
+        let queue_url = create
             .send()
             .await
-            .map_err(|e| {
-                failed(
-                    &format!("could not create queue {}", options.queue_name),
-                    &e,
-                )
-            })?
+            .map_err(|e| failed(&format!("could not create queue {queue_name}"), &e))?
             .queue_url
             .unwrap_or_default();
         return Ok((queue_url, dlq_url));
@@ -194,12 +210,9 @@ async fn queues(
             .await
             .map(|output| output.queue_url.unwrap_or_default())
     };
-    let queue_url = url(options.queue_name.clone()).await.map_err(|e| {
+    let queue_url = url(queue_name.clone()).await.map_err(|e| {
         failed(
-            &format!(
-                "queue {} not found (pass --create-resources to create it)",
-                options.queue_name
-            ),
+            &format!("queue {queue_name} not found (pass --create-resources to create it)"),
             &e,
         )
     })?;

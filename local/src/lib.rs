@@ -12,7 +12,7 @@
 //! - [`connections`]: the open sockets by connection id, each with its outbound queue bounded
 //!   in bytes (a client that does not read is dropped), and the close codes they get.
 //! - [`queue`]: an SQS-like queue in memory (delays, visibility timeout, redelivery, dead-letter
-//!   queue), or a real SQS queue; [`worker`]: the event source mapping's loop, whose
+//!   queue; or FIFO, by room), or a real SQS queue; [`worker`]: the event source mapping's loop, whose
 //!   invocations can be killed mid-run.
 //! - [`backend`]: in-memory store, queue and progress records, or DynamoDB and SQS through the
 //!   SDKs.
@@ -23,10 +23,10 @@
 //! - [`stack`]: the composition root: wiring, routes, start and graceful shutdown;
 //!   [`options`]: the command line, where every default lives.
 //!
-//! Modules depend downward only: `stack` uses everything; `admin` uses `app` and `queue`;
-//! `page` uses `app` and `emulator`; `emulator` and `management` use `app`, `connections` and
-//! `metrics`; `app` uses `connections`, `faults`, `metrics` and `queue`; `options` uses `faults`
-//! and `queue`; nothing uses `stack`.
+//! Modules depend downward only: `stack` uses everything; `admin` uses `app`, `options` and
+//! `queue`; `page` uses `app` and `emulator`; `emulator` and `management` use `app`,
+//! `connections` and `metrics`; `app` uses `connections`, `faults`, `metrics` and `queue`;
+//! `options` uses `faults` and `queue`; nothing uses `stack`.
 
 pub mod admin;
 pub mod app;

@@ -19,6 +19,22 @@ const LIMIT_MAX_DATA_BYTES: i64 = SendConfig::LIMIT_MAX_DATA_BYTES as i64;
 const MIN_OUTBOUND_BYTES: u64 = crate::management::MAX_POST_BYTES as u64;
 /// `--max-outbound-bytes` at most: 1 GiB.
 const MAX_OUTBOUND_BYTES: u64 = 1 << 30;
+/// `--max-receive-count`'s default with `--ordering none`: a failed job comes back after a wait
+/// that grows with its receives, so 5 reach the dead-letter queue within about a minute (the
+/// Terraform stack's `max_receive_count`, terraform/variables.tf, is 11: 15 to 25 minutes).
+pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 5;
+/// `--max-receive-count`'s default with `--ordering per_room`, as the Terraform stack computes
+/// `ordered_max_receive_count` (terraform/queue.tf): a FIFO job keeps its message until it is
+/// done, so it is received once per invocation that holds it (about the retry budget over the
+/// worker timeout, plus 10 growing waits), and the messages of its room behind it in each batch
+/// are received with it. SQS's maximum is 1000.
+pub fn ordered_max_receive_count(batch_size: u16, worker_timeout: Duration) -> u32 {
+    let budget = fanout::engine::EngineConfig::default().retry_budget;
+    let timeout = worker_timeout.as_secs().max(1);
+    let held = budget.as_secs().div_ceil(timeout) + 10;
+    let batch = u64::from(batch_size.min(10));
+    u32::try_from((batch * held).min(1000)).unwrap_or(1000)
+}
 
 /// Runs the whole WebSocket fan-out pipeline on this machine.
 #[derive(Parser, Debug, Clone)]
@@ -94,7 +110,8 @@ pub struct Options {
     #[arg(long, value_name = "NAME", default_value = "fanout-local-progress")]
     pub progress_table: String,
 
-    /// SQS fan-out queue name; its dead-letter queue is NAME-dlq (aws backend).
+    /// SQS fan-out queue name; its dead-letter queue is NAME-dlq (aws backend). With
+    /// --ordering per_room, NAME.fifo and NAME-dlq.fifo.
     #[arg(long, default_value = "fanout-local")]
     pub queue_name: String,
 
@@ -128,8 +145,16 @@ pub struct Options {
     pub max_queue_depth: u64,
 
     /// Receives after which a job moves to the dead-letter queue.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub max_receive_count: u32,
+    #[arg(long, help = max_receive_count_help(), value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_receive_count: Option<u32>,
+
+    /// Order of a room's messages, as the Terraform stack's `ordering`. none: a standard queue;
+    /// jobs run side by side, so two messages to a room may reach its members in either order.
+    /// per_room: a FIFO queue whose message groups are the rooms (SQS FIFO on the aws backend),
+    /// so a room's messages are fanned out one after another in the order they were accepted;
+    /// rooms are never split (--room-split-ways must be 1).
+    #[arg(long, value_enum, default_value_t = MessageOrder::None)]
+    pub ordering: MessageOrder,
 
     /// Worker invocations at once.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=1000))]
@@ -211,7 +236,83 @@ pub enum BackendKind {
     Aws,
 }
 
+/// `--ordering`: the values of the Terraform stack's `ordering`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MessageOrder {
+    /// A standard queue.
+    None,
+    /// A FIFO queue, each room a message group.
+    #[value(name = "per_room")]
+    PerRoom,
+}
+
+impl MessageOrder {
+    /// A FIFO queue keeps order by room; any other does not.
+    pub fn of_queue(keeps_order: bool) -> Self {
+        if keeps_order {
+            Self::PerRoom
+        } else {
+            Self::None
+        }
+    }
+
+    /// As `--ordering` and the Terraform stack spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::PerRoom => "per_room",
+        }
+    }
+}
+
+fn max_receive_count_help() -> String {
+    format!(
+        "Receives after which a job moves to the dead-letter queue, 1 to 1000 (default \
+         {DEFAULT_MAX_RECEIVE_COUNT}; with --ordering per_room, --batch-size × (retry budget / \
+         --worker-timeout + 10), at most 1000, where a job is received once per invocation that \
+         holds it)"
+    )
+}
+
 impl Options {
+    /// `--max-receive-count`, or its default for `--ordering`.
+    pub fn max_receive_count(&self) -> u32 {
+        self.max_receive_count.unwrap_or(match self.ordering {
+            MessageOrder::None => DEFAULT_MAX_RECEIVE_COUNT,
+            MessageOrder::PerRoom => {
+                ordered_max_receive_count(self.batch_size, self.worker_timeout)
+            }
+        })
+    }
+
+    /// The fan-out queue's and its dead-letter queue's names on SQS: `--queue-name` and
+    /// NAME-dlq; with `--ordering per_room`, NAME.fifo and NAME-dlq.fifo, since SQS requires a
+    /// FIFO queue's name to end so (and SqsQueue tells a FIFO queue by its URL).
+    pub fn queue_names(&self) -> (String, String) {
+        let name = &self.queue_name;
+        match self.ordering {
+            MessageOrder::None => (name.clone(), format!("{name}-dlq")),
+            MessageOrder::PerRoom => {
+                let base = name.strip_suffix(".fifo").unwrap_or(name);
+                (format!("{base}.fifo"), format!("{base}-dlq.fifo"))
+            }
+        }
+    }
+
+    /// Refuses what `--ordering per_room` cannot go with: a room split into parts
+    /// (`room_split_ways`, from `--room-split-ways` or ROOM_SPLIT_WAYS), which run side by
+    /// side and so deliver out of order.
+    pub fn check_ordering(&self, room_split_ways: u32) -> Result<(), String> {
+        if self.ordering == MessageOrder::PerRoom && room_split_ways > 1 {
+            return Err(format!(
+                "--ordering per_room runs each room's message as one job, in order, and cannot \
+                 split rooms: --room-split-ways (or ROOM_SPLIT_WAYS) must be 1, not \
+                 {room_split_ways}"
+            ));
+        }
+        Ok(())
+    }
+
     /// `--visibility-timeout`, or its default: 6 × the worker timeout, as the Terraform stack
     /// sets it (AWS's advice for a Lambda's source queue), at most SQS's 12 hours.
     pub fn visibility_timeout(&self) -> Duration {
@@ -406,8 +507,13 @@ mod tests {
         );
         assert_eq!(options.worker_timeout, Duration::from_secs(60));
         assert_eq!(
-            (options.worker_concurrency, options.max_receive_count),
-            (2, 5)
+            (options.worker_concurrency, options.max_receive_count()),
+            (2, DEFAULT_MAX_RECEIVE_COUNT)
+        );
+        assert_eq!(options.ordering, MessageOrder::None);
+        assert_eq!(
+            options.queue_names(),
+            ("fanout-local".into(), "fanout-local-dlq".into())
         );
         assert!(Options::try_parse_from(["fanout-local", "--stage", "a/b"]).is_err());
         assert_eq!(options.progress_table, "fanout-local-progress");
@@ -422,6 +528,42 @@ mod tests {
                 .unwrap()
                 .socket_send_buffer,
             0
+        );
+    }
+
+    #[test]
+    fn per_room_ordering_has_its_receive_count_fifo_queues_and_no_room_split() {
+        let options = parse(&["--ordering", "per_room"]).unwrap();
+        assert_eq!(options.ordering, MessageOrder::PerRoom);
+        // Terraform's default: 10 × (900 s / 60 s + 10).
+        assert_eq!(options.max_receive_count(), 250);
+        assert_eq!(
+            options.queue_names(),
+            ("fanout-local.fifo".into(), "fanout-local-dlq.fifo".into())
+        );
+        let named = parse(&["--ordering", "per_room", "--queue-name", "q.fifo"]).unwrap();
+        assert_eq!(named.queue_names().1, "q-dlq.fifo");
+        let explicit = parse(&["--ordering", "per_room", "--max-receive-count", "7"]).unwrap();
+        assert_eq!(explicit.max_receive_count(), 7);
+        assert!(options.check_ordering(1).is_ok());
+        let refused = options.check_ordering(4).unwrap_err();
+        assert!(
+            refused.contains("--room-split-ways") && refused.contains("per_room"),
+            "{refused}"
+        );
+        assert!(parse(&[]).unwrap().check_ordering(4).is_ok());
+        for order in [MessageOrder::None, MessageOrder::PerRoom] {
+            let value = order.to_possible_value().expect("not skipped");
+            assert_eq!(value.get_name(), order.as_str());
+        }
+        let error = parse(&["--ordering", "per-room"]).unwrap_err().to_string();
+        assert!(error.contains("none, per_room"), "{error}");
+        use clap::CommandFactory;
+        let help = Options::command().render_help().to_string();
+        assert!(
+            help.contains(&format!("default {DEFAULT_MAX_RECEIVE_COUNT};"))
+                && help.contains("with --ordering per_room, --batch-size"),
+            "{help}"
         );
     }
 

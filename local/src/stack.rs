@@ -115,6 +115,21 @@ impl LocalStack {
             addr: options.listen,
             source,
         })?;
+        let mut engine_config = EngineConfig::from_env(&ProcessEnv)?;
+        engine_config.management_endpoint = Some(format!("http://{addr}/{}", options.stage));
+        if let Some(concurrency) = options.fanout_concurrency {
+            engine_config.concurrency = usize::from(concurrency);
+        }
+        if let Some(ways) = options.room_split_ways {
+            engine_config.room_split_ways = ways;
+        }
+        // Before the backend, which may create queues.
+        options
+            .check_ordering(engine_config.room_split_ways)
+            .map_err(StartError::Options)?;
+        if let Some(mode) = options.delivery_mode {
+            engine_config.delivery_mode = mode;
+        }
         let Backend {
             store,
             allowances,
@@ -128,17 +143,6 @@ impl LocalStack {
             None => backend::memory(&options),
         };
 
-        let mut engine_config = EngineConfig::from_env(&ProcessEnv)?;
-        engine_config.management_endpoint = Some(format!("http://{addr}/{}", options.stage));
-        if let Some(concurrency) = options.fanout_concurrency {
-            engine_config.concurrency = usize::from(concurrency);
-        }
-        if let Some(ways) = options.room_split_ways {
-            engine_config.room_split_ways = ways;
-        }
-        if let Some(mode) = options.delivery_mode {
-            engine_config.delivery_mode = mode;
-        }
         let mut send = SendConfig::from_env(&ProcessEnv)?;
         if let Some(max) = options.max_data_bytes {
             send.max_data_bytes = max as usize;

@@ -1,21 +1,27 @@
 //! An SQS-like queue in memory, both ends: the `JobQueue` the handlers and the engine send to,
-//! and the `JobSource` the worker loop receives from.
+//! and the `JobSource` the worker loop receives from. Standard, or FIFO ([`super::groups`]).
 
+use super::groups::{Order, Ready};
 use super::source::{JobSource, MAX_VISIBILITY_TIMEOUT, QueueDepths};
 use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsMessage;
 use fanout::domain::{Job, now_epoch_millis};
 use fanout::ports::{JobQueue, MAX_QUEUE_DELAY, QueueError};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// How the in-memory queue behaves, from the command line (`--visibility-timeout`,
-/// `--max-receive-count`), whose defaults mirror the Terraform stack.
+/// `--max-receive-count`, `--ordering`), whose defaults mirror the Terraform stack.
 #[derive(Debug, Clone)]
 pub struct QueueSettings {
+    /// SQS FIFO (`--ordering per_room`): a job goes to its room's message group
+    /// ([`Job::order_group`]), a group's messages are received one batch at a time in the order
+    /// sent, a job sent again within five minutes ([`Job::deduplication_id`]) is queued once, and
+    /// there are no per-message delays. Otherwise a standard queue.
+    pub fifo: bool,
     /// How long a received message stays invisible before it is delivered again.
     pub visibility_timeout: Duration,
     /// Receives after which a message moves to the dead-letter queue.
@@ -30,24 +36,42 @@ pub struct QueueSettings {
     pub max_depth: usize,
 }
 
-struct Message {
+pub(super) struct Message {
     id: String,
     body: String,
     receive_count: u32,
     sent_at_ms: u64,
     first_received_ms: Option<u64>,
+    /// On a FIFO queue, its group and place.
+    pub(super) order: Option<Order>,
 }
 
 impl Message {
-    fn new(body: String) -> Self {
+    fn new(body: String, order: Option<Order>) -> Self {
         Self {
             id: uuid::Uuid::now_v7().to_string(),
             body,
             receive_count: 0,
             sent_at_ms: now_epoch_millis().unsigned_abs(),
             first_received_ms: None,
+            order,
         }
     }
+}
+
+/// The queue's name in each record's `eventSourceARN` (a FIFO queue's ends in `.fifo`, as SQS
+/// requires).
+fn queue_name(fifo: bool) -> &'static str {
+    if fifo {
+        "fanout-local.fifo"
+    } else {
+        "fanout-local"
+    }
+}
+
+/// A message group of its own, for a message that waits behind nothing.
+fn own_group() -> String {
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// A message in the dead-letter queue.
@@ -96,7 +120,7 @@ pub struct Redriven {
 
 #[derive(Default)]
 struct State {
-    ready: VecDeque<Message>,
+    ready: Ready,
     /// Sent with a delay, with when each becomes visible.
     delayed: Vec<(Message, Instant)>,
     /// By receipt handle, with when the message becomes visible again.
@@ -109,7 +133,7 @@ impl State {
     /// Visible after `delay` (at most SQS's 15 minutes).
     fn push(&mut self, message: Message, delay: Duration) {
         if delay.is_zero() {
-            self.ready.push_back(message);
+            self.ready.push(message);
         } else {
             self.delayed
                 .push((message, Instant::now() + delay.min(MAX_QUEUE_DELAY)));
@@ -121,12 +145,38 @@ impl State {
     fn depth(&self) -> usize {
         self.ready.len() + self.delayed.len() + self.in_flight.len()
     }
+
+    /// A new message's place on a FIFO queue, at the end of `group`; none on a standard one.
+    fn place(
+        &mut self,
+        group: impl FnOnce() -> String,
+        deduplication_id: Option<String>,
+    ) -> Option<Order> {
+        match &mut self.ready {
+            Ready::Groups(groups) => Some(groups.place(group(), deduplication_id)),
+            Ready::Line(_) => None,
+        }
+    }
+
+    /// Where a parked message goes back to on a FIFO queue: the group it came from; for a
+    /// message the worker parked (which came with its body only), its job's group.
+    fn redriven_place(&mut self, parked: &Message) -> Option<Order> {
+        let (group, deduplication_id) = match &parked.order {
+            Some(order) => (order.group.clone(), order.deduplication_id.clone()),
+            None => match Job::parse(&parked.body) {
+                Ok(job) => (job.order_group(), Some(job.deduplication_id())),
+                Err(_) => (own_group(), None),
+            },
+        };
+        self.place(|| group, deduplication_id)
+    }
 }
 
 /// An SQS-like queue in memory: at-least-once delivery, delays (`DelaySeconds`), a visibility
 /// timeout that a consumer may change per message (`ChangeMessageVisibility`), redelivery of
 /// whatever is not deleted, and a dead-letter queue, after `max_receive_count` receives or
-/// when the worker parks a message there.
+/// when the worker parks a message there. Or, with [`QueueSettings::fifo`], SQS FIFO's order
+/// and deduplication instead of delays.
 pub struct LocalQueue {
     settings: QueueSettings,
     state: Mutex<State>,
@@ -136,9 +186,13 @@ pub struct LocalQueue {
 
 impl LocalQueue {
     pub fn new(settings: QueueSettings) -> Self {
+        let state = State {
+            ready: Ready::new(settings.fifo),
+            ..State::default()
+        };
         Self {
             settings,
-            state: Mutex::default(),
+            state: Mutex::new(state),
             changed: Notify::new(),
         }
     }
@@ -148,13 +202,30 @@ impl LocalQueue {
         self.send(body.into(), Duration::ZERO)
     }
 
-    /// Puts a body on the queue, visible after `delay` (at most SQS's 15 minutes).
+    /// Puts a body on the queue, visible after `delay` (at most SQS's 15 minutes). On a FIFO
+    /// queue, in a group of its own (it may not even be a job), and at once.
     pub fn send(&self, body: String, delay: Duration) -> String {
-        let message = Message::new(body);
+        let delay = self.delay(delay);
+        let mut state = self.lock();
+        let order = state.place(own_group, None);
+        let message = Message::new(body, order);
         let id = message.id.clone();
-        self.lock().push(message, delay);
+        state.push(message, delay);
+        drop(state);
         self.changed.notify_waiters();
         id
+    }
+
+    /// A FIFO queue takes no per-message delay (SQS refuses one; the engine asks for none with
+    /// such a queue): the message is visible at once.
+    fn delay(&self, delay: Duration) -> Duration {
+        if !self.settings.fifo {
+            return delay;
+        }
+        if !delay.is_zero() {
+            tracing::warn!(?delay, "a FIFO queue takes no delay; queued at once");
+        }
+        Duration::ZERO
     }
 
     /// The dead-letter queue: each body with the reason it is there (the worker's reason, or
@@ -191,9 +262,10 @@ impl LocalQueue {
             let count = max.unwrap_or(usize::MAX).min(state.dead.len());
             let moved: Vec<Dead> = state.dead.drain(..count).collect();
             for dead in &moved {
+                let order = state.redriven_place(&dead.message);
                 state
                     .ready
-                    .push_back(Message::new(dead.message.body.clone()));
+                    .push(Message::new(dead.message.body.clone(), order));
             }
             Redriven {
                 moved: moved.len() as u64,
@@ -213,7 +285,7 @@ impl LocalQueue {
     pub fn oldest_ready_age(&self) -> Option<Duration> {
         let now = Instant::now();
         let state = self.lock();
-        let ready = state.ready.iter();
+        let ready = state.ready.messages();
         let due = state
             .delayed
             .iter()
@@ -251,17 +323,18 @@ impl LocalQueue {
             .collect();
         for receipt in expired {
             if let Some((message, _)) = state.in_flight.remove(&receipt) {
-                state.ready.push_back(message);
+                state.ready.put_back(message);
             }
         }
         state.delayed.sort_by_key(|(_, at)| *at);
         let due = state.delayed.partition_point(|(_, at)| *at <= now);
-        state
-            .ready
-            .extend(state.delayed.drain(..due).map(|(message, _)| message));
+        for (message, _) in state.delayed.drain(..due) {
+            state.ready.push(message);
+        }
         let mut batch = Vec::new();
+        let mut group = None;
         while batch.len() < max {
-            let Some(mut message) = state.ready.pop_front() else {
+            let Some(mut message) = state.ready.pop(&mut group) else {
                 break;
             };
             if message.receive_count >= self.settings.max_receive_count {
@@ -269,6 +342,7 @@ impl LocalQueue {
                     "received {} times (--max-receive-count {})",
                     message.receive_count, self.settings.max_receive_count
                 );
+                state.ready.parked(&message);
                 state.dead.push(Dead::new(message, reason));
                 continue;
             }
@@ -277,7 +351,13 @@ impl LocalQueue {
                 .first_received_ms
                 .get_or_insert_with(|| now_epoch_millis().unsigned_abs());
             let receipt = uuid::Uuid::now_v7().to_string();
-            batch.push(record(&message, &receipt, first_received));
+            batch.push(record(
+                &message,
+                &receipt,
+                first_received,
+                self.settings.fifo,
+            ));
+            state.ready.received(&message);
             state
                 .in_flight
                 .insert(receipt, (message, now + self.settings.visibility_timeout));
@@ -293,13 +373,16 @@ impl LocalQueue {
 }
 
 /// The record the event source mapping gives the worker, as SQS's receive has it.
-fn record(message: &Message, receipt: &str, first_received_ms: u64) -> SqsMessage {
+fn record(message: &Message, receipt: &str, first_received_ms: u64, fifo: bool) -> SqsMessage {
     let mut record = SqsMessage::default();
     record.message_id = Some(message.id.clone());
     record.receipt_handle = Some(receipt.to_owned());
     record.body = Some(message.body.clone());
     record.event_source = Some("aws:sqs".into());
-    record.event_source_arn = Some("arn:aws:sqs:local:000000000000:fanout-local".into());
+    record.event_source_arn = Some(format!(
+        "arn:aws:sqs:local:000000000000:{}",
+        queue_name(fifo)
+    ));
     record.attributes = HashMap::from([
         (
             "ApproximateReceiveCount".into(),
@@ -311,17 +394,41 @@ fn record(message: &Message, receipt: &str, first_received_ms: u64) -> SqsMessag
             first_received_ms.to_string(),
         ),
     ]);
+    if let Some(order) = &message.order {
+        // The worker handler runs a batch's records of one group in order by this.
+        record
+            .attributes
+            .insert("MessageGroupId".into(), order.group.clone());
+        record
+            .attributes
+            .insert("SequenceNumber".into(), order.sequence.to_string());
+        if let Some(id) = &order.deduplication_id {
+            record
+                .attributes
+                .insert("MessageDeduplicationId".into(), id.clone());
+        }
+    }
     record
 }
 
 #[async_trait]
 impl JobQueue for LocalQueue {
     /// A new job (no hop) is refused when the queue holds `max_depth` messages; a hand-off
-    /// (a hop) never is (see [`QueueSettings::max_depth`]).
+    /// (a hop) never is (see [`QueueSettings::max_depth`]). On a FIFO queue, a job sent within
+    /// five minutes of the same job is accepted and not queued again.
     async fn enqueue(&self, job: &Job, delay: Duration) -> Result<(), QueueError> {
-        let message = Message::new(job.to_queue_body()?);
+        let body = job.to_queue_body()?;
+        let delay = self.delay(delay);
         {
             let mut state = self.lock();
+            let now = Instant::now();
+            let deduplication_id = self.settings.fifo.then(|| job.deduplication_id());
+            if let (Ready::Groups(groups), Some(id)) = (&mut state.ready, &deduplication_id)
+                && groups.is_duplicate(id, now)
+            {
+                tracing::debug!(job = job.id, "sent again within five minutes: taken once");
+                return Ok(());
+            }
             let depth = state.depth();
             if job.hop.is_none() && depth >= self.settings.max_depth {
                 return Err(QueueError::Full(format!(
@@ -329,16 +436,23 @@ impl JobQueue for LocalQueue {
                     self.settings.max_depth
                 )));
             }
-            state.push(message, delay);
+            if let (Ready::Groups(groups), Some(id)) = (&mut state.ready, &deduplication_id) {
+                groups.sent(id, now);
+            }
+            let order = state.place(|| job.order_group(), deduplication_id);
+            state.push(Message::new(body, order), delay);
         }
         self.changed.notify_waiters();
         Ok(())
     }
 
+    /// Kept apart from the fan-out queue's groups: on a FIFO queue, a message parked after its
+    /// receives no longer holds its group up, nor does one the worker parks.
     async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), QueueError> {
-        self.lock()
-            .dead
-            .push(Dead::new(Message::new(body.to_owned()), reason.to_owned()));
+        self.lock().dead.push(Dead::new(
+            Message::new(body.to_owned(), None),
+            reason.to_owned(),
+        ));
         Ok(())
     }
 
@@ -355,6 +469,10 @@ impl JobQueue for LocalQueue {
         }
         self.changed.notify_waiters();
         Ok(())
+    }
+
+    fn keeps_order(&self) -> bool {
+        self.settings.fifo
     }
 }
 
@@ -380,9 +498,17 @@ impl JobSource for LocalQueue {
     }
 
     async fn delete(&self, receipt_handles: Vec<String>) -> Result<(), QueueError> {
-        let mut state = self.lock();
-        for receipt in receipt_handles {
-            state.in_flight.remove(&receipt);
+        {
+            let mut state = self.lock();
+            for receipt in receipt_handles {
+                if let Some((message, _)) = state.in_flight.remove(&receipt) {
+                    state.ready.deleted(&message);
+                }
+            }
+        }
+        if self.settings.fifo {
+            // A group held up by what was deleted gives out its next message now.
+            self.changed.notify_waiters();
         }
         Ok(())
     }
@@ -399,234 +525,7 @@ impl JobSource for LocalQueue {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod fifo_tests;
 
-    fn queue(max_receive_count: u32) -> LocalQueue {
-        LocalQueue::new(QueueSettings {
-            visibility_timeout: Duration::from_secs(30),
-            max_receive_count,
-            max_depth: 100,
-        })
-    }
-
-    fn job(id: &str) -> Job {
-        Job::parse(&format!(
-            r#"{{"v":1,"id":"{id}","target":{{"room":"lobby"}},"payload":1,"sentAt":1}}"#
-        ))
-        .unwrap()
-    }
-
-    async fn receive(queue: &LocalQueue, wait: Duration) -> Vec<SqsMessage> {
-        queue.receive(10, wait).await.unwrap()
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn past_its_depth_it_refuses_new_jobs_but_takes_hand_offs() {
-        let queue = LocalQueue::new(QueueSettings {
-            visibility_timeout: Duration::from_secs(30),
-            max_receive_count: 5,
-            max_depth: 2,
-        });
-        queue.enqueue(&job("a"), Duration::ZERO).await.unwrap();
-        queue
-            .enqueue(&job("b"), Duration::from_secs(60))
-            .await
-            .unwrap();
-        // Delayed messages count: the queue is full.
-        let refused = queue.enqueue(&job("c"), Duration::ZERO).await.unwrap_err();
-        assert!(matches!(refused, QueueError::Full(_)), "{refused:?}");
-        let text = refused.to_string();
-        assert!(
-            text.contains("full") && text.contains("--max-queue-depth 2"),
-            "{text}"
-        );
-        assert!(refused.is_transient(), "send it again later");
-
-        // The worker's hand-off of an accepted message (it has a hop) is taken past the bound.
-        let mut hand_off = job("a");
-        hand_off.hop = Some(hand_off.child_hop("c"));
-        queue.enqueue(&hand_off, Duration::ZERO).await.unwrap();
-        assert_eq!(queue.depths().await.unwrap().ready, 2);
-
-        // In flight still counts; once deleted, new messages are taken again.
-        let got = receive(&queue, Duration::ZERO).await;
-        assert_eq!(got.len(), 2);
-        assert!(queue.enqueue(&job("d"), Duration::ZERO).await.is_err());
-        queue
-            .delete(
-                got.iter()
-                    .filter_map(|m| m.receipt_handle.clone())
-                    .collect(),
-            )
-            .await
-            .unwrap();
-        queue.enqueue(&job("d"), Duration::ZERO).await.unwrap();
-        assert!(queue.enqueue(&job("e"), Duration::ZERO).await.is_err());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_undeleted_message_reappears_after_the_visibility_timeout() {
-        let queue = queue(5);
-        queue.send_raw("a");
-        let first = receive(&queue, Duration::ZERO).await;
-        assert_eq!(first.len(), 1);
-        assert_eq!(first[0].attributes["ApproximateReceiveCount"], "1");
-        assert!(receive(&queue, Duration::from_secs(29)).await.is_empty());
-        let again = receive(&queue, Duration::from_secs(2)).await;
-        assert_eq!(again[0].message_id, first[0].message_id);
-        assert_eq!(again[0].attributes["ApproximateReceiveCount"], "2");
-        queue
-            .delete(vec![again[0].receipt_handle.clone().unwrap()])
-            .await
-            .unwrap();
-        assert_eq!(queue.depths().await.unwrap(), QueueDepths::default());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn moves_to_the_dead_letter_queue_after_max_receives() {
-        let queue = queue(2);
-        queue.send_raw("poison");
-        for _ in 0..2 {
-            assert_eq!(receive(&queue, Duration::from_secs(31)).await.len(), 1);
-        }
-        assert!(receive(&queue, Duration::from_secs(31)).await.is_empty());
-        let dead = queue.dead_letters();
-        assert_eq!(dead.len(), 1);
-        assert_eq!(dead[0].0, "poison");
-        assert!(dead[0].1.contains("received 2 times"), "{}", dead[0].1);
-        assert_eq!(queue.depths().await.unwrap().dead, 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_waiting_receive_wakes_when_a_message_arrives() {
-        let queue = std::sync::Arc::new(queue(5));
-        let waiting = tokio::spawn({
-            let queue = queue.clone();
-            async move { receive(&queue, Duration::from_secs(20)).await }
-        });
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        queue.send_raw("late");
-        assert_eq!(waiting.await.unwrap().len(), 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_delayed_message_is_invisible_until_its_delay_passes() {
-        let queue = queue(5);
-        queue
-            .enqueue(&job("later"), Duration::from_secs(10))
-            .await
-            .unwrap();
-        queue
-            .enqueue(&job("much-later"), Duration::from_secs(3600))
-            .await
-            .unwrap();
-        assert_eq!(queue.depths().await.unwrap().delayed, 2);
-        let started = Instant::now();
-        assert!(receive(&queue, Duration::from_secs(9)).await.is_empty());
-        // A receive waiting when the delay passes gets it then, not at the end of its wait.
-        let got = receive(&queue, Duration::from_secs(20)).await;
-        assert_eq!(got.len(), 1);
-        assert!(got[0].body.as_deref().unwrap().contains("\"later\""));
-        assert_eq!(started.elapsed(), Duration::from_secs(10));
-        queue
-            .delete(vec![got[0].receipt_handle.clone().unwrap()])
-            .await
-            .unwrap();
-        // Capped at SQS's 15 minutes.
-        let capped = receive(&queue, Duration::from_secs(900)).await;
-        assert_eq!(capped.len(), 1);
-        assert_eq!(started.elapsed(), MAX_QUEUE_DELAY);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn retry_later_brings_a_received_message_back_after_its_delay() {
-        let queue = std::sync::Arc::new(queue(5));
-        queue.send_raw("failed");
-        let first = receive(&queue, Duration::ZERO).await;
-        let receipt = first[0].receipt_handle.clone().unwrap();
-        let started = Instant::now();
-        // A receive already waiting (until the 30 s visibility timeout) wakes for the change.
-        let waiting = tokio::spawn({
-            let queue = queue.clone();
-            async move { receive(&queue, Duration::from_secs(60)).await }
-        });
-        tokio::task::yield_now().await;
-        queue
-            .retry_later(&receipt, Duration::from_secs(2))
-            .await
-            .unwrap();
-        let again = waiting.await.unwrap();
-        assert_eq!(again[0].message_id, first[0].message_id);
-        assert_eq!(again[0].attributes["ApproximateReceiveCount"], "2");
-        assert_eq!(started.elapsed(), Duration::from_secs(2));
-        // Not in flight any more (visible again, then received under a new handle).
-        assert!(queue.retry_later(&receipt, Duration::ZERO).await.is_err());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn dead_letters_keep_their_reason() {
-        let queue = queue(5);
-        queue.dead_letter("{bad", "not JSON").await.unwrap();
-        assert_eq!(
-            queue.dead_letters(),
-            vec![("{bad".to_owned(), "not JSON".to_owned())]
-        );
-        assert!(receive(&queue, Duration::ZERO).await.is_empty());
-        assert_eq!(queue.depths().await.unwrap().dead, 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn redrive_moves_the_oldest_parked_messages_back_as_new_ones() {
-        let queue = queue(1);
-        queue.send_raw("first");
-        assert_eq!(receive(&queue, Duration::ZERO).await.len(), 1);
-        // Not deleted: back after the visibility timeout, then parked on the next receive.
-        assert!(receive(&queue, Duration::from_secs(31)).await.is_empty());
-        queue.dead_letter("second", "why").await.unwrap();
-        queue.dead_letter("third", "why").await.unwrap();
-        let parked = queue.parked();
-        let bodies: Vec<&str> = parked.iter().map(|p| p.body.as_str()).collect();
-        assert_eq!(bodies, ["first", "second", "third"]);
-        assert!(parked[0].reason.contains("received 1 times"), "{parked:?}");
-        assert_eq!(parked[1].reason, "why");
-        assert_ne!(parked[1].id, parked[2].id);
-
-        assert_eq!(
-            queue.redrive(Some(2)),
-            Redriven {
-                moved: 2,
-                remaining: 1
-            }
-        );
-        assert_eq!(queue.parked()[0].body, "third");
-        let back = receive(&queue, Duration::ZERO).await;
-        let bodies: Vec<&str> = back.iter().map(|m| m.body.as_deref().unwrap()).collect();
-        assert_eq!(bodies, ["first", "second"]);
-        assert_eq!(
-            back[0].attributes["ApproximateReceiveCount"], "1",
-            "the receive count starts again"
-        );
-        assert_eq!(
-            queue.redrive(None),
-            Redriven {
-                moved: 1,
-                remaining: 0
-            }
-        );
-        assert_eq!(queue.redrive(None).moved, 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_oldest_ready_age_counts_only_what_can_be_received() {
-        let queue = queue(5);
-        assert_eq!(queue.oldest_ready_age(), None);
-        queue.send("later".into(), Duration::from_secs(60));
-        assert_eq!(queue.oldest_ready_age(), None, "delayed is not ready");
-        queue.send_raw("now");
-        assert!(queue.oldest_ready_age().is_some());
-        let got = receive(&queue, Duration::ZERO).await;
-        assert_eq!(got.len(), 1);
-        assert_eq!(queue.oldest_ready_age(), None, "in flight is not ready");
-    }
-}
+#[cfg(test)]
+mod tests;

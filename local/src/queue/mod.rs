@@ -1,7 +1,8 @@
 //! The worker's side of the queue: receive a batch, delete what was processed. Two sources:
-//! [`LocalQueue`], an in-memory queue with the SQS semantics the pipeline relies on, and
-//! [`SqsSource`], a real SQS queue (moto in tests).
+//! [`LocalQueue`], an in-memory queue with the SQS semantics the pipeline relies on (standard
+//! or FIFO), and [`SqsSource`], a real SQS queue (moto in tests).
 
+mod groups;
 mod local;
 mod source;
 mod sqs;

@@ -116,7 +116,7 @@ mod tests {
     use fanout::adapters::sqs::SqsQueue;
     use fanout::domain::Job;
     use fanout::ports::JobQueue;
-    use fanout_test_support::moto::{create_queue, moto_sdk_config, unique};
+    use fanout_test_support::moto::{create_fifo_queue, create_queue, moto_sdk_config, unique};
 
     /// What the worker handler reads from each record is there, and the engine's calls on the
     /// producer side (retry_later, dead_letter) act on the queues this source reads.
@@ -152,5 +152,38 @@ mod tests {
         producer.dead_letter("{bad", "not JSON").await.unwrap();
         let depths = source.depths().await.unwrap();
         assert_eq!((depths.ready, depths.in_flight, depths.dead), (0, 0, 1));
+    }
+
+    /// On a FIFO queue (`--ordering per_room`) each record carries its message group, which
+    /// the worker handler gives the engine to run a room's records in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fifo_records_carry_their_message_group() {
+        let sdk = moto_sdk_config().await;
+        let client = aws_sdk_sqs::Client::new(&sdk);
+        let queue_url = create_fifo_queue(&client, "source").await;
+        let producer = SqsQueue::from_client(client.clone(), queue_url.clone());
+        assert!(producer.keeps_order());
+        let source = SqsSource::new(client, queue_url, None);
+        for id in ["m1", "m2"] {
+            let job = Job::parse(&format!(
+                r#"{{"v":1,"id":"{id}","target":{{"room":"lobby"}},"payload":1,"sentAt":1}}"#
+            ))
+            .unwrap();
+            producer.enqueue(&job, Duration::ZERO).await.unwrap();
+        }
+        let got = source.receive(10, Duration::from_secs(5)).await.unwrap();
+        let bodies: Vec<Job> = got
+            .iter()
+            .map(|record| Job::parse(record.body.as_deref().unwrap()).unwrap())
+            .collect();
+        assert_eq!(bodies.len(), 2);
+        assert_eq!((bodies[0].id.as_str(), bodies[1].id.as_str()), ("m1", "m2"));
+        for (record, job) in got.iter().zip(&bodies) {
+            assert_eq!(record.attributes["MessageGroupId"], "lobby");
+            assert_eq!(
+                record.attributes["MessageDeduplicationId"],
+                job.deduplication_id()
+            );
+        }
     }
 }
