@@ -4,7 +4,7 @@
 use crate::cgroup;
 use crate::endpoint::EndpointConfig;
 use crate::latency::Latency;
-use crate::worker::{self, PostPath, Runtime, Shared, Strategy, WorkerConfig};
+use crate::worker::{self, Ordering, PostPath, Runtime, Shared, Strategy, WorkerConfig};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -115,6 +115,20 @@ pub struct RunArgs {
     /// `--memory-mb` on its own.
     #[arg(long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub workers: Vec<u32>,
+    /// Messages to the room, sent back to back (`bench-message-1` to `-M`); above 1, the
+    /// workers take them from the job board.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub messages: u32,
+    /// `none` (a standard queue: a room's messages side by side) or `per_room` (SQS FIFO, the
+    /// room as message group: one message of a room at a time, the room never split); a list
+    /// runs each, alternating, for a back-to-back comparison.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "none")]
+    pub ordering: Vec<Ordering>,
+    /// Each batch's time (a worker Lambda's timeout): a job that cannot finish in it hands its
+    /// rest on (continuations) or, in order, keeps its message and goes on at its next receive.
+    /// Default: a day, so that nothing is cut short.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub invocation: Option<Duration>,
     /// `ours` (the engine), `naive` (the seed tutorial's fan-out) or `both`.
     #[arg(long, value_enum, default_value = "ours")]
     pub strategy: StrategyChoice,
@@ -197,6 +211,12 @@ pub struct EndpointArgs {
     throttle_burst: Option<f64>,
     #[arg(long, default_value_t = 0.0)]
     gone_fraction: f64,
+    /// Messages to the room: deliveries are counted per member and message.
+    #[arg(long, default_value_t = 1)]
+    messages: u32,
+    /// The job board keeps each room's messages in order (SQS FIFO).
+    #[arg(long)]
+    pub per_room_order: bool,
     /// Serve HTTPS with a fresh self-signed certificate, its PEM written to this new file.
     #[arg(long)]
     pub tls_cert_file: Option<PathBuf>,
@@ -206,6 +226,8 @@ impl EndpointArgs {
     pub fn config(&self) -> EndpointConfig {
         EndpointConfig {
             members: self.members,
+            messages: self.messages.max(1),
+            ordered: self.per_room_order,
             latency: self.latency,
             throttle: throttle(self.throttle_rate, self.throttle_burst),
             gone_fraction: self.gone_fraction,
@@ -246,6 +268,11 @@ pub struct WorkerArgs {
     room_split_ways: u32,
     #[arg(long, default_value_t = 10_000)]
     account_post_rate: u32,
+    #[arg(long, value_enum, default_value = "none")]
+    ordering: Ordering,
+    /// Each batch's deadline from its start, in milliseconds; a day if unset.
+    #[arg(long)]
+    invocation_ms: Option<f64>,
 }
 
 impl WorkerArgs {
@@ -261,10 +288,16 @@ impl WorkerArgs {
             progress_latency: Duration::from_secs_f64(self.progress_latency_ms / 1e3),
             tls: self.tls,
             post_path: self.post_path,
+            invocation: self
+                .invocation_ms
+                .map_or(Duration::from_secs(24 * 3600), |ms| {
+                    Duration::from_secs_f64(ms / 1e3)
+                }),
             shared: self.board_port.map(|board_port| Shared {
                 board_port,
                 room_split_ways: self.room_split_ways,
                 account_post_rate: self.account_post_rate,
+                ordering: self.ordering,
             }),
         }
     }

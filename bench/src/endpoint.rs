@@ -4,7 +4,9 @@
 //! Each call waits a latency drawn from a distribution, then answers like API Gateway: 429
 //! `LimitExceededException` beyond an account-style token bucket, 410 `GoneException` for the
 //! members that are gone (decided by the id's hash), 200 otherwise. It counts deliveries per
-//! member (so the report can name the lost and the duplicated), calls in flight, and 429s, and
+//! member and message (so the report can name the lost and the duplicated), the order in which
+//! each member got the room's messages (`--messages`: an inversion is a frame whose message
+//! number is below one the member already got), calls in flight, and 429s, and
 //! serves the counts at `GET /stats` (`?full=1` adds the per-member analysis) on a plain-HTTP
 //! port of its own. With `--tls`, the worker's port speaks HTTPS (see [`crate::tls`]).
 
@@ -39,6 +41,10 @@ const TIMER_OFFSET_SCALE: u64 = 1024;
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
     pub members: u64,
+    /// Messages to the room (`bench-message-1` to `-M`).
+    pub messages: u32,
+    /// The job board keeps each room's messages in order (SQS FIFO).
+    pub ordered: bool,
     pub latency: Latency,
     /// Requests per second and burst; `None` for no throttle.
     pub throttle: Option<(f64, f64)>,
@@ -51,8 +57,12 @@ struct State {
     ids: IdSpace,
     /// The job queue of a run with several workers.
     jobs: Board,
-    /// 200s per member, by index.
+    /// 200s per member and message, at `index * messages + message - 1`.
     delivered: Vec<AtomicU32>,
+    /// Per member, the highest message number it got (0 before the first).
+    last_message: Vec<AtomicU32>,
+    /// Frames whose message number was below one their member had already got.
+    inversions: AtomicU64,
     calls: AtomicU64,
     ok_calls: AtomicU64,
     distinct: AtomicU64,
@@ -90,7 +100,9 @@ impl State {
             members: self.config.members,
             calls: load(&self.calls),
             ok_calls: load(&self.ok_calls),
+            messages: self.config.messages,
             distinct_delivered: load(&self.distinct),
+            inversions: load(&self.inversions),
             gone_calls: load(&self.gone_calls),
             throttled: load(&self.throttled),
             foreign: load(&self.foreign),
@@ -117,18 +129,24 @@ impl State {
 
     fn full_stats(&self) -> FullStats {
         let mut full = FullStats::default();
-        for (index, count) in self.delivered.iter().enumerate() {
-            let count = count.load(Ordering::Relaxed);
-            if count > 1 {
-                full.duplicates += u64::from(count - 1);
-                full.duplicated_members += 1;
-            }
+        let messages = self.config.messages.max(1) as usize;
+        for (index, counts) in self.delivered.chunks(messages).enumerate() {
             let gone = is_gone(&self.ids.id_of(index as u64), self.config.gone_fraction);
             if gone {
                 full.gone_members += 1;
-            } else if count == 0 {
-                full.lost += 1;
             }
+            let mut duplicated = false;
+            for count in counts {
+                let count = count.load(Ordering::Relaxed);
+                if count > 1 {
+                    full.duplicates += u64::from(count - 1);
+                    duplicated = true;
+                }
+                if !gone && count == 0 {
+                    full.lost += 1;
+                }
+            }
+            full.duplicated_members += u64::from(duplicated);
         }
         let series = |steps: &[AtomicU32]| -> Vec<u32> {
             steps.iter().map(|n| n.load(Ordering::Relaxed)).collect()
@@ -193,8 +211,12 @@ pub async fn serve_on(
     let now = Instant::now();
     let state = Arc::new(State {
         ids: IdSpace::new(config.members),
-        jobs: Board::default(),
-        delivered: (0..config.members).map(|_| AtomicU32::new(0)).collect(),
+        jobs: Board::new(config.ordered),
+        delivered: (0..config.members * u64::from(config.messages.max(1)))
+            .map(|_| AtomicU32::new(0))
+            .collect(),
+        last_message: (0..config.members).map(|_| AtomicU32::new(0)).collect(),
+        inversions: AtomicU64::new(0),
         bucket: config
             .throttle
             .map(|(rate, burst)| Mutex::new(TokenBucket::new(rate, burst, now))),
@@ -308,6 +330,18 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Byte
             .body(Full::new(Bytes::from(body)))
             .expect("valid response");
     }
+    if path.starts_with("/progress/") && request.method() == Method::POST {
+        let body = request.into_body().collect().await.map(|b| b.to_bytes());
+        let routed = state
+            .jobs
+            .route_progress(&path, &body.unwrap_or_default())
+            .await;
+        let (status, body) = routed.unwrap_or((404, String::new()));
+        return Response::builder()
+            .status(status)
+            .body(Full::new(Bytes::from(body)))
+            .expect("valid response");
+    }
     let id = path
         .strip_prefix('/')
         .and_then(|rest| rest.strip_prefix(state.config.stage.as_str()))
@@ -333,11 +367,18 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Byte
     {
         state.unsigned.fetch_add(1, Ordering::Relaxed);
     }
-    // Read the frame, as API Gateway would, so the connection stays reusable.
-    let _ = request.into_body().collect().await;
+    // Read the frame, as API Gateway would, so the connection stays reusable; its message id
+    // says which of the room's messages it is.
+    let frame = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let message = message_number(&frame, state.config.messages);
 
     let latency = state.config.latency.sample(&mut rand::rng());
-    let outcome = decide(state, &id, arrived);
+    let outcome = decide(state, &id, message, arrived);
     let step = (arrived.saturating_duration_since(first_call).as_millis()
         / TIMELINE_STEP.as_millis()) as usize;
     let timeline = match outcome {
@@ -408,7 +449,7 @@ enum Outcome {
 /// Decided when the call arrives: the throttle first (API Gateway refuses before doing any
 /// work), then the connection. A delivery counts when it is decided, as API Gateway has pushed
 /// the frame by the time it answers: a caller that times out and retries makes a duplicate.
-fn decide(state: &State, id: &str, now: Instant) -> Outcome {
+fn decide(state: &State, id: &str, message: u32, now: Instant) -> Outcome {
     if let Some(bucket) = &state.bucket {
         let granted = bucket
             .lock()
@@ -428,10 +469,35 @@ fn decide(state: &State, id: &str, now: Instant) -> Outcome {
         return Outcome::Gone;
     }
     state.ok_calls.fetch_add(1, Ordering::Relaxed);
-    if state.delivered[index as usize].fetch_add(1, Ordering::Relaxed) == 0 {
+    let slot = index * u64::from(state.config.messages.max(1)) + u64::from(message - 1);
+    if state.delivered[slot as usize].fetch_add(1, Ordering::Relaxed) == 0 {
         state.distinct.fetch_add(1, Ordering::Relaxed);
     }
+    let before = state.last_message[index as usize].fetch_max(message, Ordering::Relaxed);
+    if before > message {
+        state.inversions.fetch_add(1, Ordering::Relaxed);
+    }
     Outcome::Delivered
+}
+
+/// The number of the room's message a frame carries (its envelope's `"id"`,
+/// `bench-message-K`), within 1 to `messages`; 1 if it names none.
+fn message_number(frame: &[u8], messages: u32) -> u32 {
+    let needle = format!("\"id\":\"{}", crate::worker::MESSAGE_ID_PREFIX);
+    let needle = needle.as_bytes();
+    let number = frame
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|at| {
+            frame[at + needle.len()..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .fold(0u32, |n, b| {
+                    n.saturating_mul(10).saturating_add(u32::from(b - b'0'))
+                })
+        })
+        .unwrap_or(1);
+    number.clamp(1, messages.max(1))
 }
 
 /// Decodes `%XX` escapes (the SDK escapes `=`, `+` and `/` in connection ids).
@@ -444,6 +510,19 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_name_their_message() {
+        let job = fanout::domain::Job::parse(&crate::worker::message_job(100, 17)).unwrap();
+        let frame = job.render(fanout::domain::DeliveryMode::Envelope);
+        assert_eq!(message_number(&frame, 200), 17);
+        assert_eq!(
+            message_number(&frame, 10),
+            10,
+            "clamped to the messages sent"
+        );
+        assert_eq!(message_number(b"{}", 5), 1);
+    }
 
     #[test]
     fn escaped_ids_decode() {

@@ -12,11 +12,16 @@ pub const TIMELINE_STEP: Duration = Duration::from_millis(100);
 #[serde(default)]
 pub struct EndpointStats {
     pub members: u64,
+    /// Messages to the room (`--messages`).
+    pub messages: u32,
     pub calls: u64,
     /// 200s, duplicates included.
     pub ok_calls: u64,
-    /// Members that got at least one 200.
+    /// Members that got at least one 200, per message: (member, message) pairs delivered.
     pub distinct_delivered: u64,
+    /// 200s whose message number was below one their member had already got: a member saw
+    /// the room's messages out of order.
+    pub inversions: u64,
     /// 410s.
     pub gone_calls: u64,
     /// 429s.
@@ -60,8 +65,9 @@ pub struct FullStats {
     pub timeline_ok: Vec<u32>,
     pub timeline_throttled: Vec<u32>,
     pub gone_members: u64,
+    /// (member, message) pairs neither gone nor delivered.
     pub lost: u64,
     pub duplicates: u64,
-    /// Members that got more than one 200.
+    /// Members that got some message more than once.
     pub duplicated_members: u64,
 }

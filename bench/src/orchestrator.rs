@@ -8,7 +8,7 @@ use crate::cli::{Conditions, RunArgs, StrategyChoice, default_results_dir};
 use crate::endpoint::EndpointStats;
 use crate::report::{self, ResultsFile, RunResult, RunSpec};
 use crate::tls::CertFile;
-use crate::worker::{self, Strategy, WorkerReport};
+use crate::worker::{self, Ordering, Strategy, WorkerReport};
 use crate::{plot, proc_stats, store};
 use fanout::engine::EngineConfig;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -50,6 +50,9 @@ pub fn spec(strategy: Strategy, members: u64, concurrency: usize, c: &Conditions
         tls: c.tls,
         post_path: crate::worker::PostPath::Signed,
         workers: 1,
+        messages: 1,
+        ordering: crate::worker::Ordering::None,
+        invocation_s: None,
     }
 }
 
@@ -87,7 +90,7 @@ pub async fn run_command(args: RunArgs) -> Result<(), String> {
         StrategyChoice::Naive => &[Strategy::Naive],
         StrategyChoice::Both => &[Strategy::Ours, Strategy::Naive],
     };
-    // Memory sizes and post paths innermost, so that they alternate.
+    // Memory sizes, post paths and orderings innermost, so that they alternate.
     let memory_sizes: Vec<Option<u32>> = if args.memory_mb.is_empty() {
         vec![None]
     } else {
@@ -100,12 +103,17 @@ pub async fn run_command(args: RunArgs) -> Result<(), String> {
                 for &workers in &args.workers {
                     for &memory_mb in &memory_sizes {
                         for &post_path in &args.post_path {
-                            specs.push(RunSpec {
-                                memory_mb,
-                                post_path,
-                                workers,
-                                ..spec(strategy, members, concurrency, &args.conditions)
-                            });
+                            for &ordering in &args.ordering {
+                                specs.push(RunSpec {
+                                    memory_mb,
+                                    post_path,
+                                    workers,
+                                    messages: args.messages,
+                                    ordering,
+                                    invocation_s: args.invocation.map(|d| d.as_secs_f64()),
+                                    ..spec(strategy, members, concurrency, &args.conditions)
+                                });
+                            }
                         }
                     }
                 }
@@ -170,17 +178,21 @@ pub async fn run_all(
             spec.latency,
             spec.throttle_label(),
             if spec.tls { " https" } else { "" }
-        ) + &format!(" {} W={}", spec.post_path, spec.workers);
+        ) + &format!(
+            " {} W={} M={} order={}",
+            spec.post_path, spec.workers, spec.messages, spec.ordering
+        );
         let run = run_one(&spec, &label).await?;
         let cost = run.gb_s_per_million.map_or_else(String::new, |g| {
             format!(", {g:.1} GB-s per million deliveries")
         });
         eprintln!(
-            "{label}: {:.0} deliveries/s ({:.1}% of bound), lost {}, dup {}, peak {:.1} MiB, worker CPU {:.2} s{cost}",
+            "{label}: {:.0} deliveries/s ({:.1}% of bound), lost {}, dup {}, inversions {}, peak {:.1} MiB, worker CPU {:.2} s{cost}",
             run.deliveries_per_s,
             run.ratio_to_bound * 100.0,
             run.lost,
             run.duplicates,
+            run.inversions,
             run.peak_rss_mib,
             run.worker_cpu_s
         );
@@ -205,7 +217,11 @@ async fn run_one(spec: &RunSpec, label: &str) -> Result<RunResult, String> {
     endpoint_cmd
         .args(["endpoint", "--members", &spec.members.to_string()])
         .args(["--latency", &spec.latency])
-        .args(["--gone-fraction", &spec.gone_fraction.to_string()]);
+        .args(["--gone-fraction", &spec.gone_fraction.to_string()])
+        .args(["--messages", &spec.messages.to_string()]);
+    if spec.ordering == Ordering::PerRoom {
+        endpoint_cmd.arg("--per-room-order");
+    }
     if let (Some(rate), Some(burst)) = (spec.throttle_rate, spec.throttle_burst) {
         endpoint_cmd.args(["--throttle-rate", &rate.to_string()]);
         endpoint_cmd.args(["--throttle-burst", &burst.to_string()]);
@@ -234,15 +250,17 @@ async fn run_one(spec: &RunSpec, label: &str) -> Result<RunResult, String> {
     let load = proc_stats::load_average();
     let time_wait = proc_stats::time_wait_sockets();
     let busy_before = proc_stats::machine_busy_seconds();
-    // Several workers share the job board on the endpoint's plain port; the first job is on
-    // it before they start.
-    let shared = spec.workers > 1;
+    // Several workers, several messages or per-room order: the workers share the job board
+    // on the endpoint's plain port; the room's messages are on it, in order, before they start.
+    let shared = spec.on_board();
     if shared {
-        let first = worker::first_job(spec.payload_bytes);
         let addr = ([127, 0, 0, 1], stats_port).into();
-        fanout_test_support::http::request(addr, "POST", "/jobs", &first)
-            .await
-            .map_err(|e| format!("putting the first job on the board: {e}"))?;
+        for k in 1..=spec.messages.max(1) {
+            let job = worker::message_job(spec.payload_bytes, k);
+            fanout_test_support::http::request(addr, "POST", "/jobs", &job)
+                .await
+                .map_err(|e| format!("putting message {k} on the board: {e}"))?;
+        }
     }
     let mut workers = Vec::new();
     // Each with its own cgroup, made before it so that it is dropped after it (the worker
@@ -266,12 +284,16 @@ async fn run_one(spec: &RunSpec, label: &str) -> Result<RunResult, String> {
             ])
             .args(["--runtime", &spec.worker_runtime.to_string()])
             .args(["--post-path", &spec.post_path.to_string()]);
+        if let Some(seconds) = spec.invocation_s {
+            worker_cmd.args(["--invocation-ms", &(seconds * 1e3).to_string()]);
+        }
         if shared {
             let rate = spec.throttle_rate.map_or(10_000, |rate| rate as u32);
             worker_cmd
                 .args(["--board-port", &stats_port.to_string()])
                 .args(["--room-split-ways", &spec.workers.to_string()])
-                .args(["--account-post-rate", &rate.to_string()]);
+                .args(["--account-post-rate", &rate.to_string()])
+                .args(["--ordering", &spec.ordering.to_string()]);
         }
         if let Some(cert_file) = &cert_file {
             // The worker's only trust in the certificate: no code of its own, as in
@@ -301,7 +323,8 @@ async fn run_one(spec: &RunSpec, label: &str) -> Result<RunResult, String> {
         workers.push((worker, reading));
     }
 
-    let bar = ProgressBar::new(spec.members);
+    let pairs = spec.members * u64::from(spec.messages.max(1));
+    let bar = ProgressBar::new(pairs);
     bar.set_style(
         ProgressStyle::with_template(
             "{prefix} [{bar:32}] {pos}/{len} {per_sec} {elapsed_precise} {msg}",
@@ -327,8 +350,11 @@ async fn run_one(spec: &RunSpec, label: &str) -> Result<RunResult, String> {
                 _ = tick.tick() => {
                     let polled = tokio::time::timeout(Duration::from_secs(1), get_stats(stats_port, false)).await;
                     if let Ok(Ok(stats)) = polled {
-                        bar.set_position((stats.distinct_delivered + stats.gone_calls).min(spec.members));
+                        bar.set_position((stats.distinct_delivered + stats.gone_calls).min(pairs));
                         let mut message = format!("in flight {} · 429s {}", stats.in_flight, stats.throttled);
+                        if stats.inversions > 0 {
+                            message.push_str(&format!(" · inversions {}", stats.inversions));
+                        }
                         if stats.tls_failures > 0 {
                             // The worker does not trust the certificate: it retries until the timeout.
                             message.push_str(&format!(" · failed TLS handshakes {}", stats.tls_failures));
@@ -391,7 +417,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// deliveries/s, below what even 128 MB of Lambda CPU makes).
 fn run_timeout(spec: &RunSpec) -> Duration {
     Duration::from_secs(600)
-        + Duration::from_millis(5) * u32::try_from(spec.members).unwrap_or(u32::MAX)
+        + Duration::from_millis(5)
+            * u32::try_from(spec.members * u64::from(spec.messages.max(1))).unwrap_or(u32::MAX)
 }
 
 /// `GET /stats` on the endpoint.

@@ -4,7 +4,7 @@ use crate::cgroup::{self, CgroupReport};
 use crate::endpoint::{EndpointStats, TIMELINE_STEP};
 use crate::latency::Latency;
 use crate::proc_stats::Machine;
-use crate::worker::{PostPath, Runtime, Strategy, WorkerReport};
+use crate::worker::{Ordering, PostPath, Runtime, Strategy, WorkerReport};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
@@ -43,6 +43,15 @@ pub struct RunSpec {
     /// `--workers`: worker processes sharing the room's parts; absent (1) in older results.
     #[serde(default = "one")]
     pub workers: u32,
+    /// `--messages`: messages to the room, back to back; absent (1) in older results.
+    #[serde(default = "one")]
+    pub messages: u32,
+    /// `--ordering`; absent (none) in older results.
+    #[serde(default)]
+    pub ordering: Ordering,
+    /// `--invocation`: each batch's time, in seconds; absent for a day (nothing cut short).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation_s: Option<f64>,
 }
 
 fn one() -> u32 {
@@ -67,12 +76,24 @@ impl RunSpec {
     /// `min(concurrency / latency, throttle rate)`.
     fn bound_at(&self, latency: Duration) -> f64 {
         let latency = latency.as_secs_f64();
+        // In order, one message of the room at a time: one worker's in-flight limit.
+        let workers = match self.ordering {
+            Ordering::None => self.workers.max(1),
+            Ordering::PerRoom => 1,
+        };
         let by_latency = if latency > 0.0 {
-            (self.concurrency as f64 * f64::from(self.workers.max(1))) / latency
+            (self.concurrency as f64 * f64::from(workers)) / latency
         } else {
             f64::INFINITY
         };
         by_latency.min(self.throttle_rate.unwrap_or(f64::INFINITY))
+    }
+
+    /// Whether the workers take the room's messages from the job board (`jobs`): more than
+    /// one worker, more than one message, or per-room order. Otherwise one worker runs the one
+    /// message alone, as before the board existed.
+    pub fn on_board(&self) -> bool {
+        self.workers > 1 || self.messages > 1 || self.ordering == Ordering::PerRoom
     }
 
     pub fn throttle_label(&self) -> String {
@@ -91,12 +112,16 @@ impl RunSpec {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {
     pub spec: RunSpec,
-    /// Members that got the message (at least one 200).
+    /// Members that got the message (at least one 200); with `--messages M`, (member,
+    /// message) pairs.
     pub delivered: u64,
-    /// Members neither gone nor delivered to. Must be 0.
+    /// Members (pairs) neither gone nor delivered to. Must be 0.
     pub lost: u64,
-    /// 200s beyond the first, over all members.
+    /// 200s beyond the first, over all members (pairs).
     pub duplicates: u64,
+    /// 200s that reached a member after a later message of the room had (out of order).
+    #[serde(default)]
+    pub inversions: u64,
     /// Gone members (410) the worker deleted from the store.
     pub stale_removed: u64,
     /// Members the endpoint answers 410 for.
@@ -179,6 +204,7 @@ impl RunResult {
             delivered,
             lost: full.lost,
             duplicates: full.duplicates,
+            inversions: endpoint.inversions,
             stale_removed: worker.store_deletes,
             gone_members: full.gone_members,
             time_to_last_delivery_s: time,
@@ -274,7 +300,7 @@ impl ResultsFile {
     }
 }
 
-const COLUMNS: [&str; 27] = [
+const COLUMNS: [&str; 30] = [
     "strategy",
     "runtime",
     "mem MB",
@@ -285,9 +311,12 @@ const COLUMNS: [&str; 27] = [
     "transport",
     "post",
     "W",
+    "M",
+    "order",
     "deliv",
     "lost",
     "dup",
+    "inversions",
     "stale",
     "t_last s",
     "deliv/s",
@@ -322,9 +351,12 @@ pub fn row(run: &RunResult) -> Vec<String> {
         run.spec.transport_label().into(),
         run.spec.post_path.to_string(),
         run.spec.workers.to_string(),
+        run.spec.messages.to_string(),
+        run.spec.ordering.to_string(),
         run.delivered.to_string(),
         run.lost.to_string(),
         run.duplicates.to_string(),
+        run.inversions.to_string(),
         run.stale_removed.to_string(),
         format!("{:.2}", run.time_to_last_delivery_s),
         format!("{:.0}", run.deliveries_per_s),
@@ -368,7 +400,7 @@ pub fn table(runs: &[RunResult]) -> String {
             .zip(&widths)
             .enumerate()
             .map(|(i, (c, w))| {
-                if i < 10 {
+                if i < 12 {
                     format!("{c:<w$}")
                 } else {
                     format!("{c:>w$}")
@@ -416,6 +448,7 @@ pub fn print_markdown(results_dir: &Path) -> Result<(), String> {
         "memory-tls",
         "memory-tls-small",
         "huge-rooms",
+        "ordering",
     ] {
         let path = results_dir.join(format!("{name}.json"));
         if path.exists() {

@@ -133,6 +133,8 @@ mod tests {
         let (addr, stats_addr) = (listener.local_addr().unwrap(), stats.local_addr().unwrap());
         let config = EndpointConfig {
             members: 1,
+            messages: 1,
+            ordered: false,
             latency: "none".parse().unwrap(),
             throttle: None,
             gone_fraction: 0.0,

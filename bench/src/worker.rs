@@ -2,7 +2,7 @@
 //! synthetic store and the simulated endpoint, reporting what it did and what it cost.
 
 use crate::clock::epoch_us;
-use crate::jobs::{BoardClient, Take};
+use crate::jobs::{BoardClient, BoardProgress, Take};
 use crate::proc_stats;
 use crate::store::SyntheticStore;
 use fanout::adapters::aws::static_sdk_config;
@@ -52,13 +52,37 @@ impl std::fmt::Display for PostPath {
     }
 }
 
-/// Several workers sharing one job board (see `jobs`): the room is split into as many parts.
+/// Whether a room's messages are fanned out in the order they were sent (`--ordering`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Ordering {
+    /// A standard queue: a room's messages run side by side, a big room split over workers.
+    #[default]
+    None,
+    /// SQS FIFO, the room as message group (Terraform's `ordering = "per_room"`): one message
+    /// of a room at a time, never split.
+    #[value(name = "per_room", alias = "per-room")]
+    PerRoom,
+}
+
+impl std::fmt::Display for Ordering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ordering::None => "none",
+            Ordering::PerRoom => "per_room",
+        })
+    }
+}
+
+/// Workers sharing one job board (see `jobs`): the room is split into as many parts (unless
+/// the board keeps order).
 #[derive(Debug, Clone, Copy)]
 pub struct Shared {
     /// The endpoint's plain port, where the board is.
     pub board_port: u16,
     pub room_split_ways: u32,
     pub account_post_rate: u32,
+    pub ordering: Ordering,
 }
 
 impl std::fmt::Display for Strategy {
@@ -116,6 +140,8 @@ pub struct WorkerConfig {
     /// HTTPS to `localhost` (the certificate's name), trusted through `SSL_CERT_FILE` only.
     pub tls: bool,
     pub post_path: PostPath,
+    /// Each batch's time (a Lambda's timeout).
+    pub invocation: Duration,
     /// Jobs from a board shared with other workers, rather than one room job of its own.
     pub shared: Option<Shared>,
 }
@@ -131,6 +157,8 @@ pub struct WorkerReport {
     pub failed: u64,
     pub retried: u64,
     pub continuations: u64,
+    /// Jobs that kept their message to go on at its next receive (per-room order).
+    pub held: u64,
     pub pages: u64,
     /// Batches run: the first job, then whatever it handed back to the queue.
     pub rounds: u32,
@@ -163,6 +191,7 @@ impl WorkerReport {
             total.failed += r.failed;
             total.retried += r.retried;
             total.continuations += r.continuations;
+            total.held += r.held;
             total.pages += r.pages;
             total.rounds += r.rounds;
             total.store_deletes += r.store_deletes;
@@ -181,6 +210,8 @@ impl WorkerReport {
 }
 
 pub const ROOM: &str = "bench";
+/// The benchmark's message ids: this and the message's number, from 1.
+pub const MESSAGE_ID_PREFIX: &str = "bench-message-";
 pub const STAGE: &str = "bench";
 
 pub async fn run(config: WorkerConfig) -> WorkerReport {
@@ -227,6 +258,7 @@ pub async fn run(config: WorkerConfig) -> WorkerReport {
         failed: counts.failed + counts.failed_jobs,
         retried: counts.retried,
         continuations: counts.continuations,
+        held: counts.held,
         rounds,
         ..WorkerReport::default()
     };
@@ -248,12 +280,18 @@ pub async fn run(config: WorkerConfig) -> WorkerReport {
 
 /// The room's message, as sendmessage enqueues it, with `data` of about `payload_bytes`.
 pub fn first_job(payload_bytes: usize) -> String {
+    message_job(payload_bytes, 1)
+}
+
+/// The room's message number `k` (from 1): `first_job` with the id `bench-message-k`, which
+/// the endpoint reads back from the frame to check each member's order.
+pub fn message_job(payload_bytes: usize, k: u32) -> String {
     let payload = serde_json::json!({
         "text": "x".repeat(payload_bytes.saturating_sub(12)),
     });
     serde_json::json!({
         "v": 1,
-        "id": "bench-message-1",
+        "id": format!("{MESSAGE_ID_PREFIX}{k}"),
         "target": {"room": ROOM},
         "payload": payload,
         "sender": "bench-sender",
@@ -262,8 +300,10 @@ pub fn first_job(payload_bytes: usize) -> String {
     .to_string()
 }
 
-/// One of several workers: jobs from the shared board, one at a time (a batch of one), as
-/// worker Lambdas take them from SQS, until the board says the fan-out is over.
+/// One of the workers sharing the board: a message at a time (a batch of one), as worker
+/// Lambdas take them from SQS, until the board says the fan-out is over. Each message is
+/// reported done, or back after the delay the engine asked for (a record it reported failed:
+/// on a queue that keeps order, a held job or one behind it).
 async fn on_board(
     config: &WorkerConfig,
     shared: Shared,
@@ -271,12 +311,17 @@ async fn on_board(
     gateway: Arc<dyn ConnectionGateway>,
     endpoint: String,
 ) -> (FanoutStats, u32) {
-    let board = Arc::new(BoardClient::new(shared.board_port));
+    let ordered = shared.ordering == Ordering::PerRoom;
+    let board = Arc::new(BoardClient::new(shared.board_port, ordered));
     let engine = Engine::new(
         store,
         gateway,
         board.clone(),
-        Arc::new(MemoryProgress::with_latency(config.progress_latency)),
+        // Shared with the other workers: a held job goes on from its record whoever takes it.
+        Arc::new(BoardProgress::new(
+            shared.board_port,
+            config.progress_latency,
+        )),
         EngineConfig {
             concurrency: config.concurrency,
             management_endpoint: Some(endpoint),
@@ -286,21 +331,33 @@ async fn on_board(
         },
     );
     let (mut counts, mut rounds) = (FanoutStats::default(), 0);
-    let deadline = Instant::now() + Duration::from_secs(24 * 3600);
     loop {
         match board.take().await {
-            Ok(Take::Job(body)) => {
+            Ok(Take::Job(taken)) => {
                 rounds += 1;
+                let group = ordered
+                    .then(|| Job::parse(&taken.body).ok().map(|job| job.order_group()))
+                    .flatten();
                 let item = BatchItem {
-                    message_id: format!("bench-{}-{rounds}", std::process::id()),
-                    body,
-                    ..BatchItem::default()
+                    message_id: taken.id.clone(),
+                    body: taken.body,
+                    receipt_handle: Some(taken.id.clone()),
+                    receive_count: taken.receives,
+                    group,
                 };
-                counts += engine.run_batch(vec![item], deadline).await.stats;
+                let deadline = Instant::now() + config.invocation;
+                let report = engine.run_batch(vec![item], deadline).await;
+                counts += report.stats;
+                let failed = report.failed_message_ids.contains(&taken.id);
                 // The board must hear it, or the run never ends (the orchestrator's timeout
                 // would): a few tries over loopback.
                 for _ in 0..50 {
-                    if board.done().await.is_ok() {
+                    let told = if failed {
+                        board.back(&taken.id).await
+                    } else {
+                        board.done(&taken.id).await
+                    };
+                    if told.is_ok() {
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -343,10 +400,10 @@ async fn ours(
         body,
         ..BatchItem::default()
     }];
-    // Far enough that the deadline never interferes: this measures throughput.
-    let deadline = Instant::now() + Duration::from_secs(24 * 3600);
+    // By default far enough that the deadline never interferes: this measures throughput.
     while !items.is_empty() && rounds < 20 {
         rounds += 1;
+        let deadline = Instant::now() + config.invocation;
         counts += engine.run_batch(items, deadline).await.stats;
         items = queue
             .drain()
