@@ -256,7 +256,7 @@ pub struct ProgressCall {
 #[serde(tag = "claim", content = "checkpoint", rename_all = "lowercase")]
 enum ClaimReply {
     Fresh,
-    Resume(Checkpoint),
+    Resume(Box<Checkpoint>),
     Finished,
     Busy,
 }
@@ -603,6 +603,6 @@ mod tests {
         assert_eq!(call("/progress/save", stale).await.0, 409);
         let (_, text) = call("/progress/claim", claim()).await;
         let reply: ClaimReply = serde_json::from_str(&text).unwrap();
-        assert_eq!(Claim::from(reply), Claim::Resume(checkpoint));
+        assert_eq!(Claim::from(reply), Claim::Resume(Box::new(checkpoint)));
     }
 }

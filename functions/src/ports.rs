@@ -146,7 +146,8 @@ pub enum Claim {
     /// No run has recorded anything: start from the job itself.
     Fresh,
     /// An earlier run stopped here.
-    Resume(Checkpoint),
+    /// Boxed: a held job's checkpoint carries its failures.
+    Resume(Box<Checkpoint>),
     /// Everything is done and handed off.
     Finished,
     /// Another run holds the record and its lease has not expired.

@@ -150,7 +150,7 @@ async fn a_progress_record_is_held_by_one_run_until_its_lease_ends_or_it_lets_go
             .claim("m1", "b", lease + 1, lease + 60_000)
             .await
             .unwrap(),
-        Claim::Resume(checkpoint)
+        Claim::Resume(Box::new(checkpoint))
     );
     // A run that lets go makes room at once.
     records.release("m1", "b").await.unwrap();

@@ -153,7 +153,7 @@ impl ProgressStore for DynamoProgress {
         Ok(if checkpoint.finished {
             Claim::Finished
         } else {
-            Claim::Resume(checkpoint)
+            Claim::Resume(Box::new(checkpoint))
         })
     }
 

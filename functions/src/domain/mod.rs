@@ -18,6 +18,6 @@ pub use frame::{ErrorCode, Frame};
 pub use grants::{Grant, InvalidGrants, RoomGrants};
 pub use job::{DeliveryMode, Job, Segment, Target};
 pub use message::{ClientError, parse_send_message};
-pub use progress::{Checkpoint, Handoff, Rest, RetryClock};
+pub use progress::{Checkpoint, Handoff, Rest, Retries};
 pub use room::{InvalidRoom, RoomName};
 pub use time::{epoch_millis, now_epoch_millis};

@@ -3,6 +3,7 @@
 //! hand-off that failed) resumes where it was instead of starting over.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A job's progress, as its record holds it. A fresh job has none.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,17 +30,25 @@ pub struct Checkpoint {
     pub read_all: bool,
     /// On a queue that keeps order, the failures the job carries from one receive to the next.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<RetryClock>,
+    pub retry: Option<Retries>,
 }
 
-/// How long, and over how many attempts, a held job's posts have been failing: the retry
-/// budget a hand-off's retry job carries in its own `attempt` and `retrySince`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A held job's failures: since when each id has been failing (kept while it is not done,
+/// tried again or not), and its pages; the retry budget runs per id from there. At most the
+/// ids a run hands back (`MAX_HANDED_BACK`), so the record stays well under DynamoDB's 400 KB.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RetryClock {
+pub struct Retries {
+    /// Runs in a row with failures that grow the wait (5xx, timeouts, unreadable pages): the
+    /// retry delay grows with it. Throttling holds it, as it holds a retry job's attempt.
+    #[serde(default)]
     pub attempt: u32,
-    /// Epoch ms of the first failure.
-    pub since: i64,
+    /// Each failing id with the epoch ms of its first failure.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failing: BTreeMap<String, i64>,
+    /// Epoch ms since when the pages cannot be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages_since: Option<i64>,
 }
 
 /// What a run hands back to the queue when it ends.
@@ -114,9 +123,10 @@ mod tests {
             }),
             finished: false,
             read_all: true,
-            retry: Some(RetryClock {
+            retry: Some(Retries {
                 attempt: 2,
-                since: 7,
+                failing: BTreeMap::from([("b".to_owned(), 7)]),
+                pages_since: Some(9),
             }),
         };
         let again: Checkpoint = serde_json::from_str(&checkpoint.to_json()).unwrap();

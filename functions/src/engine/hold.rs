@@ -4,46 +4,24 @@
 //! job's progress record and reports the message for redelivery, and the next receive of the
 //! same message goes on from there. SQS gives out none of the room's later messages meanwhile.
 //!
-//! Failed posts wait the same way: the message comes back after the retry delay, while the
-//! retry budget lasts (the clock is in the progress record, [`RetryClock`]); once it is spent,
-//! their ids go to the dead-letter queue with the reason and the room's next message may start.
+//! Failed posts wait the same way: the message comes back after the retry delay. Each failing
+//! id carries the time of its first failure ([`Retries`]) until it is done, whether it was
+//! tried again or not; once the retry budget has passed for it, it goes to the dead-letter
+//! queue with the reason, and the room's next message may start once nothing else is left.
 
 use super::batch::{Batch, Engine, JobFailure, Ran};
 use super::handoff::{self, FORBIDDEN, by, chunk_for_queue, with_retries};
 use super::stats::FanoutStats;
-use crate::domain::{Checkpoint, Handoff, Job, RetryClock, Target};
+use crate::domain::job::stable_hash;
+use crate::domain::{Checkpoint, Handoff, Job, Retries, Target};
 use crate::ports::StoreError;
 use std::collections::HashSet;
 use std::time::Duration;
 use tracing::warn;
 
-/// What a held job was retrying as a run began: the ids that failed in its last run and
-/// whether its pages did. The retry clock goes on only while one of them is still failing (or
-/// not yet tried again), so a room under a steady trickle of failures, each soon resolved,
-/// never runs one clock out.
-#[derive(Debug, Default)]
-pub(super) struct Retrying {
-    ids: HashSet<String>,
-    pages: bool,
-}
-
-impl Retrying {
-    pub(super) fn of(held: &Handoff) -> Self {
-        Self {
-            ids: held
-                .throttled
-                .iter()
-                .chain(&held.transient)
-                .cloned()
-                .collect(),
-            pages: held.rest.as_ref().is_some_and(|rest| rest.after_failure),
-        }
-    }
-}
-
 /// Where the next receive of a held job starts: the ids left pending first, then the rest of
 /// the target (none once it is read to its end).
-pub(super) fn resume(held: Handoff, retry: Option<RetryClock>) -> Checkpoint {
+pub(super) fn resume(held: Handoff, retry: Option<Retries>) -> Checkpoint {
     let mut pending = held.later;
     pending.extend(held.throttled);
     pending.extend(held.transient);
@@ -56,12 +34,37 @@ pub(super) fn resume(held: Handoff, retry: Option<RetryClock>) -> Checkpoint {
     }
 }
 
+/// Updates the failures with what a run left: an id no longer left is done and forgotten, a
+/// new failure starts its clock, an id still left keeps its own (tried again or not).
+fn update(mut retries: Retries, left: &Handoff, now: i64) -> Retries {
+    let still: HashSet<&String> = left
+        .later
+        .iter()
+        .chain(&left.throttled)
+        .chain(&left.transient)
+        .collect();
+    retries.failing.retain(|id, _| still.contains(id));
+    for id in left.throttled.iter().chain(&left.transient) {
+        let since = retries.failing.entry(id.clone()).or_insert(now);
+        // A start in the future (a clock that went back) counts from now.
+        *since = (*since).min(now);
+    }
+    let page_failed = left.rest.as_ref().is_some_and(|rest| rest.after_failure);
+    retries.pages_since = page_failed.then(|| retries.pages_since.unwrap_or(now).min(now));
+    // Throttling holds the attempt, as it holds a retry job's: it slows the sender down.
+    if page_failed || !left.transient.is_empty() {
+        retries.attempt = retries.attempt.saturating_add(1);
+    } else if retries.failing.is_empty() {
+        retries.attempt = 0;
+    }
+    retries
+}
+
 impl Engine {
     /// Ends a run on a queue that keeps order: finished if nothing is left; otherwise what is
     /// left is written to the progress record and the job is held, to come back at once (more
-    /// to read or post) or after the retry delay (only failures left). `clock` is the retry
-    /// clock the run began with, and what it was retrying (`None`: not known, so the clock
-    /// goes on).
+    /// to read or post) or after the retry delay (only failures left). `retries` are the
+    /// failures the run began with.
     pub(super) async fn hold(
         &self,
         batch: &Batch,
@@ -69,71 +72,29 @@ impl Engine {
         key: &str,
         job: &Job,
         mut left: Handoff,
-        clock: (Option<RetryClock>, Option<&Retrying>),
+        retries: Retries,
     ) -> Result<Ran, JobFailure> {
-        let (retry, before) = clock;
         let now = match left.planned_at {
             0 => self.now_ms(),
             at => at,
         };
-        let page_failed = left.rest.as_ref().is_some_and(|rest| rest.after_failure);
-        let failing = page_failed || !left.throttled.is_empty() || !left.transient.is_empty();
-        // Throttling holds the attempt, as a hand-off's retry does: it slows the sender down.
-        let grows = page_failed || !left.transient.is_empty();
-        let goes_on = before.is_none_or(|before| {
-            (page_failed && before.pages)
-                || left
-                    .throttled
-                    .iter()
-                    .chain(&left.transient)
-                    .chain(&left.later)
-                    .any(|id| before.ids.contains(id))
-        });
-        let mut retry = retry.filter(|_| goes_on);
-        if failing {
-            let clock = retry.get_or_insert(RetryClock {
-                attempt: 0,
-                since: now,
-            });
-            // A start in the future (a clock that went back) counts from now.
-            clock.since = clock.since.min(now);
-            if grows {
-                clock.attempt = clock.attempt.saturating_add(1);
-            }
-        }
-        let mut stats = FanoutStats::default();
-        if let Some(clock) = retry {
-            let spent = Duration::from_millis(now.saturating_sub(clock.since).unsigned_abs());
-            if spent >= self.config.retry_budget {
-                stats += self
-                    .give_up(batch, job, &mut left, (clock, spent), before)
-                    .await?;
-                // What is still failing failed for the first time: its clock starts now.
-                let page_failed = left.rest.as_ref().is_some_and(|rest| rest.after_failure);
-                let failing =
-                    page_failed || !left.throttled.is_empty() || !left.transient.is_empty();
-                let grows = page_failed || !left.transient.is_empty();
-                retry = failing.then_some(RetryClock {
-                    attempt: u32::from(grows),
-                    since: now,
-                });
-            }
-        }
+        let mut retries = update(retries, &left, now);
+        let stats = self
+            .give_up(batch, job, &mut left, &mut retries, now)
+            .await?;
         if left.is_empty() {
             self.mark_finished(batch, owner, key).await;
             return Ok(stats.into());
         }
         let page_failed = left.rest.as_ref().is_some_and(|rest| rest.after_failure);
         let more_now = !left.later.is_empty() || (left.rest.is_some() && !page_failed);
-        let delay = match (more_now, retry) {
-            (false, Some(clock)) => {
-                handoff::retry_delay(self.config.retry_delay_base, clock.attempt.max(1))
-            }
-            _ => Duration::ZERO,
+        let delay = match more_now {
+            true => Duration::ZERO,
+            false => handoff::retry_delay(self.config.retry_delay_base, retries.attempt.max(1)),
         };
         let held = Checkpoint {
             handoff: Some(left),
-            retry,
+            retry: Some(retries),
             ..Checkpoint::default()
         };
         with_retries(
@@ -158,86 +119,95 @@ impl Engine {
         })
     }
 
-    /// Parks what keeps failing past the retry budget in the dead-letter queue, with the
-    /// reason: the failed posts as `connections` jobs, an unreadable rest as the job from its
-    /// cursor. Each is named after the clock it gave up on, so that a later give-up of the same
-    /// job is another job, not a duplicate of this one.
-    /// What has failed since the clock started is parked: the ids the run began retrying
-    /// (all, when that is not known) and the rest if the pages kept failing; a first failure
-    /// stays, under a clock of its own.
+    /// Parks in the dead-letter queue, with the reason, every id that has been failing for the
+    /// retry budget (whichever list it is in now) and the rest if the pages have, and takes
+    /// them out of `left` and `retries`. Each parked job is named after what it holds, so that
+    /// a run redone (the hold not written) parks the same ids under the same name, and other
+    /// ids under another: none shadows another's progress record.
     async fn give_up(
         &self,
         batch: &Batch,
         job: &Job,
         left: &mut Handoff,
-        (clock, spent): (RetryClock, Duration),
-        before: Option<&Retrying>,
+        retries: &mut Retries,
+        now: i64,
     ) -> Result<FanoutStats, JobFailure> {
         let budget = self.config.retry_budget;
-        let tag = format!("{}x{}", clock.since.unsigned_abs(), clock.attempt);
-        let long_failing = |id: &String| before.is_none_or(|before| before.ids.contains(id));
-        let pages_long_failing = before.is_none_or(|before| before.pages);
+        let age = |since: i64| Duration::from_millis(now.saturating_sub(since).unsigned_abs());
+        let expired: HashSet<String> = retries
+            .failing
+            .iter()
+            .filter(|(_, since)| age(**since) >= budget)
+            .map(|(id, _)| id.clone())
+            .collect();
         let mut parked = Vec::new();
-        if let Some(rest) = left
-            .rest
-            .take_if(|rest| rest.after_failure && pages_long_failing)
+        if let Some(since) = retries.pages_since
+            && age(since) >= budget
+            && let Some(rest) = left.rest.take_if(|rest| rest.after_failure)
         {
             let why = if left.forbidden {
                 FORBIDDEN
             } else {
                 "its pages could not be read"
             };
+            let name = format!(
+                "gc{:016x}",
+                stable_hash(rest.cursor.as_deref().unwrap_or("").as_bytes())
+            );
             let rest_job = Job {
                 cursor: rest.cursor,
-                hop: Some(job.child_hop(&format!("g{tag}c"))),
-                attempt: clock.attempt,
-                retry_since: Some(clock.since),
+                hop: Some(job.child_hop(&name)),
+                attempt: retries.attempt,
+                retry_since: Some(since),
                 ..job.clone()
             };
-            parked.push((
-                rest_job,
-                handoff::budget_spent(budget, why, spent, clock.attempt),
-                0,
-            ));
+            let reason = handoff::budget_spent(budget, why, age(since), retries.attempt);
+            parked.push((rest_job, reason, 0));
+            retries.pages_since = None;
         }
-        let (throttled, still_throttled) = std::mem::take(&mut left.throttled)
-            .into_iter()
-            .partition(long_failing);
-        let (transient, still_transient) = std::mem::take(&mut left.transient)
-            .into_iter()
-            .partition(long_failing);
-        left.throttled = still_throttled;
-        left.transient = still_transient;
-        let failures: [(Vec<String>, &str, &str); 2] = [
-            (throttled, "API Gateway kept throttling", "t"),
+        let take = |ids: &mut Vec<String>| {
+            let (gone, kept) = std::mem::take(ids)
+                .into_iter()
+                .partition(|id| expired.contains(id));
+            *ids = kept;
+            gone
+        };
+        let failures: [(Vec<String>, &str); 2] = [
+            (take(&mut left.throttled), "API Gateway kept throttling"),
             (
-                transient,
+                {
+                    let mut failed = take(&mut left.transient);
+                    failed.extend(take(&mut left.later));
+                    failed
+                },
                 if left.forbidden {
                     FORBIDDEN
                 } else {
                     "posts kept failing"
                 },
-                "r",
             ),
         ];
-        for (ids, why, step) in failures {
-            for (i, ids) in chunk_for_queue(job, ids).into_iter().enumerate() {
+        for (ids, why) in failures {
+            for ids in chunk_for_queue(job, ids) {
+                let since = ids
+                    .iter()
+                    .filter_map(|id| retries.failing.remove(id))
+                    .min()
+                    .unwrap_or(now);
+                let name = format!("g{:016x}", stable_hash(ids.join("\n").as_bytes()));
                 let count = ids.len() as u64;
                 let retry_job = Job {
                     target: Target::Connections {
                         ids,
                         room: job.target.room().cloned(),
                     },
-                    hop: Some(job.child_hop(&format!("g{tag}{step}{i}"))),
-                    attempt: clock.attempt,
-                    retry_since: Some(clock.since),
+                    hop: Some(job.child_hop(&name)),
+                    attempt: retries.attempt,
+                    retry_since: Some(since),
                     ..job.retarget(Target::All)
                 };
-                parked.push((
-                    retry_job,
-                    handoff::budget_spent(budget, why, spent, clock.attempt),
-                    count,
-                ));
+                let reason = handoff::budget_spent(budget, why, age(since), retries.attempt);
+                parked.push((retry_job, reason, count));
             }
         }
         let mut stats = FanoutStats::default();
@@ -245,5 +215,54 @@ impl Engine {
             stats += self.give_up_on(batch, &parked_job, &reason, ids).await?;
         }
         Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(names: &[&str]) -> Vec<String> {
+        names.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    #[test]
+    fn an_id_keeps_its_first_failure_until_it_is_done_tried_again_or_not() {
+        let left = Handoff {
+            throttled: ids(&["a"]),
+            transient: ids(&["b"]),
+            ..Handoff::default()
+        };
+        let first = update(Retries::default(), &left, 100);
+        assert_eq!(first.failing.get("a"), Some(&100));
+        assert_eq!(first.attempt, 1, "a 5xx grows the wait");
+        // `a` waits untried, `b` failed again, `c` is new; none is done.
+        let left = Handoff {
+            later: ids(&["a"]),
+            transient: ids(&["b", "c"]),
+            ..Handoff::default()
+        };
+        let second = update(first, &left, 200);
+        assert_eq!(
+            second
+                .failing
+                .iter()
+                .map(|(k, v)| (k.as_str(), *v))
+                .collect::<Vec<_>>(),
+            [("a", 100), ("b", 100), ("c", 200)]
+        );
+        // All done but `c`, which is not tried: `a` and `b` are forgotten.
+        let left = Handoff {
+            later: ids(&["c"]),
+            ..Handoff::default()
+        };
+        let third = update(second, &left, 300);
+        assert_eq!(third.failing.keys().collect::<Vec<_>>(), ["c"]);
+        let done = update(third, &Handoff::default(), 400);
+        assert_eq!(
+            done,
+            Retries::default(),
+            "nothing failing: the attempt starts again"
+        );
     }
 }

@@ -7,7 +7,7 @@ use super::config::EngineConfig;
 use super::deliver::{self, Post};
 use super::feed::Feed;
 use super::handoff::{self, Planned, Policy, by, with_retries};
-use super::hold::{self, Retrying};
+use super::hold;
 use super::stats::FanoutStats;
 use crate::domain::frame::MAX_FRAME_BYTES;
 use crate::domain::{Checkpoint, Handoff, Job, Rest, Segment, Target, now_epoch_millis};
@@ -85,7 +85,7 @@ impl Engine {
             Claim::Fresh => Checkpoint::default(),
             Claim::Resume(checkpoint) => {
                 stats.resumed += 1;
-                checkpoint
+                *checkpoint
             }
         };
         // A part of a split room starts at its share of the account's rate (only a job that
@@ -96,16 +96,13 @@ impl Engine {
             let least = (rate / EngineConfig::MAX_ROOM_SPLIT_WAYS).max(1);
             batch.pacer.carry(f64::from(pace.clamp(least, rate)));
         }
-        // What the job was retrying as this run began: known when its last run held it (it
-        // goes on from what that run left) or when no retry clock runs.
-        let mut retrying = checkpoint.retry.is_none().then(Retrying::default);
         if self.ordered()
             && let Some(held) = checkpoint.handoff.take()
         {
-            retrying = Some(Retrying::of(&held));
+            // The job's last run held it: go on from what it left.
             checkpoint = hold::resume(held, checkpoint.retry);
         }
-        let retry = checkpoint.retry;
+        let retries = checkpoint.retry.clone().unwrap_or_default();
         let handoff = match checkpoint.handoff {
             // An earlier run died handing off: hand off exactly that again.
             Some(handoff) => handoff,
@@ -141,8 +138,7 @@ impl Engine {
             }
         };
         let ended = if self.ordered() {
-            let clock = (retry, retrying.as_ref());
-            self.hold(batch, owner, &key, &job, handoff, clock).await
+            self.hold(batch, owner, &key, &job, handoff, retries).await
         } else {
             self.hand_off(batch, owner, &key, &job, handoff)
                 .await
@@ -231,7 +227,7 @@ impl Engine {
         let carried = Checkpoint {
             cursor: start.clone(),
             read_all: checkpoint.read_all,
-            retry: checkpoint.retry,
+            retry: checkpoint.retry.clone(),
             ..Checkpoint::default()
         };
         let feed = Arc::new(Feed::new(

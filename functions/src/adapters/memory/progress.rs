@@ -90,7 +90,7 @@ impl ProgressStore for MemoryProgress {
         Ok(match &record.checkpoint {
             None => Claim::Fresh,
             Some(checkpoint) if checkpoint.finished => Claim::Finished,
-            Some(checkpoint) => Claim::Resume(checkpoint.clone()),
+            Some(checkpoint) => Claim::Resume(Box::new(checkpoint.clone())),
         })
     }
 

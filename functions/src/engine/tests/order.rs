@@ -285,3 +285,104 @@ async fn a_held_job_taken_up_at_the_stop_does_not_read_the_room_again() {
     assert!(report.failed_message_ids.is_empty(), "{report:?}");
     assert_eq!(f.received(), HashMap::from([("room-a-0003".to_owned(), 1)]));
 }
+
+/// A throttle that never lifts, over a room bigger than what one run hands back: every id is
+/// parked once its own budget has passed, whether its last run tried it or not, and the message
+/// ends (the room's next one may start).
+#[tokio::test(start_paused = true)]
+async fn a_throttle_that_never_lifts_parks_every_member_and_the_message_ends() {
+    let budget = Duration::from_secs(120);
+    let (f, faults) = faulty_on(
+        MemoryQueue::keeping_order(),
+        100,
+        EngineConfig {
+            retry_budget: budget,
+            ..config(64)
+        },
+    );
+    let members = f.join("room-a", 5_000).await;
+    let forever = Instant::now() + Duration::from_secs(7 * 24 * 3600);
+    faults.set(|s| s.posts = vec![(Instant::now(), forever, Some(PostError::Throttled))]);
+    let mut sqs = Sqs::fifo(Duration::from_secs(20));
+    sqs.send(message("m1", "room-a"), Duration::ZERO);
+
+    let stats = sqs.run(&f, |_| None).await;
+
+    let mut parked = BTreeSet::new();
+    for dead in f.queue.dead_letters() {
+        assert!(dead.reason.contains("retry budget"), "{}", dead.reason);
+        let job = Job::parse(&dead.body).unwrap();
+        let Target::Connections { ids, .. } = job.target else {
+            panic!("{}", dead.body)
+        };
+        for id in ids {
+            assert!(parked.insert(id), "parked twice");
+        }
+    }
+    assert_eq!(parked, members, "every member parked, none lost");
+    assert_eq!(stats.abandoned, 5_000);
+    assert_eq!(stats.delivered, 0);
+    assert_eq!(sqs.overran, 0);
+}
+
+/// A give-up redone (its hold not written: a store error, a crash) with other ids failing
+/// parks them under another name: neither parked job shadows the other's progress record, so a
+/// redrive delivers both.
+#[tokio::test(start_paused = true)]
+async fn a_give_up_redone_with_other_ids_parks_them_under_another_name() {
+    use super::batch::Batch;
+    use crate::domain::{Handoff, Retries};
+    let budget = Duration::from_secs(60);
+    let f = fixture_on(
+        MemoryQueue::keeping_order(),
+        50,
+        EngineConfig {
+            retry_budget: budget,
+            ..config(4)
+        },
+    );
+    let job = Job::parse(&message("m1", "room-a")).unwrap();
+    let now = f.engine.now_ms();
+    let long_ago = now - 61_000;
+    let retries = Retries {
+        attempt: 3,
+        failing: ["a", "b", "c"].map(|id| (id.to_owned(), long_ago)).into(),
+        pages_since: None,
+    };
+    let batch = Batch {
+        permits: Arc::new(tokio::sync::Semaphore::new(4)),
+        pacer: Arc::new(super::pacer::Pacer::new()),
+        stop_at: Instant::now() + Duration::from_secs(10),
+        cutoff: Instant::now() + Duration::from_secs(11),
+        finish_by: Instant::now() + Duration::from_secs(12),
+        lease_until: now + 13_000,
+    };
+    let left = |failed: &[&str]| Handoff {
+        transient: failed.iter().map(|id| (*id).to_owned()).collect(),
+        planned_at: now,
+        ..Handoff::default()
+    };
+    let key = job.progress_key();
+
+    for failed in [["a", "b"], ["a", "c"]] {
+        let ran = f
+            .engine
+            .hold(&batch, "owner", &key, &job, left(&failed), retries.clone())
+            .await
+            .unwrap();
+        assert_eq!(ran.stats.abandoned, 2);
+    }
+
+    let parked: Vec<Job> = f
+        .queue
+        .dead_letters()
+        .iter()
+        .map(|dead| Job::parse(&dead.body).unwrap())
+        .collect();
+    assert_eq!(parked.len(), 2);
+    assert_ne!(
+        parked[0].progress_key(),
+        parked[1].progress_key(),
+        "{parked:?}"
+    );
+}
