@@ -310,6 +310,21 @@ impl Options {
                  {room_split_ways}"
             ));
         }
+        // What Lambda's SQS event source refuses for a FIFO queue, as Terraform does.
+        if self.ordering == MessageOrder::PerRoom && self.batch_size > 10 {
+            return Err(format!(
+                "--ordering per_room reads a FIFO queue, of which Lambda takes at most 10 \
+                 messages a batch: --batch-size must be 10 or less, not {}",
+                self.batch_size
+            ));
+        }
+        if self.ordering == MessageOrder::PerRoom && !self.batching_window.is_zero() {
+            return Err(
+                "--ordering per_room reads a FIFO queue, for which Lambda has no batching \
+                 window: leave --batching-window at 0"
+                    .into(),
+            );
+        }
         Ok(())
     }
 
@@ -552,6 +567,15 @@ mod tests {
             "{refused}"
         );
         assert!(parse(&[]).unwrap().check_ordering(4).is_ok());
+        for (flag, value) in [("--batch-size", "11"), ("--batching-window", "1s")] {
+            let refused = parse(&["--ordering", "per_room", flag, value])
+                .unwrap()
+                .check_ordering(1)
+                .unwrap_err();
+            assert!(refused.contains(flag), "{refused}");
+            let standard = parse(&[flag, value]).unwrap();
+            assert!(standard.check_ordering(1).is_ok());
+        }
         for order in [MessageOrder::None, MessageOrder::PerRoom] {
             let value = order.to_possible_value().expect("not skipped");
             assert_eq!(value.get_name(), order.as_str());

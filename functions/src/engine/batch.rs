@@ -181,8 +181,12 @@ impl Engine {
                 "the invocation's time is shorter than DEADLINE_MARGIN_MS; nothing can run"
             );
         }
+        // Drawn once per record: those behind a failed one in its group come back with it.
+        let comebacks_after_failure: Vec<Duration> =
+            items.iter().map(|item| self.failure_delay(item)).collect();
         let results = if self.ordered() {
-            self.run_in_order(&batch, &items, no_time).await
+            self.run_in_order(&batch, &items, &comebacks_after_failure, no_time)
+                .await
         } else {
             let runs = items
                 .iter()
@@ -191,7 +195,9 @@ impl Engine {
         };
         let mut report = BatchReport::default();
         let mut comebacks = Vec::new();
-        for (item, result) in items.iter().zip(results) {
+        for ((item, result), after_failure) in
+            items.iter().zip(results).zip(comebacks_after_failure)
+        {
             let delay = match result {
                 Ok(Ran { stats, held: None }) => {
                     report.stats += stats;
@@ -212,7 +218,7 @@ impl Engine {
                     if matches!(failure, JobFailure::Handoff(_) | JobFailure::DeadLetter(_)) {
                         report.stats.handoffs_failed += 1;
                     }
-                    self.failure_delay(item)
+                    after_failure
                 }
             };
             report.failed_message_ids.push(item.message_id.clone());
@@ -265,6 +271,7 @@ impl Engine {
         &self,
         batch: &Batch,
         items: &[BatchItem],
+        after_failure: &[Duration],
         no_time: bool,
     ) -> Vec<Result<Ran, JobFailure>> {
         let mut groups: Vec<(Option<String>, Vec<usize>)> = Vec::new();
@@ -295,7 +302,7 @@ impl Engine {
                 waiting = match &result {
                     Ok(ran) => ran.held,
                     Err(JobFailure::Behind { delay }) => Some(*delay),
-                    Err(_) => Some(self.failure_delay(item)),
+                    Err(_) => Some(after_failure[index]),
                 };
                 results.push((index, result));
             }

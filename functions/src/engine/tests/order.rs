@@ -386,3 +386,39 @@ async fn a_give_up_redone_with_other_ids_parks_them_under_another_name() {
         "{parked:?}"
     );
 }
+
+/// A record behind a failed one comes back with it, not after a wait of its own: the room
+/// waits for the failed one only.
+#[tokio::test(start_paused = true)]
+async fn records_behind_a_failed_one_come_back_with_it() {
+    let (f, faults) = faulty_on(MemoryQueue::keeping_order(), 50, config(4));
+    f.join("room-a", 10).await;
+    faults.set(|s| s.progress_fails = true);
+    let items = ["m1", "m2", "m3"]
+        .map(|id| BatchItem {
+            message_id: id.into(),
+            body: message(id, "room-a"),
+            receipt_handle: Some(format!("receipt-{id}")),
+            receive_count: 6,
+            group: Some("room-a".into()),
+        })
+        .to_vec();
+
+    let report = f
+        .engine
+        .run_batch(items, Instant::now() + Duration::from_secs(60))
+        .await;
+
+    assert_eq!(report.failed_message_ids, ["m1", "m2", "m3"]);
+    assert_eq!(report.stats.failed_jobs, 1, "only m1 ran");
+    let delays: Vec<Duration> = f
+        .queue
+        .retried_later()
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(delays.len(), 3);
+    assert!(delays.iter().all(|delay| *delay == delays[0]), "{delays:?}");
+    assert!(delays[0] <= Duration::from_secs(60), "{delays:?}");
+    assert!(f.received().is_empty());
+}
