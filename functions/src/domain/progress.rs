@@ -93,6 +93,11 @@ pub struct Rest {
 }
 
 impl Handoff {
+    /// The rest is left because its pages could not be read.
+    pub fn pages_failed(&self) -> bool {
+        self.rest.as_ref().is_some_and(|rest| rest.after_failure)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rest.is_none()
             && self.later.is_empty()

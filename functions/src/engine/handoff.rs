@@ -30,8 +30,41 @@ pub(super) enum Planned {
 }
 
 /// Why a job refused with 403 is retried, and dead-lettered once the budget is spent.
-pub(super) const FORBIDDEN: &str = "the management API answered 403 Forbidden (does the worker's role allow \
+const FORBIDDEN: &str = "the management API answered 403 Forbidden (does the worker's role allow \
      execute-api:ManageConnections on MANAGEMENT_ENDPOINT's API?)";
+
+/// Why a job's rest is retried (or parked): its pages could not be read, or 403.
+pub(super) fn why_pages(forbidden: bool) -> &'static str {
+    if forbidden {
+        FORBIDDEN
+    } else {
+        "its pages could not be read"
+    }
+}
+
+/// Why failed posts are retried (or parked): 5xx and timeouts, or 403.
+pub(super) fn why_posts(forbidden: bool) -> &'static str {
+    if forbidden {
+        FORBIDDEN
+    } else {
+        "posts kept failing"
+    }
+}
+
+/// Why throttled posts are retried (or parked).
+pub(super) const WHY_THROTTLED: &str = "API Gateway kept throttling";
+
+/// `parent` retargeted at exactly these ids of its room, as hop `hop`: a retry of them.
+pub(super) fn connections_job(parent: &Job, ids: Vec<String>, hop: String) -> Job {
+    Job {
+        target: Target::Connections {
+            ids,
+            room: parent.target.room().cloned(),
+        },
+        hop: Some(hop),
+        ..parent.retarget(Target::All)
+    }
+}
 
 /// What retry delays and the budget are measured with.
 pub(super) struct Policy {
@@ -69,12 +102,7 @@ pub(super) fn plan(job: &Job, handoff: &Handoff, policy: &Policy) -> Vec<Planned
             ..from.clone()
         };
         planned.push(if *after_failure {
-            let why = if handoff.forbidden {
-                FORBIDDEN
-            } else {
-                "its pages could not be read"
-            };
-            retry(rest, policy, why, Growth::Grow)
+            retry(rest, policy, why_pages(handoff.forbidden), Growth::Grow)
         } else {
             Planned::Enqueue {
                 job: rest,
@@ -82,15 +110,8 @@ pub(super) fn plan(job: &Job, handoff: &Handoff, policy: &Policy) -> Vec<Planned
             }
         });
     }
-    let room = job.target.room().cloned();
-    let as_connections = |ids: Vec<String>, step: String| Job {
-        target: Target::Connections {
-            ids,
-            room: room.clone(),
-        },
-        hop: Some(job.child_hop(&step)),
-        ..parent.retarget(Target::All)
-    };
+    let as_connections =
+        |ids: Vec<String>, step: String| connections_job(parent, ids, job.child_hop(&step));
     for (i, ids) in chunk_for_queue(job, handoff.later.clone())
         .into_iter()
         .enumerate()
@@ -107,7 +128,7 @@ pub(super) fn plan(job: &Job, handoff: &Handoff, policy: &Policy) -> Vec<Planned
         planned.push(retry(
             as_connections(ids, format!("t{i}")),
             policy,
-            "API Gateway kept throttling",
+            WHY_THROTTLED,
             Growth::Hold,
         ));
     }
@@ -118,11 +139,7 @@ pub(super) fn plan(job: &Job, handoff: &Handoff, policy: &Policy) -> Vec<Planned
         planned.push(retry(
             as_connections(ids, format!("r{i}")),
             policy,
-            if handoff.forbidden {
-                FORBIDDEN
-            } else {
-                "posts kept failing"
-            },
+            why_posts(handoff.forbidden),
             Growth::Grow,
         ));
     }

@@ -10,14 +10,12 @@
 //! queue with the reason, and the room's next message may start once nothing else is left.
 
 use super::batch::{Batch, Engine, JobFailure, Ran};
-use super::handoff::{self, FORBIDDEN, by, chunk_for_queue, with_retries};
+use super::handoff::{self, chunk_for_queue};
 use super::stats::FanoutStats;
 use crate::domain::job::stable_hash;
-use crate::domain::{Checkpoint, Handoff, Job, Retries, Target};
-use crate::ports::StoreError;
+use crate::domain::{Checkpoint, Handoff, Job, Retries};
 use std::collections::HashSet;
 use std::time::Duration;
-use tracing::warn;
 
 /// Where the next receive of a held job starts: the ids left pending first, then the rest of
 /// the target (none once it is read to its end).
@@ -49,7 +47,7 @@ fn update(mut retries: Retries, left: &Handoff, now: i64) -> Retries {
         // A start in the future (a clock that went back) counts from now.
         *since = (*since).min(now);
     }
-    let page_failed = left.rest.as_ref().is_some_and(|rest| rest.after_failure);
+    let page_failed = left.pages_failed();
     retries.pages_since = page_failed.then(|| retries.pages_since.unwrap_or(now).min(now));
     // Throttling holds the attempt, as it holds a retry job's: it slows the sender down.
     if page_failed || !left.transient.is_empty() {
@@ -86,7 +84,7 @@ impl Engine {
             self.mark_finished(batch, owner, key).await;
             return Ok(stats.into());
         }
-        let page_failed = left.rest.as_ref().is_some_and(|rest| rest.after_failure);
+        let page_failed = left.pages_failed();
         let more_now = !left.later.is_empty() || (left.rest.is_some() && !page_failed);
         let delay = match more_now {
             true => Duration::ZERO,
@@ -97,22 +95,9 @@ impl Engine {
             retry: Some(retries),
             ..Checkpoint::default()
         };
-        with_retries(
-            batch.finish_by,
-            self.config.backoff_base,
-            StoreError::is_transient,
-            || self.save(key, owner, &held),
-        )
-        .await
-        .map_err(|error| match error {
-            StoreError::Conflict(_) => JobFailure::LeaseLost,
-            other => JobFailure::Progress(other),
-        })?;
+        self.save_by(batch, owner, key, &held).await?;
         // The message may come back at once: let that receive take the record now.
-        let release = self.progress.release(key, owner);
-        if let Err(error) = by::<_, StoreError, _>(batch.finish_by, release).await {
-            warn!(%error, "could not release the progress record");
-        }
+        self.release_by(batch, owner, key).await;
         Ok(Ran {
             stats,
             held: Some(delay),
@@ -145,11 +130,7 @@ impl Engine {
             && age(since) >= budget
             && let Some(rest) = left.rest.take_if(|rest| rest.after_failure)
         {
-            let why = if left.forbidden {
-                FORBIDDEN
-            } else {
-                "its pages could not be read"
-            };
+            let why = handoff::why_pages(left.forbidden);
             let name = format!(
                 "gc{:016x}",
                 stable_hash(rest.cursor.as_deref().unwrap_or("").as_bytes())
@@ -173,18 +154,14 @@ impl Engine {
             gone
         };
         let failures: [(Vec<String>, &str); 2] = [
-            (take(&mut left.throttled), "API Gateway kept throttling"),
+            (take(&mut left.throttled), handoff::WHY_THROTTLED),
             (
                 {
                     let mut failed = take(&mut left.transient);
                     failed.extend(take(&mut left.later));
                     failed
                 },
-                if left.forbidden {
-                    FORBIDDEN
-                } else {
-                    "posts kept failing"
-                },
+                handoff::why_posts(left.forbidden),
             ),
         ];
         for (ids, why) in failures {
@@ -197,14 +174,9 @@ impl Engine {
                 let name = format!("g{:016x}", stable_hash(ids.join("\n").as_bytes()));
                 let count = ids.len() as u64;
                 let retry_job = Job {
-                    target: Target::Connections {
-                        ids,
-                        room: job.target.room().cloned(),
-                    },
-                    hop: Some(job.child_hop(&name)),
                     attempt: retries.attempt,
                     retry_since: Some(since),
-                    ..job.retarget(Target::All)
+                    ..handoff::connections_job(job, ids, job.child_hop(&name))
                 };
                 let reason = handoff::budget_spent(budget, why, age(since), retries.attempt);
                 parked.push((retry_job, reason, count));

@@ -151,12 +151,36 @@ impl Engine {
             }
             Err(failure) => {
                 // SQS redelivers it soon: let that run take the record at once.
-                let release = self.progress.release(&key, owner);
-                if let Err(error) = by::<_, StoreError, _>(batch.finish_by, release).await {
-                    warn!(%error, "could not release the progress record");
-                }
+                self.release_by(batch, owner, &key).await;
                 Err(failure)
             }
+        }
+    }
+
+    /// Writes what a run ends with (a hand-off, a held job's rest), retried until `finish_by`.
+    pub(super) async fn save_by(
+        &self,
+        batch: &Batch,
+        owner: &str,
+        key: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), JobFailure> {
+        with_retries(
+            batch.finish_by,
+            self.config.backoff_base,
+            StoreError::is_transient,
+            || self.save(key, owner, checkpoint),
+        )
+        .await
+        .map_err(progress_failure)
+    }
+
+    /// Gives the record up before the lease ends, so that the job's next receive need not wait
+    /// for it. Best effort: without it, that receive waits out the lease.
+    pub(super) async fn release_by(&self, batch: &Batch, owner: &str, key: &str) {
+        let release = self.progress.release(key, owner);
+        if let Err(error) = by::<_, StoreError, _>(batch.finish_by, release).await {
+            warn!(%error, "could not release the progress record");
         }
     }
 
@@ -443,14 +467,7 @@ impl Engine {
                 handoff: Some(handoff.clone()),
                 ..Checkpoint::default()
             };
-            with_retries(
-                batch.finish_by,
-                self.config.backoff_base,
-                StoreError::is_transient,
-                || self.save(key, owner, &ahead),
-            )
-            .await
-            .map_err(progress_failure)?;
+            self.save_by(batch, owner, key, &ahead).await?;
             let policy = Policy {
                 // As of when it was planned: a redone hand-off enqueues the same jobs.
                 now_ms: match handoff.planned_at {
