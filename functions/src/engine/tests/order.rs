@@ -422,3 +422,43 @@ async fn records_behind_a_failed_one_come_back_with_it() {
     assert!(delays[0] <= Duration::from_secs(60), "{delays:?}");
     assert!(f.received().is_empty());
 }
+
+/// The hold itself not written (the progress table down from before the deadline to after
+/// it): the record is reported, comes back soon, and resumes from the last checkpoint that
+/// landed; members see the room's messages in order, a few again, within the bound.
+#[tokio::test(start_paused = true)]
+async fn a_hold_that_cannot_be_written_resumes_from_the_last_checkpoint_in_order() {
+    let concurrency = 4;
+    let (f, faults) = faulty_on(MemoryQueue::keeping_order(), 50, config(concurrency));
+    f.join("room-a", 1_500).await;
+    let t0 = Instant::now();
+    // Invocations of 8 s post for 3 s; writes fail from 2.5 s until past the first deadline.
+    faults.set(|s| {
+        s.saves_down = vec![(
+            t0 + Duration::from_millis(2_500),
+            t0 + Duration::from_millis(8_500),
+        )]
+    });
+    let mut sqs = Sqs::fifo(Duration::from_secs(8));
+    sqs.send(message("m1", "room-a"), Duration::ZERO);
+    sqs.send(message("m2", "room-a"), Duration::ZERO);
+
+    let stats = sqs.run(&f, |_| None).await;
+
+    assert!(
+        stats.failed_jobs >= 1,
+        "the hold was not written: {stats:?}"
+    );
+    let mut duplicates = 0;
+    for i in 0..1_500 {
+        let member = format!("room-a-{i:04}");
+        assert_eq!(seen_in_order(&f, &member), ["m1", "m2"], "{member}");
+        duplicates += f.gateway.delivered_to(&member).len() - 2;
+    }
+    let bound = concurrency + f.engine.config().checkpoint_window();
+    assert!(
+        duplicates <= bound,
+        "{duplicates} duplicates, bound {bound}"
+    );
+    assert_eq!(sqs.handed_on, 0);
+}

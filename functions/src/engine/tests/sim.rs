@@ -26,6 +26,8 @@ pub(super) struct FaultState {
     pub enqueue_down: Vec<(Instant, Instant)>,
     /// Within each window, progress writes take 200 ms.
     pub progress_slow: Vec<(Instant, Instant)>,
+    /// Within each window, progress writes fail (claims still succeed).
+    pub saves_down: Vec<(Instant, Instant)>,
     pub enqueue_fails: bool,
     pub enqueue_hangs: bool,
     pub progress_fails: bool,
@@ -188,7 +190,7 @@ impl ProgressStore for Progress {
         checkpoint: &Checkpoint,
     ) -> Result<(), StoreError> {
         let state = self.1.get();
-        if state.progress_fails {
+        if state.progress_fails || within(&state.saves_down, Instant::now()) {
             return down();
         }
         if within(&state.progress_slow, Instant::now()) {
