@@ -9,7 +9,7 @@
 //! the test fails when `CI=true` and, elsewhere, passes after saying how to install them.
 //! `BROWSER_TEST_SCREENSHOT=page.png` saves what the first tab shows after the error.
 
-use e2e::options;
+use e2e::{connection_path, options};
 use fanout_local::LocalStack;
 use fanout_test_support::http::request;
 use fanout_test_support::net::{free_port, wait_for_port};
@@ -328,13 +328,7 @@ async fn scenario(browser: &Client, stack: LocalStack) {
 
     // The server drops Alice (DELETE @connections/{id}): her page says so, counts down, and
     // reconnects by itself; the new connection delivers again.
-    let path = format!(
-        "/local/@connections/{}",
-        alice_id
-            .replace('=', "%3D")
-            .replace('+', "%2B")
-            .replace('/', "%2F")
-    );
+    let path = connection_path(&alice_id);
     let deleted = request(stack.addr(), "DELETE", &path, "")
         .await
         .expect("DELETE @connections");

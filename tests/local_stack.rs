@@ -1,7 +1,7 @@
 //! The local stack end to end: real WebSocket clients on 127.0.0.1, the same handlers as the
 //! Lambdas, the worker posting through the real management API client.
 
-use e2e::{embedded, join, options};
+use e2e::{connection_path, embedded, join, options};
 use fanout::domain::{Connection, RoomName};
 use fanout_local::LocalStack;
 use fanout_test_support::http::{Response, request};
@@ -167,6 +167,49 @@ async fn gone_connections_are_deleted_and_disconnects_are_removed() {
     stack.shutdown().await;
 }
 
+/// API Gateway takes posts to a connection as soon as its handshake completes. Here the
+/// emulator waits a second between a client's 101 and serving its socket: a post made in that
+/// window, straight to `@connections` or by a room-mate's message, still reaches the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_has_its_101_gets_what_is_posted_before_its_socket_is_served() {
+    let stack = embedded(&[]).await;
+    let mut sender = join(&stack, "door", 1).await.remove(0);
+    sender.say(json!("hi")).await;
+    assert_eq!(sender.next_json(WAIT).await["type"], "ack");
+    let sender_id = sender.next_json(WAIT).await["from"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    stack.delay_socket_start(Duration::from_secs(1));
+    let url = format!("{}?room=door", stack.websocket_url());
+    let mut newcomer = Client::connect(&url).await;
+
+    // At once, inside the window: a post by id, and a room-mate's message.
+    let room = RoomName::parse("door").unwrap();
+    let page = stack.store().room_page(&room, None, None).await.unwrap();
+    let newcomer_id = page.ids.iter().find(|id| **id != sender_id).unwrap();
+    let posted = request(
+        stack.addr(),
+        "POST",
+        &connection_path(newcomer_id),
+        r#"{"type":"direct"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(posted.status, 200, "{posted:?}");
+    sender.say(json!("welcome")).await;
+
+    let mut heard = Vec::new();
+    for _ in 0..2 {
+        heard.push(newcomer.next_json(WAIT).await);
+    }
+    heard.sort_by_key(|frame| frame["type"].as_str().map(str::to_owned));
+    assert_eq!(heard[0]["type"], "direct", "{heard:?}");
+    assert_eq!(heard[1]["data"], "welcome", "{heard:?}");
+    expect_silence(std::slice::from_mut(&mut newcomer), "the newcomer").await;
+    stack.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_its_answer_and_everyone_else_is_still_served() {
     let (stack, mut bystanders) = embedded_with(&[], "lobby", 3).await;
@@ -305,13 +348,7 @@ async fn health_metrics_and_the_management_api_answer_like_api_gateway() {
         .as_str()
         .unwrap()
         .to_owned();
-    let path = format!(
-        "/{}/@connections/{}",
-        "local",
-        id.replace('=', "%3D")
-            .replace('+', "%2B")
-            .replace('/', "%2F")
-    );
+    let path = connection_path(&id);
 
     let Response { status, body: info } = http(&stack, "GET", &path).await;
     assert_eq!(status, 200, "{info}");

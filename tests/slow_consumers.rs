@@ -5,7 +5,7 @@
 //! (its outbound queue over `--max-outbound-bytes`, or a write over `--write-timeout`), its
 //! posts answer 410, its `$disconnect` runs, and its socket and tasks are released.
 
-use e2e::embedded;
+use e2e::{connection_path, embedded};
 use fanout::domain::RoomName;
 use fanout_local::LocalStack;
 use fanout_test_support::http::request;
@@ -28,15 +28,9 @@ async fn metrics(stack: &LocalStack) -> String {
 }
 
 /// A connection id in a URL path: base64's `+`, `/` and `=` escaped.
-fn path_id(id: &str) -> String {
-    id.replace('+', "%2B")
-        .replace('/', "%2F")
-        .replace('=', "%3D")
-}
-
 /// `POST @connections/{id}`'s status.
 async fn post(stack: &LocalStack, id: &str) -> u16 {
-    let path = format!("/local/@connections/{}", path_id(id));
+    let path = connection_path(id);
     request(stack.addr(), "POST", &path, "\"ping\"")
         .await
         .expect("POST @connections")

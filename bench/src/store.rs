@@ -15,7 +15,7 @@
 use crate::ids::{ID_LEN, IdSpace};
 use async_trait::async_trait;
 use fanout::domain::{Connection, RoomName, Segment};
-use fanout::ports::{ConnectionStore, Page, StoreError};
+use fanout::ports::{ConnectionStore, Page, StaleDelete, StoreError};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -116,9 +116,13 @@ impl ConnectionStore for SyntheticStore {
         Ok(())
     }
 
-    async fn delete_stale(&self, connection_id: &str, _before: i64) -> Result<bool, StoreError> {
+    async fn delete_stale(
+        &self,
+        connection_id: &str,
+        _before: i64,
+    ) -> Result<StaleDelete, StoreError> {
         // Every synthetic member connected long ago.
-        self.delete(connection_id).await.map(|()| true)
+        self.delete(connection_id).await.map(|()| StaleDelete::Gone)
     }
 
     async fn room_page(

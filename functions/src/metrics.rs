@@ -99,7 +99,7 @@ pub type Count = fn(&FanoutStats) -> u64;
 pub const WORKER_COUNTS: &[(&str, Count)] = &[
     ("Delivered", |s| s.delivered),
     ("Stale", |s| s.stale),
-    ("StaleKept", |s| s.stale_kept),
+    ("StaleYoung", |s| s.stale_young),
     ("DeleteFailed", |s| s.delete_failed),
     ("Failed", |s| s.failed),
     ("Forbidden", |s| s.forbidden),

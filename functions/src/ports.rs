@@ -56,12 +56,12 @@ pub trait ConnectionStore: Send + Sync {
     async fn delete(&self, connection_id: &str) -> Result<(), StoreError>;
     /// Deletes the connection only if it connected before `connected_before` (epoch ms):
     /// API Gateway answers 410 for a connection whose `$connect` is still running, and that
-    /// one must stay. Whether it deleted anything.
+    /// one must stay.
     async fn delete_stale(
         &self,
         connection_id: &str,
         connected_before: i64,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<StaleDelete, StoreError>;
     /// One page of the room's members, from the room index, in connection-id order: those after
     /// `cursor` and, with `until`, up to that id (inclusive; a bound, not necessarily a member).
     async fn room_page(
@@ -75,6 +75,17 @@ pub trait ConnectionStore: Send + Sync {
     /// The cursor that goes on right after `connection_id`, in the room's pages (`Some(room)`)
     /// or the Scan's (`None`): how a run that stopped mid-page hands on exactly the rest.
     fn cursor_after(&self, room: Option<&RoomName>, connection_id: &str) -> String;
+}
+
+/// What [`ConnectionStore::delete_stale`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleDelete {
+    /// The connection is not in the store any more: deleted now, or already gone (its
+    /// `$disconnect` ran, or an earlier 410 deleted it).
+    Gone,
+    /// Kept: it connected at or after the bound, so its `$connect` may still be running and a
+    /// post to it is worth trying again.
+    TooYoung,
 }
 
 /// Each connection's sending allowance ([`Allowance`], sendmessage's rate limit), kept on its

@@ -6,7 +6,7 @@ use fanout::adapters::dynamodb::{DynamoStore, TableConfig};
 use fanout::adapters::progress_table::{DynamoProgress, ProgressTableConfig};
 use fanout::adapters::sqs::SqsQueue;
 use fanout::domain::{Checkpoint, Connection, Job, RoomName, Segment};
-use fanout::ports::{Claim, ConnectionStore, JobQueue, ProgressStore, StoreError};
+use fanout::ports::{Claim, ConnectionStore, JobQueue, ProgressStore, StaleDelete, StoreError};
 use fanout_test_support::moto::{create_queue, moto_sdk_config, unique};
 use fanout_test_support::pages::ids;
 use std::time::Duration;
@@ -45,9 +45,14 @@ async fn a_gone_connection_is_deleted_only_if_it_connected_before_the_cutoff() {
     store.put(&connection("old", 1_000)).await.unwrap();
     store.put(&connection("young", 9_000)).await.unwrap();
 
-    assert!(store.delete_stale("old", 5_000).await.unwrap());
-    assert!(!store.delete_stale("young", 5_000).await.unwrap());
-    assert!(!store.delete_stale("never-was", 5_000).await.unwrap());
+    let gone = |id| store.delete_stale(id, 5_000);
+    assert_eq!(gone("old").await.unwrap(), StaleDelete::Gone);
+    assert_eq!(gone("young").await.unwrap(), StaleDelete::TooYoung);
+    assert_eq!(
+        gone("never-was").await.unwrap(),
+        StaleDelete::Gone,
+        "a connection whose $disconnect ran is gone too"
+    );
 
     assert!(store.get("old").await.unwrap().is_none());
     assert!(store.get("young").await.unwrap().is_some());

@@ -10,6 +10,7 @@ use fanout::handlers::connect::ConnectConfig;
 use fanout::handlers::sendmessage::{SendConfig, SendMessage};
 use fanout::ports::{Allowances, ConnectionStore, JobQueue};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The shared state behind every route: one per stack, behind an `Arc`, given to the WebSocket
@@ -50,6 +51,27 @@ pub struct App {
     pub domain_name: String,
     /// The `$connect` authorizer (`--jwt-secret`, `--jwks-url`); `None`: every room is public.
     pub authorizer: Option<Arc<Verifier>>,
+    /// What tests widen to make a race deterministic.
+    pub hooks: TestHooks,
+}
+
+/// Windows that are too short to hit on purpose, widened by tests through
+/// [`crate::LocalStack`]. Zero, as in production, unless a test sets them.
+#[derive(Debug, Default)]
+pub struct TestHooks {
+    /// How long the emulator waits after the 101 before it serves the socket.
+    socket_start_delay_ms: AtomicU64,
+}
+
+impl TestHooks {
+    pub fn socket_start_delay(&self) -> Duration {
+        Duration::from_millis(self.socket_start_delay_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn delay_socket_start(&self, delay: Duration) {
+        let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.socket_start_delay_ms.store(millis, Ordering::Relaxed);
+    }
 }
 
 impl App {

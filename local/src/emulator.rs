@@ -4,6 +4,12 @@
 //! Frame and message limits close with 1009; idle timeout, maximum duration and shutdown close
 //! with 1001.
 //!
+//! A connection is registered with the management API as soon as `$connect` accepts it, before
+//! the 101 goes out: API Gateway takes posts to a connection once its handshake completes, so a
+//! client that has its 101 gets every message posted after it (what is posted before the socket
+//! is served waits in the connection's outbound queue). An upgrade that fails after that takes
+//! the registration back and runs `$disconnect` ([`Registration`]).
+//!
 //! Each connection has two tasks: [`serve`] reads and routes, and a writer
 //! ([`write_frames`]) takes the connection's outbound queue ([`crate::connections`]) to the
 //! socket, each write bounded by `--write-timeout`. Every wait in a connection's life is
@@ -115,11 +121,79 @@ pub async fn upgrade(
         info!(status = status.as_u16(), "connect refused");
         return (status, text_body(&response).unwrap_or_default()).into_response();
     }
+    let registration = Registration::open(app.clone(), origin);
     let limits = &app.limits;
     upgrade
         .max_frame_size(limits.max_frame_bytes)
         .max_message_size(limits.max_message_bytes)
-        .on_upgrade(move |socket| serve(app, origin, socket))
+        .on_upgrade(move |socket| async move {
+            let delay = app.hooks.socket_start_delay();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            serve(registration, socket).await
+        })
+}
+
+/// A connection registered with the management API whose socket is not served yet. Dropped
+/// unserved (the upgrade failed: the client went away before it completed), it leaves the
+/// registry and its `$disconnect` runs, as API Gateway's would.
+struct Registration {
+    app: Arc<App>,
+    origin: Origin,
+    connection: Option<Arc<LiveConnection>>,
+}
+
+impl Registration {
+    fn open(app: Arc<App>, origin: Origin) -> Self {
+        let connection = app.connections.open(
+            origin.connection_id.clone(),
+            origin.source,
+            origin.user_agent.clone(),
+            app.limits.max_outbound_bytes,
+        );
+        Self {
+            app,
+            origin,
+            connection: Some(connection),
+        }
+    }
+
+    /// The socket is here: [`serve`] owns the connection from now on.
+    fn serve(mut self) -> (Arc<App>, Origin, Arc<LiveConnection>) {
+        let connection = self.connection.take().expect("taken once");
+        (self.app.clone(), self.origin.clone(), connection)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let Some(connection) = self.connection.take() else {
+            return;
+        };
+        let (app, origin) = (self.app.clone(), self.origin.clone());
+        app.connections.forget(&connection.id);
+        connection.shut_outbound();
+        info!(connection_id = %origin.connection_id, "the upgrade failed after $connect");
+        let disconnect = async move {
+            disconnect(&app, &origin, 1006, "upgrade failed".into()).await;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(disconnect)),
+            // No runtime to run it on (the process is ending): the TTL removes the item.
+            Err(_) => self.app.connections.finished(),
+        }
+    }
+}
+
+/// `$disconnect`, then the connection's socket task is done.
+async fn disconnect(app: &App, origin: &Origin, status: u16, reason: String) {
+    let mut request = event(app, origin, "$disconnect", "DISCONNECT");
+    request.request_context.disconnect_status_code = Some(i64::from(status));
+    request.request_context.disconnect_reason = Some(reason.clone());
+    handlers::disconnect::handle(&*app.store, request).await;
+    info!(connection_id = %origin.connection_id, status, reason, "disconnected");
+    app.connections.finished();
 }
 
 /// Query string parameters, decoded, as API Gateway passes them.
@@ -145,14 +219,9 @@ fn text_body(response: &ApiGatewayProxyResponse) -> Option<String> {
 /// One connection's life: reads frames until the client closes, a limit closes it, the
 /// server shuts down or the writer ends (a close frame written, a write timed out or failed);
 /// then `$disconnect`, and the socket is dropped.
-async fn serve(app: Arc<App>, origin: Origin, socket: WebSocket) {
+async fn serve(registration: Registration, socket: WebSocket) {
+    let (app, origin, connection) = registration.serve();
     let write_timeout = app.limits.write_timeout;
-    let connection = app.connections.open(
-        origin.connection_id.clone(),
-        origin.source,
-        origin.user_agent.clone(),
-        app.limits.max_outbound_bytes,
-    );
     let (sink, mut stream) = socket.split();
     let mut writer = tokio::spawn(write_frames(
         sink,
@@ -243,12 +312,7 @@ async fn serve(app: Arc<App>, origin: Origin, socket: WebSocket) {
     // The writer's end shut the outbound queue; the read half is the last owner of the socket.
     drop(stream);
 
-    let mut request = event(&app, &origin, "$disconnect", "DISCONNECT");
-    request.request_context.disconnect_status_code = Some(i64::from(status));
-    request.request_context.disconnect_reason = Some(reason.clone());
-    handlers::disconnect::handle(&*app.store, request).await;
-    info!(connection_id = %origin.connection_id, status, reason, "disconnected");
-    app.connections.finished();
+    disconnect(&app, &origin, status, reason).await;
 }
 
 /// The code and reason of a client's close frame (1005 without one).

@@ -2,7 +2,7 @@
 //! options, routes the emulator, the management API, `/metrics` and the page at `/`, starts the
 //! server and the worker, and stops them gracefully.
 
-use crate::app::{App, Limits};
+use crate::app::{App, Limits, TestHooks};
 use crate::backend::{self, Backend, BackendError};
 use crate::connections::{CLOSE_GOING_AWAY, Registry};
 use crate::emulator;
@@ -205,6 +205,7 @@ impl LocalStack {
             stage: options.stage.clone(),
             domain_name: addr.to_string(),
             authorizer,
+            hooks: TestHooks::default(),
         });
 
         let (stop_worker, worker_signal) = watch::channel(false);
@@ -309,6 +310,12 @@ impl LocalStack {
     pub fn inject_management_fault(&self, kind: FaultKind, duration: Duration) {
         info!(%kind, ?duration, "injecting a management API fault");
         self.app.faults.inject(kind, duration);
+    }
+
+    /// Widens the window between a connection's 101 and the emulator serving its socket: posts
+    /// in it must reach the client all the same.
+    pub fn delay_socket_start(&self, delay: Duration) {
+        self.app.hooks.delay_socket_start(delay);
     }
 
     /// Kills every worker invocation in flight now, as `--kill-worker-after` does; the worker

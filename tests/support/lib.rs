@@ -34,3 +34,13 @@ pub async fn join(stack: &LocalStack, room: &str, count: usize) -> Vec<Client> {
     }
     clients
 }
+
+/// `/local/@connections/{id}`: the management API's path for a connection, its id escaped
+/// (API Gateway's ids are base64: `+`, `/` and `=`).
+pub fn connection_path(id: &str) -> String {
+    let escaped = id
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    format!("/local/@connections/{escaped}")
+}

@@ -2,7 +2,7 @@
 
 use super::aws::describe;
 use crate::domain::{Allowance, Connection, RoomName, Segment};
-use crate::ports::{Allowances, ConnectionStore, Page, StoreError};
+use crate::ports::{Allowances, ConnectionStore, Page, StaleDelete, StoreError};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
@@ -291,19 +291,22 @@ impl ConnectionStore for DynamoStore {
         &self,
         connection_id: &str,
         connected_before: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<StaleDelete, StoreError> {
+        // Absent is gone too: the delete of a missing item is a no-op that succeeds.
         let deleted = self
             .client
             .delete_item()
             .table_name(&self.config.table)
             .set_key(Some(Self::key(connection_id)))
-            .condition_expression("#connectedAt < :before")
+            .condition_expression("attribute_not_exists(#connectedAt) OR #connectedAt < :before")
             .expression_attribute_names("#connectedAt", "connectedAt")
             .expression_attribute_values(":before", AttributeValue::N(connected_before.to_string()))
             .send()
             .await;
-        // False: too young, or already gone.
-        conditional(deleted)
+        Ok(match conditional(deleted)? {
+            true => StaleDelete::Gone,
+            false => StaleDelete::TooYoung,
+        })
     }
 
     async fn room_page(

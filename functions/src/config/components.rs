@@ -260,7 +260,7 @@ impl EngineConfig {
                 env,
                 "GONE_GRACE_SECONDS",
                 defaults.gone_grace.as_secs(),
-                0..=3_600,
+                1..=3_600,
             )?,
             checkpoint_every: number(
                 env,

@@ -17,7 +17,7 @@ use super::handoff::by;
 use super::pacer::Pacer;
 use super::stats::FanoutStats;
 use crate::domain::now_epoch_millis;
-use crate::ports::{ConnectionGateway, ConnectionStore, PostError, StoreError};
+use crate::ports::{ConnectionGateway, ConnectionStore, PostError, StaleDelete};
 use bytes::Bytes;
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
@@ -41,10 +41,8 @@ pub(super) struct Post {
 
 enum Delivery {
     Delivered,
-    /// 410; `deleted` is false when the connection is too young to be gone, or the delete
-    /// failed.
+    /// 410 from a connection past the grace period: deleted, unless the delete failed.
     Gone {
-        deleted: bool,
         delete_failed: bool,
     },
     Refused,
@@ -71,10 +69,10 @@ pub(super) async fn lane(post: Arc<Post>, feed: Arc<Feed>) -> FanoutStats {
             feed.settle(id, Settled::Later);
             break;
         }
-        let mut retries = 0;
+        let mut tries = Tries::default();
         // A panicking gateway is a bug; count the delivery as refused rather than lose the
         // lane. The backstop: a post still running at the cutoff is abandoned.
-        let attempt = AssertUnwindSafe(deliver_one(&post, &id, &mut retries)).catch_unwind();
+        let attempt = AssertUnwindSafe(deliver_one(&post, &id, &mut tries)).catch_unwind();
         let delivery = match timeout_at(post.cutoff, attempt).await {
             Ok(Ok(delivery)) => delivery,
             Ok(Err(_)) => {
@@ -87,18 +85,15 @@ pub(super) async fn lane(post: Arc<Post>, feed: Arc<Feed>) -> FanoutStats {
             }
         };
         drop(permit);
-        stats.retried += u64::from(retries);
+        stats.retried += u64::from(tries.retries);
+        stats.stale_young += u64::from(tries.young_gone);
         let settled = match delivery {
             Delivery::Delivered => {
                 stats.delivered += 1;
                 Settled::Done
             }
-            Delivery::Gone {
-                deleted,
-                delete_failed,
-            } => {
+            Delivery::Gone { delete_failed } => {
                 stats.stale += 1;
-                stats.stale_kept += u64::from(!deleted);
                 stats.delete_failed += u64::from(delete_failed);
                 Settled::Done
             }
@@ -121,10 +116,21 @@ pub(super) async fn lane(post: Arc<Post>, feed: Arc<Feed>) -> FanoutStats {
     stats
 }
 
-/// Posts to one connection, counting retries into `retries`.
-async fn deliver_one(post: &Post, id: &str, retries: &mut u32) -> Delivery {
-    // 5xx and timeouts: bounded by `max_post_attempts`. 429s are not counted: they slow the
-    // whole worker through the pacer, and the id goes back at the same attempt if time runs out.
+/// What one delivery's posts ran into, besides its outcome.
+#[derive(Default)]
+struct Tries {
+    /// Posts repeated after the first.
+    retries: u32,
+    /// 410s from a connection inside the grace period.
+    young_gone: u32,
+}
+
+/// Posts to one connection, counting what it took into `tries`.
+async fn deliver_one(post: &Post, id: &str, tries: &mut Tries) -> Delivery {
+    // 5xx, timeouts and 410s of a connection whose `$connect` may still be running: bounded by
+    // `max_post_attempts`, then handed back to be retried within the retry budget. 429s are not
+    // counted: they slow the whole worker through the pacer, and the id goes back at the same
+    // attempt if time runs out.
     let (mut failures, mut throttles) = (0, 0);
     let mut first = true;
     let give_back = |failures: u32, throttles: u32| match (failures, throttles) {
@@ -137,7 +143,7 @@ async fn deliver_one(post: &Post, id: &str, retries: &mut u32) -> Delivery {
             return give_back(failures, throttles);
         }
         if !first {
-            *retries += 1;
+            tries.retries += 1;
         }
         first = false;
         // Past the cutoff the backstop takes over: the post is abandoned as possibly delivered.
@@ -154,7 +160,24 @@ async fn deliver_one(post: &Post, id: &str, retries: &mut u32) -> Delivery {
                 post.pacer.on_success();
                 return Delivery::Delivered;
             }
-            Err(PostError::Gone) => return delete_gone(post, id).await,
+            Err(PostError::Gone) => match delete_gone(post, id).await {
+                Some(gone) => return gone,
+                None => {
+                    // API Gateway answers 410 until `$connect` returns: the member joins in a
+                    // moment and must get the message. Past the grace period, a 410 is final.
+                    tries.young_gone += 1;
+                    failures += 1;
+                    if failures >= post.config.max_post_attempts {
+                        debug!(connection_id = %id, "still connecting after every try in this run");
+                        return Delivery::Transient;
+                    }
+                    backoff::full_jitter(
+                        post.config.backoff_base,
+                        post.config.backoff_cap,
+                        failures,
+                    )
+                }
+            },
             Err(PostError::Forbidden(reason)) => {
                 error!(connection_id = %id, %reason, "the management API refuses the worker (403); stopping the job");
                 return Delivery::Forbidden;
@@ -184,20 +207,23 @@ async fn deliver_one(post: &Post, id: &str, retries: &mut u32) -> Delivery {
     }
 }
 
-/// 410: delete the connection, unless it connected within the grace period (its `$connect`
-/// may still be running). A failed delete is counted, not fatal: the TTL removes the item, and
-/// the next message tries again.
-async fn delete_gone(post: &Post, id: &str) -> Delivery {
+/// 410: deletes the connection, unless it connected within the grace period (its `$connect`
+/// may still be running): then `None`, and the post is worth trying again. A failed delete is
+/// counted, not fatal: the TTL removes the item, and the next message tries again.
+async fn delete_gone(post: &Post, id: &str) -> Option<Delivery> {
     let grace = i64::try_from(post.config.gone_grace.as_millis()).unwrap_or(i64::MAX);
     let connected_before = now_epoch_millis().saturating_sub(grace);
     let answer_by = Instant::now() + post.config.post_timeout;
-    let result: Result<bool, StoreError> =
-        by(answer_by, post.store.delete_stale(id, connected_before)).await;
-    if let Err(error) = &result {
-        warn!(connection_id = %id, %error, "could not delete a gone connection");
-    }
-    Delivery::Gone {
-        deleted: result.as_ref().is_ok_and(|deleted| *deleted),
-        delete_failed: result.is_err(),
+    match by(answer_by, post.store.delete_stale(id, connected_before)).await {
+        Ok(StaleDelete::Gone) => Some(Delivery::Gone {
+            delete_failed: false,
+        }),
+        Ok(StaleDelete::TooYoung) => None,
+        Err(error) => {
+            warn!(connection_id = %id, %error, "could not delete a gone connection");
+            Some(Delivery::Gone {
+                delete_failed: true,
+            })
+        }
     }
 }

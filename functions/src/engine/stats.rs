@@ -7,10 +7,11 @@ use std::ops::AddAssign;
 pub struct FanoutStats {
     /// Frames the management API accepted.
     pub delivered: u64,
-    /// Connections that answered 410.
+    /// Connections that answered 410 and were settled as gone.
     pub stale: u64,
-    /// Of those, connections kept: too young to be gone, or the delete failed.
-    pub stale_kept: u64,
+    /// 410s from connections inside the grace period (`$connect` may still be running): tried
+    /// again, not deleted.
+    pub stale_young: u64,
     /// Deletes of gone connections that failed or timed out.
     pub delete_failed: u64,
     /// Deliveries refused for good: a 4xx other than 410 and 429.
@@ -51,7 +52,7 @@ impl AddAssign for FanoutStats {
     fn add_assign(&mut self, other: Self) {
         self.delivered += other.delivered;
         self.stale += other.stale;
-        self.stale_kept += other.stale_kept;
+        self.stale_young += other.stale_young;
         self.delete_failed += other.delete_failed;
         self.failed += other.failed;
         self.forbidden += other.forbidden;

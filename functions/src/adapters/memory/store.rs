@@ -1,6 +1,6 @@
 use crate::domain::job::stable_hash;
 use crate::domain::{Allowance, Connection, RoomName, Segment};
-use crate::ports::{Allowances, ConnectionStore, Page, StoreError};
+use crate::ports::{Allowances, ConnectionStore, Page, StaleDelete, StoreError};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -18,6 +18,19 @@ struct Tables {
     /// Ordered so that Scan pages are stable between calls.
     by_id: BTreeMap<String, Connection>,
     rooms: BTreeMap<RoomName, BTreeSet<String>>,
+}
+
+impl Tables {
+    fn remove(&mut self, connection_id: &str) {
+        if let Some(old) = self.by_id.remove(connection_id)
+            && let Some(members) = self.rooms.get_mut(&old.room)
+        {
+            members.remove(connection_id);
+            if members.is_empty() {
+                self.rooms.remove(&old.room);
+            }
+        }
+    }
 }
 
 impl MemoryStore {
@@ -135,15 +148,7 @@ impl ConnectionStore for MemoryStore {
     }
 
     async fn delete(&self, connection_id: &str) -> Result<(), StoreError> {
-        let mut tables = self.write();
-        if let Some(old) = tables.by_id.remove(connection_id)
-            && let Some(members) = tables.rooms.get_mut(&old.room)
-        {
-            members.remove(connection_id);
-            if members.is_empty() {
-                tables.rooms.remove(&old.room);
-            }
-        }
+        self.write().remove(connection_id);
         Ok(())
     }
 
@@ -151,16 +156,17 @@ impl ConnectionStore for MemoryStore {
         &self,
         connection_id: &str,
         connected_before: i64,
-    ) -> Result<bool, StoreError> {
-        let stale = self
-            .read()
+    ) -> Result<StaleDelete, StoreError> {
+        let mut tables = self.write();
+        if tables
             .by_id
             .get(connection_id)
-            .is_some_and(|connection| connection.connected_at < connected_before);
-        if stale {
-            self.delete(connection_id).await?;
+            .is_some_and(|connection| connection.connected_at >= connected_before)
+        {
+            return Ok(StaleDelete::TooYoung);
         }
-        Ok(stale)
+        tables.remove(connection_id);
+        Ok(StaleDelete::Gone)
     }
 
     async fn room_page(

@@ -323,12 +323,10 @@ async fn posts_still_running_at_the_cutoff_are_abandoned_and_handed_back() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_gone_connection_is_deleted_only_past_the_grace_period() {
-    let f = fixture(10, config(4));
-    let now = crate::domain::now_epoch_millis();
-    for (id, connected_at) in [("old", 0), ("new", now)] {
-        f.store
+impl Fixture {
+    /// A member of `ROOM` that connected `connected_at` (epoch ms).
+    async fn connected(&self, id: &str, connected_at: i64) {
+        self.store
             .put(&Connection {
                 connection_id: id.into(),
                 room: RoomName::parse(ROOM).unwrap(),
@@ -339,14 +337,62 @@ async fn a_gone_connection_is_deleted_only_past_the_grace_period() {
             })
             .await
             .unwrap();
-        f.gateway.mark_gone(id);
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gone_connection_is_deleted_only_past_the_grace_period() {
+    let f = fixture(10, config(4));
+    let now = crate::domain::now_epoch_millis();
+    f.connected("old", 0).await;
+    f.connected("new", now).await;
+    f.gateway.mark_gone("old");
+    // API Gateway answers 410 until `$connect` returns; then the post goes through.
+    f.gateway.script("new", [PostError::Gone]);
 
     let report = f.run(&[room_job("m1")]).await;
 
-    assert_eq!((report.stats.stale, report.stats.stale_kept), (2, 1));
+    assert_eq!(report.stats.stale, 1);
+    assert_eq!((report.stats.stale_young, report.stats.retried), (1, 1));
     assert!(!f.store.contains("old"));
     assert!(f.store.contains("new"), "its $connect may still be running");
+    assert_eq!(
+        f.gateway.delivered_to("new").len(),
+        1,
+        "the member that was connecting gets the message, once"
+    );
+    assert!(f.queue.drain().is_empty(), "nothing left to retry");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_still_connecting_after_every_try_is_retried_later_then_settled() {
+    let f = fixture(10, config(4));
+    f.connected("slow", crate::domain::now_epoch_millis()).await;
+    f.gateway.mark_gone("slow");
+
+    let report = f.run(&[room_job("m1")]).await;
+
+    let tries = EngineConfig::default().max_post_attempts;
+    assert_eq!(report.stats.stale_young, u64::from(tries));
+    assert_eq!(report.stats.stale, 0, "not settled as gone while young");
+    assert!(f.store.contains("slow"));
+    let retry = f.queue.drain();
+    assert_eq!(
+        retry.len(),
+        1,
+        "handed back for the retry budget: {retry:?}"
+    );
+    assert!(
+        matches!(&retry[0].target, Target::Connections { ids, .. } if ids == &["slow"]),
+        "{retry:?}"
+    );
+
+    // Its `$disconnect` ran meanwhile: the retry finds it gone and settles it.
+    f.store.delete("slow").await.unwrap();
+    let report = f.run(&[retry[0].to_json()]).await;
+    assert_eq!((report.stats.stale, report.stats.stale_young), (1, 0));
+    assert!(f.queue.drain().is_empty());
+    assert!(f.queue.dead_letters().is_empty());
 }
 
 #[tokio::test(start_paused = true)]

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::domain::Checkpoint;
-use crate::ports::{Claim, JobQueue, ProgressStore, QueueError, StoreError};
+use crate::ports::{Claim, JobQueue, ProgressStore, QueueError, StaleDelete, StoreError};
 use std::sync::Mutex;
 
 /// What is broken right now. Every switch is off by default.
@@ -68,7 +68,7 @@ impl ConnectionStore for Store {
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         self.0.delete(id).await
     }
-    async fn delete_stale(&self, id: &str, before: i64) -> Result<bool, StoreError> {
+    async fn delete_stale(&self, id: &str, before: i64) -> Result<StaleDelete, StoreError> {
         if self.1.get().deletes_hang {
             std::future::pending::<()>().await;
         }
