@@ -50,8 +50,8 @@ async fn until_metrics(stack: &LocalStack, what: &str, check: impl Fn(&str) -> b
     }
 }
 
-/// Reads one reader's messages until it has `count` of them, for at most `WAIT`: by id, with
-/// how many times each came. Gives the client back, still open.
+/// Reads one reader's messages until it has `count` different ones, for at most `WAIT`: by id,
+/// with how many times each came. Gives the client back, still open.
 fn read_messages(
     mut client: Client,
     count: usize,
@@ -59,7 +59,7 @@ fn read_messages(
     tokio::spawn(async move {
         let deadline = Instant::now() + WAIT;
         let mut heard = BTreeMap::new();
-        while heard.values().sum::<usize>() < count {
+        while heard.len() < count {
             match client.next(deadline - Instant::now()).await {
                 Event::Json(frame) if frame["type"] == "message" => {
                     let id = frame["id"].as_str().unwrap_or_default().to_owned();
@@ -145,8 +145,9 @@ async fn clients_that_stop_reading_are_dropped_and_everyone_else_gets_every_mess
         own += 1;
     }
 
-    // Every reader got every message, once.
+    // Every reader got every message, once unless its post was repeated.
     let mut readers = Vec::with_capacity(READERS);
+    let mut duplicates = 0;
     for (i, listener) in listeners.into_iter().enumerate() {
         let (client, heard) = tokio::time::timeout(WAIT, listener)
             .await
@@ -154,13 +155,21 @@ async fn clients_that_stop_reading_are_dropped_and_everyone_else_gets_every_mess
             .expect("a listener panicked");
         let got: BTreeSet<String> = heard.keys().cloned().collect();
         assert_eq!(got, acked, "reader {i} got {heard:?}");
-        assert!(
-            heard.values().all(|&times| times == 1),
-            "reader {i}: {heard:?}"
-        );
+        duplicates += heard.values().map(|&times| times - 1).sum::<usize>();
         readers.push(client);
     }
     let delivered = sent.elapsed();
+    // Delivery is at least once: a reader gets a message twice only where the contract says
+    // (docs/contracts.md), here a post that timed out or was abandoned after the frame was
+    // queued, as on a machine too busy to answer within POST_TIMEOUT_MS. Each such post is
+    // counted; no other duplicate is allowed.
+    let text = metrics(&stack).await;
+    let repeated = metric(&text, "fanout_retried_total").unwrap_or(0.0)
+        + metric(&text, "fanout_interrupted_total").unwrap_or(0.0);
+    assert!(
+        duplicates as f64 <= repeated,
+        "{duplicates} duplicate deliveries, but only {repeated} posts were repeated:\n{text}"
+    );
 
     // Every non-reader is dropped: out of the registry, its socket and tasks released.
     let readers_count = READERS as f64;
