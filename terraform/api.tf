@@ -18,6 +18,11 @@ locals {
       function       = "sendmessage"
       route_response = true
     }
+    # Its frames go through the management API; the route response carries only an error.
+    "recover" = {
+      function       = "recover"
+      route_response = true
+    }
     "$default" = {
       function       = "default"
       route_response = true

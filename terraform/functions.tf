@@ -38,11 +38,14 @@ locals {
     }
 
     sendmessage = {
-      description = "WebSocket sendmessage: validates, enqueues a fan-out job, acks the sender."
+      description = "WebSocket sendmessage: validates, numbers and keeps the message in its room's history, enqueues a fan-out job, acks the sender."
       memory_size = var.api_function_memory_mb
       timeout     = var.api_function_timeout_seconds
       environment = {
         CONNECTIONS_TABLE     = aws_dynamodb_table.connections.name
+        HISTORY_TABLE         = aws_dynamodb_table.history.name
+        HISTORY_SIZE          = tostring(var.history_size)
+        HISTORY_TTL_SECONDS   = tostring(var.history_ttl_seconds)
         FANOUT_QUEUE_URL      = aws_sqs_queue.fanout.url
         MAX_DATA_BYTES        = tostring(var.max_data_bytes)
         RATE_LIMIT_PER_SECOND = tostring(var.rate_limit_per_second)
@@ -52,8 +55,24 @@ locals {
       }
     }
 
+    recover = {
+      description = "WebSocket recover: posts a reconnecting client what its room's history holds after its last offset, then a recovered frame."
+      memory_size = var.api_function_memory_mb
+      # Up to history_size posts, one after the other: as long as API Gateway waits.
+      timeout = local.integration_timeout_seconds
+      environment = {
+        CONNECTIONS_TABLE   = aws_dynamodb_table.connections.name
+        HISTORY_TABLE       = aws_dynamodb_table.history.name
+        HISTORY_SIZE        = tostring(var.history_size)
+        HISTORY_TTL_SECONDS = tostring(var.history_ttl_seconds)
+        MANAGEMENT_ENDPOINT = local.management_endpoint
+        METRICS_NAMESPACE   = var.metrics_namespace
+        WORKSPACE           = terraform.workspace
+      }
+    }
+
     default = {
-      description = "WebSocket $default: error frame for unknown actions and non-JSON messages."
+      description = "WebSocket $default: pong for a ping, error frame for unknown actions and non-JSON messages."
       memory_size = var.api_function_memory_mb
       timeout     = var.api_function_timeout_seconds
       environment = {}

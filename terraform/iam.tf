@@ -96,6 +96,47 @@ data "aws_iam_policy_document" "sendmessage" {
     actions   = ["sqs:SendMessage"]
     resources = [aws_sqs_queue.fanout.arn]
   }
+
+  # The room's next offset (an atomic ADD, or a restart under a new epoch), the message kept
+  # under it, and taken back out if the enqueue then fails.
+  statement {
+    sid    = "NumberAndKeepMessages"
+    effect = "Allow"
+    actions = [
+      "dynamodb:UpdateItem",
+      "dynamodb:PutItem",
+      "dynamodb:DeleteItem",
+    ]
+    resources = [aws_dynamodb_table.history.arn]
+  }
+}
+
+data "aws_iam_policy_document" "recover" {
+  source_policy_documents = [data.aws_iam_policy_document.function_base["recover"].json]
+
+  statement {
+    sid       = "LookUpClient"
+    effect    = "Allow"
+    actions   = ["dynamodb:GetItem"]
+    resources = [aws_dynamodb_table.connections.arn]
+  }
+
+  statement {
+    sid    = "ReadHistory"
+    effect = "Allow"
+    actions = [
+      "dynamodb:GetItem",
+      "dynamodb:Query",
+    ]
+    resources = [aws_dynamodb_table.history.arn]
+  }
+
+  statement {
+    sid       = "PostToConnections"
+    effect    = "Allow"
+    actions   = ["execute-api:ManageConnections"]
+    resources = ["${aws_apigatewayv2_api.this.execution_arn}/${local.stage_name}/POST/@connections/*"]
+  }
 }
 
 data "aws_iam_policy_document" "default" {
@@ -171,6 +212,7 @@ locals {
       sendmessage = data.aws_iam_policy_document.sendmessage.json
       default     = data.aws_iam_policy_document.default.json
       worker      = data.aws_iam_policy_document.worker.json
+      recover     = data.aws_iam_policy_document.recover.json
     },
     # The authorizer reads only its signing secret (with JWKS it needs nothing but logs).
     local.auth_enabled ? {

@@ -30,6 +30,9 @@ locals {
 
   room_index_name = "room-index"
 
+  # API Gateway gives up on a route's integration after 29 s.
+  integration_timeout_seconds = 29
+
   # ordering = "per_room": the fan-out queue and its DLQ are FIFO, each room a message group.
   ordered = var.ordering == "per_room"
 

@@ -61,7 +61,7 @@ locals {
       threshold   = 0
     }
     "sendmessage-unavailable" = {
-      description = "sendmessage refused messages because the connections table or the fan-out queue failed (Refused, Code unavailable): senders get an error frame over HTTP 200, so no Lambda or API Gateway error shows it."
+      description = "sendmessage refused messages because the connections table, the history table or the fan-out queue failed (Refused, Code unavailable): senders get an error frame over HTTP 200, so no Lambda or API Gateway error shows it."
       namespace   = var.metrics_namespace
       metric      = "Refused"
       dimensions  = merge(local.send_dimensions, { Code = "unavailable" })

@@ -144,6 +144,28 @@ variable "max_data_bytes" {
   }
 }
 
+variable "history_size" {
+  description = "How many of each room's last messages are kept for recovery (HISTORY_SIZE); 0 keeps none: offsets still number messages, and every recovery answers complete = false."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.history_size >= 0 && var.history_size <= 1000 && floor(var.history_size) == var.history_size
+    error_message = "history_size must be a whole number between 0 and 1000."
+  }
+}
+
+variable "history_ttl_seconds" {
+  description = "How long a room keeps a message for recovery, in seconds (HISTORY_TTL_SECONDS). DynamoDB's TTL deletes late; reads filter by expiry."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.history_ttl_seconds >= 60 && var.history_ttl_seconds <= 604800 && floor(var.history_ttl_seconds) == var.history_ttl_seconds
+    error_message = "history_ttl_seconds must be a whole number between 60 and 604800 (7 days)."
+  }
+}
+
 variable "fanout_concurrency" {
   description = "Worker: in-flight PostToConnection calls shared by a whole batch."
   type        = number

@@ -2,6 +2,7 @@
 //! and per sendmessage request on stdout, which Lambda ships to CloudWatch Logs and CloudWatch
 //! turns into metrics, without an API call on the hot path.
 
+use crate::domain::history::Recovered;
 use crate::domain::{ErrorCode, now_epoch_millis};
 use crate::engine::FanoutStats;
 use serde_json::{Map, Value, json};
@@ -19,6 +20,14 @@ pub trait SendMetrics: Send + Sync {
     fn accepted(&self);
     /// The sender got an error frame with this code.
     fn refused(&self, code: ErrorCode);
+}
+
+/// Where the recover handler reports each recovery.
+pub trait RecoverMetrics: Send + Sync {
+    /// A recovery ended with its `recovered` frame sent.
+    fn recovered(&self, outcome: &Recovered);
+    /// A recovery could not be sent (the management API failed past its retries).
+    fn failed(&self);
 }
 
 /// Names and dimensions of the EMF lines.
@@ -81,6 +90,20 @@ impl<W: Write + Send> MetricsSink for EmfSink<W> {
     }
 }
 
+impl<W: Write + Send> RecoverMetrics for EmfSink<W> {
+    fn recovered(&self, outcome: &Recovered) {
+        self.write(&recover_emf_line(
+            &self.config,
+            Some(outcome),
+            now_epoch_millis(),
+        ));
+    }
+
+    fn failed(&self) {
+        self.write(&recover_emf_line(&self.config, None, now_epoch_millis()));
+    }
+}
+
 impl<W: Write + Send> SendMetrics for EmfSink<W> {
     fn accepted(&self) {
         self.write(&send_emf_line(&self.config, Ok(()), now_epoch_millis()));
@@ -128,6 +151,44 @@ pub const SEND_ACCEPTED: &str = "Accepted";
 pub const SEND_REFUSED: &str = "Refused";
 /// The dimension of `Refused` that names the error code the sender got (`unavailable`, ...).
 pub const REFUSAL_CODE: &str = "Code";
+
+/// The recover handler's metrics, one document per recovery: every name it emits.
+pub const RECOVERIES: &str = "Recoveries";
+/// Recoveries answered `complete: false`: history did not reach back (clients reload).
+pub const RECOVERIES_INCOMPLETE: &str = "RecoveriesIncomplete";
+/// Messages sent by recoveries.
+pub const RECOVERED_MESSAGES: &str = "RecoveredMessages";
+/// Recoveries that could not be sent.
+pub const RECOVERIES_FAILED: &str = "RecoveriesFailed";
+
+/// One EMF document for one recovery: `None` for one that failed.
+pub fn recover_emf_line(
+    config: &EmfConfig,
+    outcome: Option<&Recovered>,
+    timestamp_ms: i64,
+) -> String {
+    let values: Vec<(&str, u64)> = match outcome {
+        Some(done) => vec![
+            (RECOVERIES, 1),
+            (RECOVERIES_INCOMPLETE, u64::from(!done.complete)),
+            (RECOVERED_MESSAGES, done.count),
+        ],
+        None => vec![(RECOVERIES_FAILED, 1)],
+    };
+    let mut document = Map::new();
+    let mut metrics = Vec::new();
+    for (name, value) in values {
+        document.insert(name.into(), value.into());
+        metrics.push(json!({"Name": name, "Unit": "Count"}));
+    }
+    finish(
+        config,
+        document,
+        json!([["Workspace", "Function"]]),
+        metrics,
+        timestamp_ms,
+    )
+}
 
 /// One EMF document for one sendmessage request.
 pub fn send_emf_line(

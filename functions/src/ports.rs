@@ -5,7 +5,9 @@
 //! Every method may hang or fail: callers bound each call by their own deadline.
 
 use crate::domain::job::JobTooLarge;
-use crate::domain::{Allowance, Checkpoint, Connection, Job, RoomName, Segment};
+use crate::domain::{
+    Allowance, Checkpoint, Connection, HistoryEntry, Job, Position, RoomName, Segment,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::time::Duration;
@@ -100,6 +102,39 @@ pub trait Allowances: Send + Sync {
         expected: Option<Allowance>,
         new: Allowance,
     ) -> Result<bool, StoreError>;
+}
+
+/// Rooms' sequences and their history (the `history` table): every message accepted for a room
+/// takes the room's next offset, and is kept for recovery (`domain::history`).
+#[async_trait]
+pub trait History: Send + Sync {
+    /// Takes the room's next offset: one more than the last, in the room's epoch. A room with
+    /// no sequence, or whose sequence expired by `now` (epoch seconds), starts a new epoch at 1.
+    /// Calls running at once each get their own offset. The sequence is kept until
+    /// `keep_until` (epoch seconds), renewed by every call.
+    async fn next_position(
+        &self,
+        room: &RoomName,
+        now: i64,
+        keep_until: i64,
+    ) -> Result<Position, StoreError>;
+    /// The room's last offset and epoch, if it has a sequence that has not expired by `now`
+    /// (epoch seconds).
+    async fn position(&self, room: &RoomName, now: i64) -> Result<Option<Position>, StoreError>;
+    /// Keeps a message under its offset; writing the same entry twice is harmless.
+    async fn append(&self, room: &RoomName, entry: &HistoryEntry) -> Result<(), StoreError>;
+    /// Forgets a message whose send failed after it was kept.
+    async fn remove(&self, room: &RoomName, offset: u64) -> Result<(), StoreError>;
+    /// The kept entries of `epoch` with offsets `from..=to` that are live at `now_ms` (epoch
+    /// milliseconds), in offset order, at most `limit`.
+    async fn read(
+        &self,
+        room: &RoomName,
+        epoch: &str,
+        range: (u64, u64),
+        limit: usize,
+        now_ms: i64,
+    ) -> Result<Vec<HistoryEntry>, StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,13 +1,15 @@
-//! Client frames: `parse_send_message` on any UTF-8 (text and binary frames), and the same
-//! frame through the `$default` and `sendmessage` handlers on the in-memory adapters. Never a
-//! panic; always status 200 and an ack or an error frame; an ack means exactly one job, which
-//! the worker accepts, and carries `data` exactly as sent.
+//! Client frames: `parse_send_message` and `parse_recover` on any UTF-8 (text and binary
+//! frames), and the same frame through the `$default` and `sendmessage` handlers on the
+//! in-memory adapters. Never a panic; always status 200 and an ack or an error frame (a pong for
+//! a ping); an ack means exactly one job, which the worker accepts, and carries `data` exactly as
+//! sent, with the offset the ack names.
 
 #![no_main]
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
-use fanout::adapters::memory::{MemoryQueue, MemoryStore};
+use fanout::adapters::memory::{MemoryHistory, MemoryQueue, MemoryStore};
+use fanout::domain::history::parse_recover;
 use fanout::domain::{Connection, Job, RoomName, parse_send_message};
 use fanout::handlers::default;
 use fanout::handlers::sendmessage::{SendConfig, SendMessage};
@@ -67,14 +69,23 @@ fuzz_target!(|input: &[u8]| {
     request.request_context.connection_id = Some(SENDER.into());
 
     let answer = frame(&default::handle(request.clone()));
-    assert_eq!(answer["type"], "error", "$default acked {body:?}");
+    let is_ping = serde_json::from_str::<serde_json::Value>(body)
+        .is_ok_and(|value| !binary && value["action"] == "ping");
+    let expected = if is_ping { "pong" } else { "error" };
+    assert_eq!(answer["type"], expected, "$default on {body:?}");
+    if parse_recover(Some(body), binary, 100).is_ok() {
+        assert!(!binary, "a binary frame is never a recovery");
+    }
 
     let queue = MemoryQueue::new();
     // Parsing is what is fuzzed: one sender sends everything, so no rate limit.
     let config = SendConfig {
         max_data_bytes: MAX_DATA_BYTES,
         rate_limit: None,
+        ..SendConfig::default()
     };
+    static HISTORY: OnceLock<MemoryHistory> = OnceLock::new();
+    let history = HISTORY.get_or_init(|| MemoryHistory::new(10));
     let metrics = EmfSink::new(
         EmfConfig {
             namespace: EmfConfig::DEFAULT_NAMESPACE.into(),
@@ -87,6 +98,7 @@ fuzz_target!(|input: &[u8]| {
         store: store(),
         allowances: store(),
         queue: &queue,
+        history,
         config: &config,
         metrics: &metrics,
     };
@@ -102,6 +114,7 @@ fuzz_target!(|input: &[u8]| {
                 Job::parse(&jobs[0].to_json()).is_ok(),
                 "acked a job the worker refuses"
             );
+            assert_eq!(answer["offset"], serde_json::json!(jobs[0].offset));
         }
         (Err(_), Some("error")) => assert!(jobs.is_empty()),
         (parsed, answer) => panic!("parser {parsed:?}, handler {answer:?}"),

@@ -7,8 +7,9 @@ use crate::metrics::Metrics;
 use crate::queue::JobSource;
 use fanout::auth::Verifier;
 use fanout::handlers::connect::ConnectConfig;
+use fanout::handlers::recover::{RecoverConfig, RecoverMessages};
 use fanout::handlers::sendmessage::{SendConfig, SendMessage};
-use fanout::ports::{Allowances, ConnectionStore, JobQueue};
+use fanout::ports::{Allowances, ConnectionGateway, ConnectionStore, History, JobQueue};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -21,6 +22,16 @@ pub struct App {
     pub store: Arc<dyn ConnectionStore>,
     /// Each connection's sending allowance (sendmessage's rate limit), in the same table.
     pub allowances: Arc<dyn Allowances>,
+    /// Rooms' sequences and history: sendmessage numbers and keeps each message, `recover`
+    /// reads them back.
+    pub history: Arc<dyn History>,
+    /// The management API client the `recover` handler posts through: the worker's, to this
+    /// stack's own `@connections` (faults included), as the Lambda posts to API Gateway's.
+    pub management: Arc<dyn ConnectionGateway>,
+    /// `http://HOST:PORT/STAGE`: where that client posts.
+    pub management_endpoint: String,
+    /// The `recover` handler's settings (the history's, as sendmessage's).
+    pub recover: RecoverConfig,
     /// The producer end of the fan-out queue: `sendmessage` enqueues a job here and acks at
     /// once, whatever the room's size.
     pub queue: Arc<dyn JobQueue>,
@@ -84,11 +95,24 @@ impl App {
         )
     }
 
+    /// The `recover` handler on this stack's store, history and management API.
+    pub fn recover(&self) -> RecoverMessages<'_> {
+        RecoverMessages {
+            store: &*self.store,
+            history: &*self.history,
+            gateway: &*self.management,
+            endpoint: &self.management_endpoint,
+            config: &self.recover,
+            metrics: &*self.metrics,
+        }
+    }
+
     /// The `sendmessage` handler on this stack's store, queue and settings.
     pub fn sendmessage(&self) -> SendMessage<'_> {
         SendMessage {
             store: &*self.store,
             allowances: &*self.allowances,
+            history: &*self.history,
             queue: &*self.queue,
             config: &self.send,
             metrics: &*self.metrics,

@@ -1,5 +1,5 @@
-//! Where connections, jobs and the worker's progress records live: in memory (the embedded
-//! default), or DynamoDB and SQS through the real SDKs (moto, or AWS itself).
+//! Where connections, rooms' history, jobs and the worker's progress records live: in memory
+//! (the embedded default), or DynamoDB and SQS through the real SDKs (moto, or AWS itself).
 
 use crate::options::{BackendKind, MessageOrder, Options};
 use crate::queue::{JobSource, LocalQueue, QueueSettings, SqsSource};
@@ -8,10 +8,12 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use fanout::adapters::aws::describe;
 use fanout::adapters::dynamodb::DynamoStore;
 use fanout::adapters::dynamodb::TableConfig;
-use fanout::adapters::memory::{MemoryProgress, MemoryStore};
+use fanout::adapters::history_table::{DynamoHistory, HistoryTableConfig};
+use fanout::adapters::memory::{MemoryHistory, MemoryProgress, MemoryStore};
 use fanout::adapters::progress_table::{DynamoProgress, ProgressTableConfig};
 use fanout::adapters::sqs::SqsQueue;
-use fanout::ports::{Allowances, ConnectionStore, JobQueue, ProgressStore};
+use fanout::domain::history::HistoryConfig;
+use fanout::ports::{Allowances, ConnectionStore, History, JobQueue, ProgressStore};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +22,8 @@ pub struct Backend {
     pub store: Arc<dyn ConnectionStore>,
     /// The connections' sending allowances: the same table as `store`.
     pub allowances: Arc<dyn Allowances>,
+    /// Rooms' sequences and history (`HISTORY_TABLE` in AWS).
+    pub history: Arc<dyn History>,
     pub queue: Arc<dyn JobQueue>,
     pub source: Arc<dyn JobSource>,
     /// The worker's job progress records (`PROGRESS_TABLE` in AWS).
@@ -55,7 +59,7 @@ pub fn choose(options: &Options) -> BackendKind {
     }
 }
 
-pub fn memory(options: &Options) -> Backend {
+pub fn memory(options: &Options, history: &HistoryConfig) -> Backend {
     let fifo = options.ordering == MessageOrder::PerRoom;
     let queue = Arc::new(LocalQueue::new(QueueSettings {
         fifo,
@@ -70,6 +74,7 @@ pub fn memory(options: &Options) -> Backend {
     Backend {
         store: store.clone(),
         allowances: store,
+        history: Arc::new(MemoryHistory::new(history.size)),
         queue: queue.clone(),
         source: queue.clone(),
         progress: Arc::new(MemoryProgress::new()),
@@ -120,11 +125,24 @@ pub async fn aws(sdk: &SdkConfig, options: &Options) -> Result<Backend, BackendE
             ))
         })?;
     }
+    let history_table = options.history_table();
+    let history = DynamoHistory::new(
+        sdk,
+        HistoryTableConfig {
+            table: history_table.clone(),
+        },
+    );
+    if options.create_resources {
+        history.create_table().await.map_err(|error| {
+            BackendError(format!("could not create table {history_table}: {error}"))
+        })?;
+    }
     let (queue_url, dlq_url) = queues(&sqs, options).await?;
     let store = Arc::new(store);
     Ok(Backend {
         store: store.clone(),
         allowances: store,
+        history: Arc::new(history),
         queue: Arc::new(
             SqsQueue::from_client(sqs.clone(), queue_url.clone())
                 .with_dead_letter_queue(dlq_url.clone()),
@@ -133,7 +151,7 @@ pub async fn aws(sdk: &SdkConfig, options: &Options) -> Result<Backend, BackendE
         progress: Arc::new(progress),
         local_queue: None,
         description: format!(
-            "store: DynamoDB tables {} and {}, queue: SQS {queue_url}",
+            "store: DynamoDB tables {}, {} and {history_table}, queue: SQS {queue_url}",
             options.table, options.progress_table
         ),
     })

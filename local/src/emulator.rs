@@ -50,6 +50,9 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tracing::{debug, info};
 
+/// API Gateway's integration timeout: a route's Lambda answers within it or not at all.
+const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(29);
+
 /// The parts of every event that describe the connection.
 #[derive(Clone)]
 struct Origin {
@@ -424,6 +427,7 @@ async fn route(
     };
     let route_key = match action.as_deref() {
         Some("sendmessage") => "sendmessage",
+        Some("recover") => "recover",
         _ => "$default",
     };
     let mut request = event(app, origin, route_key, "MESSAGE");
@@ -433,6 +437,12 @@ async fn route(
     debug!(connection_id = %origin.connection_id, route_key, "route");
     match route_key {
         "sendmessage" => app.sendmessage().handle(request, SystemTime::now()).await,
+        "recover" => {
+            let deadline = Instant::now() + INTEGRATION_TIMEOUT;
+            app.recover()
+                .handle(request, SystemTime::now(), deadline)
+                .await
+        }
         _ => handlers::default::handle(request),
     }
 }

@@ -9,8 +9,12 @@ use crate::connections::Registry as Connections;
 use crate::faults::FaultKind;
 use crate::queue::JobSource;
 use fanout::domain::ErrorCode;
+use fanout::domain::history::Recovered;
 use fanout::engine::FanoutStats;
-use fanout::metrics::{Count, MetricsSink, SendMetrics, WORKER_COUNTS};
+use fanout::metrics::{
+    Count, MetricsSink, RECOVERED_MESSAGES, RECOVERIES, RECOVERIES_FAILED, RECOVERIES_INCOMPLETE,
+    RecoverMetrics, SendMetrics, WORKER_COUNTS,
+};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -57,6 +61,11 @@ pub struct Metrics {
     management_faults: Family<Labels, Counter>,
     messages_accepted: Counter,
     messages_refused: Family<Labels, Counter>,
+    /// The recover handler's counts, as its CloudWatch metrics.
+    recoveries: Counter,
+    recoveries_incomplete: Counter,
+    recovered_messages: Counter,
+    recoveries_failed: Counter,
     /// Frames received from clients, and handshakes refused.
     pub frames_received: Counter,
     pub connects_refused: Counter,
@@ -174,6 +183,26 @@ impl Metrics {
                 "Messages sendmessage put on the queue (CloudWatch: Accepted)",
             ),
             messages_refused,
+            recoveries: counter(
+                &mut registry,
+                &snake_case(RECOVERIES),
+                "Recoveries answered with their recovered frame (CloudWatch: Recoveries)",
+            ),
+            recoveries_incomplete: counter(
+                &mut registry,
+                &snake_case(RECOVERIES_INCOMPLETE),
+                "Recoveries answered complete: false, history not reaching back (CloudWatch: RecoveriesIncomplete)",
+            ),
+            recovered_messages: counter(
+                &mut registry,
+                &snake_case(RECOVERED_MESSAGES),
+                "Messages sent by recoveries (CloudWatch: RecoveredMessages)",
+            ),
+            recoveries_failed: counter(
+                &mut registry,
+                &snake_case(RECOVERIES_FAILED),
+                "Recoveries that could not be sent (CloudWatch: RecoveriesFailed)",
+            ),
             frames_received: counter(
                 &mut registry,
                 "frames_received",
@@ -237,6 +266,19 @@ impl SendMetrics for Metrics {
         self.messages_refused
             .get_or_create(&vec![("code".to_owned(), code)])
             .inc();
+    }
+}
+
+impl RecoverMetrics for Metrics {
+    fn recovered(&self, outcome: &Recovered) {
+        self.recoveries.inc();
+        self.recoveries_incomplete
+            .inc_by(u64::from(!outcome.complete));
+        self.recovered_messages.inc_by(outcome.count);
+    }
+
+    fn failed(&self) {
+        self.recoveries_failed.inc();
     }
 }
 

@@ -8,6 +8,7 @@ use crate::faults::FaultSpec;
 use crate::queue::MAX_VISIBILITY_TIMEOUT;
 use clap::{Parser, Subcommand, ValueEnum};
 use fanout::domain::DeliveryMode;
+use fanout::domain::history::HistoryConfig;
 use fanout::engine::EngineConfig;
 use fanout::handlers::sendmessage::SendConfig;
 use std::net::SocketAddr;
@@ -109,6 +110,21 @@ pub struct Options {
     /// backend; the memory backend keeps them in memory).
     #[arg(long, value_name = "NAME", default_value = "fanout-local-progress")]
     pub progress_table: String,
+
+    /// DynamoDB table of rooms' sequences and history, HISTORY_TABLE in AWS (aws backend);
+    /// default: the connections table's name followed by `-history`.
+    #[arg(long, value_name = "NAME")]
+    pub history_table: Option<String>,
+
+    /// How many of each room's last messages are kept for recovery (HISTORY_SIZE; 0 keeps
+    /// none). Default: HISTORY_SIZE from the environment, else 100.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=HistoryConfig::MAX_SIZE))]
+    pub history_size: Option<u64>,
+
+    /// How long a room keeps a message, e.g. 1h (HISTORY_TTL_SECONDS; 1m to 7d). Default:
+    /// HISTORY_TTL_SECONDS from the environment, else 1h.
+    #[arg(long, value_name = "DURATION", value_parser = history_ttl)]
+    pub history_ttl: Option<Duration>,
 
     /// SQS fan-out queue name; its dead-letter queue is NAME-dlq (aws backend). With
     /// --ordering per_room, NAME.fifo and NAME-dlq.fifo.
@@ -275,6 +291,13 @@ fn max_receive_count_help() -> String {
 }
 
 impl Options {
+    /// `--history-table`, or the connections table's name followed by `-history`.
+    pub fn history_table(&self) -> String {
+        self.history_table
+            .clone()
+            .unwrap_or_else(|| format!("{}-history", self.table))
+    }
+
     /// `--max-receive-count`, or its default for `--ordering`.
     pub fn max_receive_count(&self) -> u32 {
         self.max_receive_count.unwrap_or(match self.ordering {
@@ -346,6 +369,19 @@ fn duration_at_most(text: &str, max: Duration, why: &str) -> Result<Duration, St
         ));
     }
     Ok(duration)
+}
+
+/// `--history-ttl`: HISTORY_TTL_SECONDS's bounds.
+fn history_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = duration_at_most(
+        text,
+        Duration::from_secs(HistoryConfig::MAX_TTL_SECONDS),
+        "HISTORY_TTL_SECONDS's limit",
+    )?;
+    if ttl < Duration::from_secs(60) {
+        return Err("at least 1m".into());
+    }
+    Ok(ttl)
 }
 
 fn parse_visibility_timeout(text: &str) -> Result<Duration, String> {

@@ -24,6 +24,7 @@ use fanout::config::{ConfigError, ProcessEnv};
 use fanout::domain::RateLimit;
 use fanout::engine::{Engine, EngineConfig};
 use fanout::handlers::connect::ConnectConfig;
+use fanout::handlers::recover::RecoverConfig;
 use fanout::handlers::sendmessage::SendConfig;
 use fanout::ports::ConnectionStore;
 use std::net::SocketAddr;
@@ -130,9 +131,17 @@ impl LocalStack {
         if let Some(mode) = options.delivery_mode {
             engine_config.delivery_mode = mode;
         }
+        let mut send = SendConfig::from_env(&ProcessEnv)?;
+        if let Some(size) = options.history_size {
+            send.history.size = size;
+        }
+        if let Some(ttl) = options.history_ttl {
+            send.history.ttl = ttl;
+        }
         let Backend {
             store,
             allowances,
+            history,
             queue,
             source,
             progress,
@@ -140,10 +149,9 @@ impl LocalStack {
             description,
         } = match aws {
             Some(sdk) => backend::aws(&sdk, &options).await?,
-            None => backend::memory(&options),
+            None => backend::memory(&options, &send.history),
         };
 
-        let mut send = SendConfig::from_env(&ProcessEnv)?;
         if let Some(max) = options.max_data_bytes {
             send.max_data_bytes = max as usize;
         }
@@ -160,9 +168,11 @@ impl LocalStack {
         // The management client signs requests like the real one; the emulator ignores the
         // signature, so fixed credentials do.
         let management = static_sdk_config(None).await;
+        let management: Arc<ManagementGateway> =
+            Arc::new(ManagementGateway::new(&management).map_err(StartError::Management)?);
         let engine = Arc::new(Engine::new(
             store.clone(),
-            Arc::new(ManagementGateway::new(&management).map_err(StartError::Management)?),
+            management.clone(),
             queue.clone(),
             progress,
             engine_config.clone(),
@@ -179,9 +189,17 @@ impl LocalStack {
 
         let authorizer = options.auth.verifier().await.map_err(StartError::Options)?;
         let metrics = Arc::new(Metrics::new());
+        let recover = RecoverConfig {
+            history: send.history,
+            ..RecoverConfig::default()
+        };
         let app = Arc::new(App {
             store,
             allowances,
+            history,
+            management,
+            management_endpoint: format!("http://{addr}/{}", options.stage),
+            recover,
             queue,
             source: source.clone(),
             connections: Registry::new(),

@@ -95,3 +95,22 @@ pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     }
     message
 }
+
+/// Turns on a DynamoDB table's TTL on `expiresAt`, as Terraform does, for tables the local
+/// stack and tests create. Best effort: a store without TTL still works, since every reader
+/// filters by expiry or outlives it.
+pub async fn enable_expiry(client: &aws_sdk_dynamodb::Client, table: &str) {
+    use aws_sdk_dynamodb::types::TimeToLiveSpecification;
+    let _ = client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name("expiresAt")
+                .enabled(true)
+                .build()
+                .expect("name and flag are set"),
+        )
+        .send()
+        .await;
+}

@@ -1,8 +1,10 @@
-//! Adapters: the ports implemented on the real AWS SDKs and in memory, the issuer's JWKS over
+//! Adapters: the ports implemented on the real AWS SDKs (the connections, history and progress
+//! tables, the queues, the management API) and in memory, the issuer's JWKS over
 //! HTTP, and the authorizer's secret from Secrets Manager.
 
 pub mod aws;
 pub mod dynamodb;
+pub mod history_table;
 pub mod jwks;
 pub mod management;
 pub mod memory;

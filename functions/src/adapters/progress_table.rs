@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
-    ScalarAttributeType, TimeToLiveSpecification,
+    ScalarAttributeType,
 };
 use std::time::Duration;
 
@@ -76,20 +76,7 @@ impl DynamoProgress {
             }
             return Ok(());
         }
-        // TTL is a nicety locally: a store that does not support it still works.
-        let _ = self
-            .client
-            .update_time_to_live()
-            .table_name(&self.config.table)
-            .time_to_live_specification(
-                TimeToLiveSpecification::builder()
-                    .attribute_name("expiresAt")
-                    .enabled(true)
-                    .build()
-                    .expect("name and flag are set"),
-            )
-            .send()
-            .await;
+        super::aws::enable_expiry(&self.client, &self.config.table).await;
         Ok(())
     }
 

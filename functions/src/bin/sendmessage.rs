@@ -1,6 +1,7 @@
 //! `sendmessage` Lambda.
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use fanout::adapters::history_table::DynamoHistory;
 use fanout::adapters::{aws, dynamodb::DynamoStore, sqs::SqsQueue};
 use fanout::config::{ProcessEnv, SendSettings};
 use fanout::handlers::sendmessage::SendMessage;
@@ -14,15 +15,17 @@ async fn main() -> Result<(), Error> {
     runtime::init_logging();
     let settings = SendSettings::from_env(&ProcessEnv).map_err(runtime::startup_error)?;
     let sdk = aws::load_sdk_config().await;
-    let (store, queue) = (
+    let (store, queue, history) = (
         DynamoStore::new(&sdk, settings.table),
         SqsQueue::new(&sdk, settings.queue_url),
+        DynamoHistory::new(&sdk, settings.history_table),
     );
     let metrics = EmfSink::stdout(settings.metrics);
     let handler = SendMessage {
         store: &store,
         allowances: &store,
         queue: &queue,
+        history: &history,
         config: &settings.send,
         metrics: &metrics,
     };

@@ -3,8 +3,10 @@
 
 use super::source::{ConfigError, Source, endpoint, millis, number, required, seconds};
 use crate::adapters::dynamodb::TableConfig;
+use crate::adapters::history_table::HistoryTableConfig;
 use crate::adapters::progress_table::ProgressTableConfig;
 use crate::auth::VerifierConfig;
+use crate::domain::history::HistoryConfig;
 use crate::domain::{DeliveryMode, RateLimit};
 use crate::engine::EngineConfig;
 use crate::handlers::connect::ConnectConfig;
@@ -66,6 +68,34 @@ impl SendConfig {
                 // 0 turns the limit off: no write per message.
                 (per_second > 0).then_some(RateLimit { per_second, burst })
             },
+            history: HistoryConfig::from_env(env)?,
+        })
+    }
+}
+
+impl HistoryConfig {
+    /// `HISTORY_SIZE`, `HISTORY_TTL_SECONDS`.
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            size: number(env, "HISTORY_SIZE", Self::DEFAULT_SIZE, 0..=Self::MAX_SIZE)?,
+            ttl: seconds(
+                env,
+                "HISTORY_TTL_SECONDS",
+                Self::DEFAULT_TTL_SECONDS,
+                60..=Self::MAX_TTL_SECONDS,
+            )?,
+        })
+    }
+}
+
+impl HistoryTableConfig {
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: required(
+                env,
+                "HISTORY_TABLE",
+                "the DynamoDB table of rooms' sequences and history",
+            )?,
         })
     }
 }

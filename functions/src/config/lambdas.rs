@@ -2,12 +2,15 @@
 //! each one reads, derived from that code so that it cannot drift.
 
 use super::components::{dead_letter_queue_url, jwks_url, jwt_secret_arn, queue_url};
-use super::source::{ConfigError, Source, seconds};
+use super::source::{ConfigError, Source, endpoint, seconds};
 use crate::adapters::dynamodb::TableConfig;
+use crate::adapters::history_table::HistoryTableConfig;
 use crate::adapters::progress_table::ProgressTableConfig;
 use crate::auth::{JwksConfig, VerifierConfig};
+use crate::domain::history::HistoryConfig;
 use crate::engine::EngineConfig;
 use crate::handlers::connect::ConnectConfig;
+use crate::handlers::recover::RecoverConfig;
 use crate::handlers::sendmessage::SendConfig;
 use crate::metrics::EmfConfig;
 
@@ -29,6 +32,7 @@ impl ConnectSettings {
 /// What the sendmessage Lambda reads.
 pub struct SendSettings {
     pub table: TableConfig,
+    pub history_table: HistoryTableConfig,
     pub queue_url: String,
     pub send: SendConfig,
     pub metrics: EmfConfig,
@@ -38,9 +42,35 @@ impl SendSettings {
     pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
         Ok(Self {
             table: TableConfig::from_env(env)?,
+            history_table: HistoryTableConfig::from_env(env)?,
             queue_url: queue_url(env)?,
             send: SendConfig::from_env(env)?,
             metrics: EmfConfig::from_env(env, Function::SendMessage.binary()),
+        })
+    }
+}
+
+/// What the recover Lambda reads.
+pub struct RecoverSettings {
+    pub table: TableConfig,
+    pub history_table: HistoryTableConfig,
+    pub recover: RecoverConfig,
+    /// This API's management endpoint, where the recovered frames are posted.
+    pub management_endpoint: String,
+    pub metrics: EmfConfig,
+}
+
+impl RecoverSettings {
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: TableConfig::from_env(env)?,
+            history_table: HistoryTableConfig::from_env(env)?,
+            recover: RecoverConfig {
+                history: HistoryConfig::from_env(env)?,
+                ..RecoverConfig::default()
+            },
+            management_endpoint: management_endpoint(env)?,
+            metrics: EmfConfig::from_env(env, Function::Recover.binary()),
         })
     }
 }
@@ -72,13 +102,16 @@ impl WorkerSettings {
 /// only there, never to an endpoint a job names (a closed job boundary: docs/contracts.md).
 fn worker_engine(env: &impl Source) -> Result<EngineConfig, ConfigError> {
     let engine = EngineConfig::from_env(env)?;
-    if engine.management_endpoint.is_none() {
-        return Err(ConfigError::Missing {
-            var: "MANAGEMENT_ENDPOINT",
-            what: "the API Gateway management endpoint the worker posts to, https://{api-id}.execute-api.{region}.amazonaws.com/{stage}",
-        });
-    }
+    management_endpoint(env)?;
     Ok(engine)
+}
+
+/// `MANAGEMENT_ENDPOINT`, required.
+fn management_endpoint(env: &impl Source) -> Result<String, ConfigError> {
+    endpoint(env, "MANAGEMENT_ENDPOINT")?.ok_or(ConfigError::Missing {
+        var: "MANAGEMENT_ENDPOINT",
+        what: "this API's management endpoint, https://{api-id}.execute-api.{region}.amazonaws.com/{stage}",
+    })
 }
 
 /// Where the authorizer's keys come from: exactly one of `JWKS_URL` and `JWT_SECRET_ARN`.
@@ -150,6 +183,7 @@ pub enum Function {
     Default,
     Worker,
     Authorizer,
+    Recover,
 }
 
 /// An environment variable a function reads.
@@ -161,13 +195,14 @@ pub struct EnvVar {
 }
 
 impl Function {
-    pub const ALL: [Function; 6] = [
+    pub const ALL: [Function; 7] = [
         Function::Connect,
         Function::Disconnect,
         Function::SendMessage,
         Function::Default,
         Function::Worker,
         Function::Authorizer,
+        Function::Recover,
     ];
 
     /// The binary's name: the `[[bin]]` in Cargo.toml and the zip `cargo lambda build` writes.
@@ -179,6 +214,7 @@ impl Function {
             Function::Default => "default",
             Function::Worker => "worker",
             Function::Authorizer => "authorizer",
+            Function::Recover => "recover",
         }
     }
 
@@ -191,6 +227,7 @@ impl Function {
             Function::Default => Ok(()),
             Function::Worker => WorkerSettings::from_env(env).map(drop),
             Function::Authorizer => AuthorizerSettings::from_env(env).map(drop),
+            Function::Recover => RecoverSettings::from_env(env).map(drop),
         }
     }
 
@@ -251,12 +288,14 @@ mod tests {
     fn metrics_name_the_function_that_wrote_them_outside_lambda_too() {
         let env = [
             ("CONNECTIONS_TABLE", "t"),
+            ("HISTORY_TABLE", "h"),
             ("FANOUT_QUEUE_URL", "https://sqs.example/q"),
         ];
         let send = SendSettings::from_env(&env).unwrap();
         assert_eq!(send.metrics.function, "sendmessage");
         let named = [
             ("CONNECTIONS_TABLE", "t"),
+            ("HISTORY_TABLE", "h"),
             ("FANOUT_QUEUE_URL", "https://sqs.example/q"),
             ("AWS_LAMBDA_FUNCTION_NAME", "chat-prod-sendmessage"),
         ];

@@ -1,5 +1,6 @@
 //! Frames the API sends to clients (wire contract v1, see docs/contracts.md).
 
+use crate::domain::history::Recovered;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -30,14 +31,23 @@ pub enum ErrorCode {
     Unavailable,
     /// The connection sends faster than its rate limit; it may send again shortly.
     RateLimited,
+    /// The frame names a room the connection is not in.
+    NotInRoom,
 }
 
 /// A frame sent to a client, tagged by `type`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Frame<'a> {
-    /// The sender's message was accepted and will be delivered.
-    Ack { id: &'a str },
+    /// The sender's message was accepted and will be delivered; `offset` and `epoch` are its
+    /// place in the room's sequence.
+    Ack {
+        id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<&'a str>,
+    },
     /// The sender's frame was refused; nothing was enqueued.
     Error { code: ErrorCode, message: &'a str },
     /// A message delivered to a room member.
@@ -52,8 +62,18 @@ pub enum Frame<'a> {
         user: Option<&'a str>,
         #[serde(rename = "sentAt")]
         sent_at: i64,
+        /// The message's place in its room's sequence; absent for a job a producer wrote to
+        /// the queue itself.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<&'a str>,
         data: &'a RawValue,
     },
+    /// The end of a recovery: the messages before it are what history had.
+    Recovered(&'a Recovered),
+    /// The answer to `{"action":"ping"}`, a keep-alive.
+    Pong,
 }
 
 impl Frame<'_> {
@@ -71,9 +91,16 @@ mod tests {
 
     #[test]
     fn frames_match_the_wire_contract() {
-        let ack: serde_json::Value =
-            serde_json::from_str(&Frame::Ack { id: "m1" }.to_json()).unwrap();
-        assert_eq!(ack, json!({"type":"ack","id":"m1"}));
+        let ack: serde_json::Value = serde_json::from_str(
+            &Frame::Ack {
+                id: "m1",
+                offset: Some(7),
+                epoch: Some("e1"),
+            }
+            .to_json(),
+        )
+        .unwrap();
+        assert_eq!(ack, json!({"type":"ack","id":"m1","offset":7,"epoch":"e1"}));
 
         let error = Frame::Error {
             code: ErrorCode::MissingData,
@@ -93,12 +120,29 @@ mod tests {
             from: Some("c1"),
             user: None,
             sent_at: 5,
+            offset: Some(3),
+            epoch: Some("e1"),
             data: &data,
         };
         let message: serde_json::Value = serde_json::from_str(&message.to_json()).unwrap();
         assert_eq!(
             message,
-            json!({"type":"message","id":"m1","room":"lobby","from":"c1","sentAt":5,"data":{"text":"hi"}})
+            json!({"type":"message","id":"m1","room":"lobby","from":"c1","sentAt":5,"offset":3,"epoch":"e1","data":{"text":"hi"}})
         );
+        let recovered = crate::domain::history::Recovered {
+            room: crate::domain::RoomName::parse("lobby").unwrap(),
+            from: 3,
+            to: 9,
+            epoch: Some("e1".into()),
+            complete: true,
+            count: 6,
+        };
+        let recovered: serde_json::Value =
+            serde_json::from_str(&Frame::Recovered(&recovered).to_json()).unwrap();
+        assert_eq!(
+            recovered,
+            json!({"type":"recovered","room":"lobby","from":3,"to":9,"epoch":"e1","complete":true,"count":6})
+        );
+        assert_eq!(Frame::Pong.to_json(), r#"{"type":"pong"}"#);
     }
 }

@@ -4,6 +4,7 @@
 //! target, a `cursor`) and retry jobs (`connections` target) for the deliveries it could not
 //! finish. Other producers may publish jobs too, so every field is validated on the way in.
 
+use crate::domain::history::{MAX_EPOCH_BYTES, Position, is_epoch};
 use crate::domain::{Frame, RoomName};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -185,6 +186,13 @@ pub struct Job {
     /// unpaced until the first 429.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pace: Option<u32>,
+    /// The message's offset in its room's sequence (with `epoch`), carried in its frames.
+    /// Absent on a job a producer wrote to the queue itself: delivered, but not recoverable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// The epoch of that sequence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -225,6 +233,10 @@ pub enum InvalidJob {
     Until,
     #[error("\"pace\" is posts per second, at least 1")]
     Pace,
+    #[error(
+        "\"offset\" (at least 1) and \"epoch\" (1 to {MAX_EPOCH_BYTES} ASCII letters and digits) go together"
+    )]
+    Position,
 }
 
 /// The longest message id accepted: it names the job's progress record, whose DynamoDB key
@@ -267,6 +279,11 @@ impl Job {
         }
         if job.pace == Some(0) {
             return Err(InvalidJob::Pace);
+        }
+        match (job.offset, &job.epoch) {
+            (None, None) => {}
+            (Some(offset), Some(epoch)) if offset >= 1 && is_epoch(epoch) => {}
+            _ => return Err(InvalidJob::Position),
         }
         if let Target::Connections { ids, .. } = &mut job.target {
             // A repeated id is posted once.
@@ -323,6 +340,17 @@ impl Job {
             hop: None,
             until: None,
             pace: None,
+            offset: None,
+            epoch: None,
+        }
+    }
+
+    /// The same message at its place in its room's sequence.
+    pub fn at(self, position: Position) -> Job {
+        Job {
+            offset: Some(position.offset),
+            epoch: Some(position.epoch),
+            ..self
         }
     }
 
@@ -384,6 +412,8 @@ impl Job {
                 from: self.sender.as_deref(),
                 user: self.user.as_deref(),
                 sent_at: self.sent_at,
+                offset: self.offset,
+                epoch: self.epoch.as_deref(),
                 data: &self.payload,
             }
             .to_json()

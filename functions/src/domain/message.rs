@@ -4,8 +4,12 @@ use crate::domain::ErrorCode;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 
-/// The routes a client may name in `action`.
-pub const ACTIONS: &[&str] = &["sendmessage"];
+/// The actions a client may name in `action`: `sendmessage` and `recover` are routes of their
+/// own; `ping` is answered by `$default`.
+pub const ACTIONS: &[&str] = &["sendmessage", "recover", PING];
+
+/// The keep-alive action.
+pub const PING: &str = "ping";
 
 /// A refusal, answered to the client as an error frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

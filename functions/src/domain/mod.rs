@@ -1,11 +1,12 @@
-//! Domain types and validation: rooms, connections, jobs, the frames clients see, and the rooms
-//! a token grants.
+//! Domain types and validation: rooms, connections, jobs, the frames clients see, the rooms a
+//! token grants, and rooms' sequences and history.
 //! Pure data and pure functions; nothing here does I/O.
 
 pub mod allowance;
 pub mod connection;
 pub mod frame;
 pub mod grants;
+pub mod history;
 pub mod job;
 pub mod message;
 pub mod progress;
@@ -16,6 +17,7 @@ pub use allowance::{Allowance, RateLimit};
 pub use connection::Connection;
 pub use frame::{ErrorCode, Frame};
 pub use grants::{Grant, InvalidGrants, RoomGrants};
+pub use history::{HistoryEntry, Position, Recover, RecoverRequest, Recovery};
 pub use job::{DeliveryMode, Job, Segment, Target};
 pub use message::{ClientError, parse_send_message};
 pub use progress::{Checkpoint, Handoff, Rest, Retries};

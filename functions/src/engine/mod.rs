@@ -13,7 +13,7 @@
 //! - A job that cannot be processed at all is reported for SQS to redeliver, soon; one that
 //!   never could be (invalid, too large a frame) goes to the dead-letter queue with the reason.
 
-mod backoff;
+pub mod backoff;
 mod batch;
 mod config;
 mod deliver;

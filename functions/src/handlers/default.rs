@@ -1,15 +1,20 @@
-//! `$default`: anything that matched no route.
+//! `$default`: anything that matched no route, and the keep-alive `{"action":"ping"}` (answered
+//! `{"type":"pong"}`, with nothing else done: a connection that pings stays open past API
+//! Gateway's 10-minute idle timeout at the cost of one invocation).
 
-use super::reply::error_response;
-use crate::domain::message::{ClientFrame, unknown_action};
+use super::reply::{error_response, response};
+use crate::domain::Frame;
+use crate::domain::message::{ClientFrame, PING, unknown_action};
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use tracing::info;
 
-/// Answers an error frame that says what was wrong and which actions exist.
+/// Answers a ping with a pong, anything else with an error frame that says what was wrong and
+/// which actions exist.
 pub fn handle(request: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
     let error = match ClientFrame::parse(request.body.as_deref(), request.is_base64_encoded) {
         Err(error) => error,
         Ok(frame) => match frame.action() {
+            Ok(action) if action == PING => return response(200, Some(Frame::Pong.to_json())),
             Ok(action) => unknown_action(&action),
             Err(error) => error,
         },
@@ -35,6 +40,14 @@ mod tests {
         assert!(
             frame["message"].as_str().unwrap().contains("sendmessage"),
             "{frame}"
+        );
+    }
+
+    #[test]
+    fn a_ping_is_answered_with_a_pong() {
+        assert_eq!(
+            answer(r#"{"action":"ping"}"#),
+            serde_json::json!({"type":"pong"})
         );
     }
 

@@ -5,6 +5,7 @@ pub mod authorizer;
 pub mod connect;
 pub mod default;
 pub mod disconnect;
+pub mod recover;
 mod reply;
 pub mod sendmessage;
 pub mod worker;

@@ -1,13 +1,15 @@
-//! `sendmessage`: validate, enqueue one job, answer the sender.
+//! `sendmessage`: validate, take the room's next offset and keep the message in the room's
+//! history, enqueue one job, answer the sender.
 
 use super::reply::{connection_id, error_response, response};
 use crate::domain::frame::MAX_FRAME_BYTES;
+use crate::domain::history::HistoryConfig;
 use crate::domain::{
-    Allowance, ClientError, ErrorCode, Frame, Job, RateLimit, Target, epoch_millis,
-    parse_send_message,
+    Allowance, ClientError, ErrorCode, Frame, HistoryEntry, Job, RateLimit, RoomName, Target,
+    epoch_millis, parse_send_message,
 };
 use crate::metrics::SendMetrics;
-use crate::ports::{Allowances, ConnectionStore, JobQueue, QueueError};
+use crate::ports::{Allowances, ConnectionStore, History, JobQueue, QueueError};
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use std::time::{Duration, SystemTime};
 use tracing::{error, info, warn};
@@ -21,6 +23,8 @@ pub struct SendConfig {
     /// faster one gets `rate_limited`, and the room's other members are not slowed. `None`
     /// (a rate of 0) turns it off.
     pub rate_limit: Option<RateLimit>,
+    /// `HISTORY_SIZE` and `HISTORY_TTL_SECONDS`: what each room keeps of its messages.
+    pub history: HistoryConfig,
 }
 
 impl SendConfig {
@@ -42,6 +46,7 @@ impl Default for SendConfig {
         Self {
             max_data_bytes: Self::DEFAULT_MAX_DATA_BYTES,
             rate_limit: Some(Self::DEFAULT_RATE_LIMIT),
+            history: HistoryConfig::default(),
         }
     }
 }
@@ -52,6 +57,9 @@ pub struct SendMessage<'a> {
     /// Where each connection's sending allowance is kept (the same table in practice).
     pub allowances: &'a dyn Allowances,
     pub queue: &'a dyn JobQueue,
+    /// Rooms' sequences and history: every accepted message takes its room's next offset and
+    /// is kept there before it is enqueued.
+    pub history: &'a dyn History,
     pub config: &'a SendConfig,
     /// Every request counts as accepted or refused by code: a refusal is an HTTP 200 carrying an
     /// error frame, invisible to Lambda's and API Gateway's error metrics.
@@ -59,17 +67,23 @@ pub struct SendMessage<'a> {
 }
 
 impl SendMessage<'_> {
-    /// Answers `{"type":"ack","id":...}` once the job is on the queue, or an error frame; on any
-    /// error nothing is enqueued. Takes milliseconds whatever the size of the room.
+    /// Answers `{"type":"ack","id":...,"offset":...,"epoch":...}` once the message is in its
+    /// room's history and its job on the queue, or an error frame; on any error nothing is
+    /// enqueued. Takes milliseconds whatever the size of the room.
     pub async fn handle(
         &self,
         request: ApiGatewayWebsocketProxyRequest,
         now: SystemTime,
     ) -> ApiGatewayProxyResponse {
         match self.enqueue(&request, now).await {
-            Ok(id) => {
+            Ok(job) => {
                 self.metrics.accepted();
-                response(200, Some(Frame::Ack { id: &id }.to_json()))
+                let ack = Frame::Ack {
+                    id: &job.id,
+                    offset: job.offset,
+                    epoch: job.epoch.as_deref(),
+                };
+                response(200, Some(ack.to_json()))
             }
             Err(refusal) => {
                 info!(connection_id = ?connection_id(&request), code = ?refusal.code, "refused message");
@@ -83,7 +97,7 @@ impl SendMessage<'_> {
         &self,
         request: &ApiGatewayWebsocketProxyRequest,
         now: SystemTime,
-    ) -> Result<String, ClientError> {
+    ) -> Result<Job, ClientError> {
         let payload = parse_send_message(
             request.body.as_deref(),
             request.is_base64_encoded,
@@ -107,29 +121,78 @@ impl SendMessage<'_> {
             self.spend_allowance(sender, connection.allowance, limit, epoch_millis(now))
                 .await?;
         }
+        let room = connection.room;
         let job = Job::message(
-            Target::Room(connection.room),
+            Target::Room(room.clone()),
             payload,
             Some(sender.to_owned()),
             connection.principal,
             epoch_millis(now),
         );
-        match self.queue.enqueue(&job, Duration::ZERO).await {
-            Ok(()) => {}
+        let job = self.place(&room, job, now).await?;
+        let refused = match self.queue.enqueue(&job, Duration::ZERO).await {
+            Ok(()) => None,
             Err(QueueError::Full(why)) => {
                 warn!(connection_id = sender, %why, "queue full: message refused");
-                return Err(ClientError::new(
+                Some(ClientError::new(
                     ErrorCode::Unavailable,
                     "the queue is full; send the message again in a moment",
-                ));
+                ))
             }
             Err(failure) => {
                 error!(connection_id = sender, error = %failure, "enqueue failed");
-                return Err(unavailable());
+                Some(unavailable())
             }
+        };
+        if let Some(refusal) = refused {
+            self.forget(&room, &job).await;
+            return Err(refusal);
         }
-        info!(connection_id = sender, message_id = %job.id, "message accepted");
-        Ok(job.id)
+        info!(connection_id = sender, message_id = %job.id, offset = ?job.offset, "message accepted");
+        Ok(job)
+    }
+
+    /// Takes the room's next offset for the message and keeps it in the room's history. A
+    /// failure after the offset was taken leaves that offset unused: no one receives a message
+    /// under it, and recoveries pass over it.
+    async fn place(&self, room: &RoomName, job: Job, now: SystemTime) -> Result<Job, ClientError> {
+        let history = &self.config.history;
+        let now_ms = epoch_millis(now);
+        let position = self
+            .history
+            .next_position(
+                room,
+                now_ms.div_euclid(1000),
+                history.sequence_expiry(now_ms),
+            )
+            .await
+            .map_err(|failure| {
+                error!(%room, error = %failure, "could not take the room's next offset");
+                unavailable()
+            })?;
+        let job = job.at(position);
+        if history.size > 0
+            && let Some(entry) = HistoryEntry::of(&job, history.entry_expiry(job.sent_at))
+            && let Err(failure) = self.history.append(room, &entry).await
+        {
+            error!(%room, offset = entry.offset, error = %failure, "could not keep the message in history");
+            return Err(unavailable());
+        }
+        Ok(job)
+    }
+
+    /// Takes a refused message back out of its room's history, so that no one recovers a
+    /// message its sender was told failed. Best effort: if this fails too, a member may recover
+    /// it (and see it twice if the sender sends it again).
+    async fn forget(&self, room: &RoomName, job: &Job) {
+        if self.config.history.size == 0 {
+            return;
+        }
+        if let Some(offset) = job.offset
+            && let Err(failure) = self.history.remove(room, offset).await
+        {
+            warn!(%room, offset, error = %failure, "a refused message stays in history");
+        }
     }
 }
 
@@ -194,7 +257,7 @@ fn unavailable() -> ClientError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::memory::{MemoryQueue, MemoryStore};
+    use crate::adapters::memory::{MemoryHistory, MemoryQueue, MemoryStore};
     use crate::handlers::fixtures::{body_json, connect_client, websocket, with_body};
     use async_trait::async_trait;
     use std::sync::Mutex;
@@ -221,6 +284,7 @@ mod tests {
     struct Fixture {
         store: MemoryStore,
         queue: MemoryQueue,
+        history: MemoryHistory,
         config: SendConfig,
         outcomes: Outcomes,
     }
@@ -232,6 +296,7 @@ mod tests {
             Self {
                 store,
                 queue: MemoryQueue::new(),
+                history: MemoryHistory::new(10),
                 config: SendConfig {
                     max_data_bytes: 64,
                     ..SendConfig::default()
@@ -250,6 +315,7 @@ mod tests {
                 store: &self.store,
                 allowances: &self.store,
                 queue,
+                history: &self.history,
                 config: &self.config,
                 metrics: &self.outcomes,
             };
@@ -270,6 +336,7 @@ mod tests {
                 store: &self.store,
                 allowances,
                 queue: &self.queue,
+                history: &self.history,
                 config: &self.config,
                 metrics: &self.outcomes,
             };
@@ -562,5 +629,122 @@ mod tests {
             [Err(ErrorCode::Unavailable)],
             "what the alarm on refusals for lack of the queue counts"
         );
+        let general = RoomName::parse("general").unwrap();
+        assert_eq!(
+            f.history.kept(&general),
+            0,
+            "a refused message is taken back out of history"
+        );
+    }
+
+    #[tokio::test]
+    async fn each_message_takes_its_rooms_next_offset_and_is_kept_before_it_is_enqueued() {
+        let mut f = Fixture::connected().await;
+        f.config.rate_limit = None;
+        let mut offsets = Vec::new();
+        for _ in 0..3 {
+            let ack = f.send(websocket("sendmessage")).await;
+            assert_eq!(ack["type"], "ack", "{ack}");
+            offsets.push((ack["offset"].as_u64().unwrap(), ack["epoch"].clone()));
+        }
+        assert_eq!(
+            offsets.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert!(offsets.iter().all(|(_, e)| *e == offsets[0].1));
+        let jobs = f.queue.drain();
+        let general = RoomName::parse("general").unwrap();
+        for (job, (offset, epoch)) in jobs.iter().zip(&offsets) {
+            assert_eq!(job.offset, Some(*offset));
+            assert_eq!(job.epoch.as_deref(), epoch.as_str());
+            let kept = f
+                .history
+                .read(&general, epoch.as_str().unwrap(), (*offset, *offset), 1, 0)
+                .await
+                .unwrap();
+            assert_eq!(kept.len(), 1);
+            assert_eq!(kept[0].id, job.id);
+            assert_eq!(kept[0].payload.get(), job.payload.get());
+            assert_eq!(
+                kept[0].frame(&general),
+                String::from_utf8(job.render(crate::domain::DeliveryMode::Envelope).to_vec())
+                    .unwrap(),
+                "a recovered frame is the delivered one"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn with_history_off_offsets_still_number_the_messages_and_nothing_is_kept() {
+        let mut f = Fixture::connected().await;
+        f.config.history.size = 0;
+        let ack = f.send(websocket("sendmessage")).await;
+        assert_eq!(ack["offset"], 1);
+        assert_eq!(f.history.kept(&RoomName::parse("general").unwrap()), 0);
+    }
+
+    /// A history table that refuses every write (throttled past the SDK's retries: a room
+    /// beyond one partition's write rate).
+    struct HistoryDown;
+
+    #[async_trait]
+    impl History for HistoryDown {
+        async fn next_position(
+            &self,
+            _: &RoomName,
+            _: i64,
+            _: i64,
+        ) -> Result<crate::domain::Position, crate::ports::StoreError> {
+            Err(crate::ports::StoreError::Unavailable(
+                "ThrottlingException".into(),
+            ))
+        }
+        async fn position(
+            &self,
+            _: &RoomName,
+            _: i64,
+        ) -> Result<Option<crate::domain::Position>, crate::ports::StoreError> {
+            unreachable!("sendmessage does not read positions")
+        }
+        async fn append(
+            &self,
+            _: &RoomName,
+            _: &HistoryEntry,
+        ) -> Result<(), crate::ports::StoreError> {
+            unreachable!("no offset, no entry")
+        }
+        async fn remove(&self, _: &RoomName, _: u64) -> Result<(), crate::ports::StoreError> {
+            unreachable!("nothing was kept")
+        }
+        async fn read(
+            &self,
+            _: &RoomName,
+            _: &str,
+            _: (u64, u64),
+            _: usize,
+            _: i64,
+        ) -> Result<Vec<HistoryEntry>, crate::ports::StoreError> {
+            unreachable!("sendmessage does not read history")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_room_whose_sequence_cannot_be_written_refuses_as_retryable_and_enqueues_nothing() {
+        let f = Fixture::connected().await;
+        let handler = SendMessage {
+            store: &f.store,
+            allowances: &f.store,
+            queue: &f.queue,
+            history: &HistoryDown,
+            config: &f.config,
+            metrics: &f.outcomes,
+        };
+        let frame = body_json(
+            &handler
+                .handle(websocket("sendmessage"), SystemTime::now())
+                .await,
+        );
+        assert_eq!(frame["code"], "unavailable", "{frame}");
+        assert!(f.queue.drain().is_empty(), "no job without an offset");
     }
 }

@@ -8,7 +8,7 @@ use crate::support::{
     seeded, text_body,
 };
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use fanout::adapters::memory::{MemoryQueue, MemoryStore};
+use fanout::adapters::memory::{MemoryHistory, MemoryQueue, MemoryStore};
 use fanout::domain::frame::MAX_FRAME_BYTES;
 use fanout::domain::{ErrorCode, Job, parse_send_message};
 use fanout::handlers::default;
@@ -106,9 +106,11 @@ pub(crate) async fn client_frames(
     let connected = connect_to(&store, event(fixture("connect"))).await;
     assert_eq!(connected.status_code, 200, "the sender connects");
     let queue = MemoryQueue::new();
+    let history = MemoryHistory::new(10);
     let handler = SendMessage {
         store: &store,
         allowances: &store,
+        history: &history,
         queue: &queue,
         config: &config,
         metrics: &NoMetrics,

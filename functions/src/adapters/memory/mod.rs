@@ -2,11 +2,13 @@
 //! stack's embedded default.
 
 mod gateway;
+mod history;
 mod progress;
 mod queue;
 mod store;
 
 pub use gateway::{GatewayBehaviour, MemoryGateway};
+pub use history::MemoryHistory;
 pub use progress::MemoryProgress;
 pub use queue::{DeadLetter, MemoryQueue};
 pub use store::MemoryStore;

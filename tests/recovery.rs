@@ -1,0 +1,293 @@
+//! Nothing missed across a reconnect, end to end on the local stack: offsets in acks and
+//! frames, recovery of what a client missed while away, the room's last messages on joining,
+//! and a recovery that history cannot complete.
+
+use e2e::{embedded, options};
+use fanout_local::LocalStack;
+use fanout_local::faults::FaultKind;
+use fanout_test_support::moto::{moto_sdk_config, unique};
+use fanout_test_support::prometheus::metric;
+use fanout_test_support::ws::{Client, Event};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn on_moto(extra: &[&str]) -> LocalStack {
+    let table = unique("connections");
+    let queue = unique("fanout");
+    let mut args = vec![
+        "--create-resources",
+        "--table",
+        &table,
+        "--queue-name",
+        &queue,
+    ];
+    args.extend_from_slice(extra);
+    let mut options = options(&args);
+    options.backend = fanout_local::options::BackendKind::Aws;
+    LocalStack::start_with(options, Some(moto_sdk_config().await))
+        .await
+        .expect("start on moto")
+}
+
+fn url(stack: &LocalStack, room: &str) -> String {
+    format!("{}?room={room}", stack.websocket_url())
+}
+
+/// The room's one sender: it counts its own copies, so that a test can wait until every
+/// fan-out is done before a client reconnects (what it gets next is then the recovery alone).
+struct Sender {
+    client: Client,
+    sent: usize,
+    heard: usize,
+}
+
+impl Sender {
+    async fn connect(url: &str) -> Self {
+        Self {
+            client: Client::connect(url).await,
+            sent: 0,
+            heard: 0,
+        }
+    }
+
+    /// Sends `data` and returns its ack.
+    async fn send(&mut self, data: Value) -> Value {
+        self.client.say(data).await;
+        self.sent += 1;
+        loop {
+            let frame = self.client.next_json(WAIT).await;
+            match frame["type"].as_str() {
+                Some("ack") => return frame,
+                Some("message") => self.heard += 1,
+                _ => panic!("expected an ack, got {frame}"),
+            }
+        }
+    }
+
+    /// Waits until it has heard every message it sent: their fan-outs are done.
+    async fn settle(&mut self) {
+        while self.heard < self.sent {
+            next_message(&mut self.client).await;
+            self.heard += 1;
+        }
+    }
+}
+
+/// The next `message` frame (acks skipped).
+async fn next_message(client: &mut Client) -> Value {
+    loop {
+        let frame = client.next_json(WAIT).await;
+        match frame["type"].as_str() {
+            Some("message") => return frame,
+            Some("ack") => continue,
+            _ => panic!("expected a message, got {frame}"),
+        }
+    }
+}
+
+/// Asks to recover and reads the answer: the messages (by their `data.n`), then the
+/// `recovered` frame. Live messages that arrive meanwhile are told apart by offset: only those
+/// at or below the recovered frame's `to` count as recovered.
+async fn recover(client: &mut Client, request: Value) -> (Vec<Value>, Value) {
+    let mut body = request;
+    body["action"] = json!("recover");
+    client.send_text(&body.to_string()).await;
+    let mut messages = Vec::new();
+    loop {
+        let frame = client.next_json(WAIT).await;
+        match frame["type"].as_str() {
+            Some("message") => messages.push(frame),
+            Some("recovered") => return (messages, frame),
+            _ => panic!("during a recovery: {frame}"),
+        }
+    }
+}
+
+fn offsets(messages: &[Value]) -> Vec<u64> {
+    messages
+        .iter()
+        .map(|m| m["offset"].as_u64().expect("every frame has an offset"))
+        .collect()
+}
+
+/// A member drops; 50 messages are sent meanwhile; it reconnects with its last offset and epoch
+/// and gets exactly those 50, in order, then a complete `recovered` frame, then live messages.
+async fn a_client_that_drops_recovers_exactly_what_it_missed(stack: &LocalStack) {
+    let room = url(stack, "recover");
+    let mut sender = Sender::connect(&room).await;
+    let mut member = Client::connect(&room).await;
+
+    let first = sender.send(json!({"n": 0})).await;
+    let seen = next_message(&mut member).await;
+    assert_eq!(
+        seen["offset"], first["offset"],
+        "the ack's offset is the frame's"
+    );
+    assert_eq!(seen["epoch"], first["epoch"]);
+    let (last, epoch) = (seen["offset"].as_u64().unwrap(), seen["epoch"].clone());
+    member.close().await;
+
+    let mut missed = Vec::new();
+    for n in 1..=50 {
+        let ack = sender.send(json!({"n": n})).await;
+        missed.push(ack["offset"].as_u64().unwrap());
+    }
+    assert_eq!(
+        missed,
+        (last + 1..=last + 50).collect::<Vec<_>>(),
+        "consecutive offsets"
+    );
+    sender.settle().await;
+
+    let mut member = Client::connect(&room).await;
+    let (messages, done) = recover(&mut member, json!({"offset": last, "epoch": epoch})).await;
+    assert_eq!(offsets(&messages), missed, "exactly the 50, in order");
+    let data: Vec<Value> = messages.iter().map(|m| m["data"]["n"].clone()).collect();
+    assert_eq!(data, (1..=50).map(|n| json!(n)).collect::<Vec<_>>());
+    assert_eq!(done["complete"], true, "{done}");
+    assert_eq!(
+        (done["from"].as_u64(), done["to"].as_u64()),
+        (Some(last), Some(last + 50))
+    );
+    assert_eq!(done["count"], 50);
+
+    let live = sender.send(json!({"n": 51})).await;
+    let heard = next_message(&mut member).await;
+    assert_eq!(heard["offset"], live["offset"]);
+    assert_eq!(
+        heard["offset"].as_u64(),
+        Some(last + 51),
+        "live ones go on from there"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_drops_recovers_exactly_what_it_missed_on_the_embedded_default() {
+    let stack = embedded(&["--rate-limit-per-second", "0"]).await;
+    a_client_that_drops_recovers_exactly_what_it_missed(&stack).await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_drops_recovers_exactly_what_it_missed_on_dynamodb_and_sqs() {
+    let stack = on_moto(&["--rate-limit-per-second", "0"]).await;
+    a_client_that_drops_recovers_exactly_what_it_missed(&stack).await;
+    stack.shutdown().await;
+}
+
+/// Beyond what history keeps, the client gets what is left and `complete: false`; in another
+/// epoch, nothing and `complete: false`; and on joining, the room's last messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_the_window_recovery_says_so_and_joining_gets_the_last_messages() {
+    let stack = embedded(&["--history-size", "10", "--rate-limit-per-second", "0"]).await;
+    let room = url(&stack, "window");
+    let mut sender = Sender::connect(&room).await;
+    let first = sender.send(json!({"n": 0})).await;
+    for n in 1..=20 {
+        sender.send(json!({"n": n})).await;
+    }
+    sender.settle().await;
+    let epoch = first["epoch"].clone();
+    let top = first["offset"].as_u64().unwrap() + 20;
+
+    let mut late = Client::connect(&room).await;
+    let (messages, done) = recover(
+        &mut late,
+        json!({"offset": first["offset"], "epoch": epoch}),
+    )
+    .await;
+    assert_eq!(
+        offsets(&messages),
+        (top - 9..=top).collect::<Vec<_>>(),
+        "the last 10 kept"
+    );
+    assert_eq!(
+        done["complete"], false,
+        "history no longer reaches back: {done}"
+    );
+
+    let (messages, done) =
+        recover(&mut late, json!({"offset": 3, "epoch": "0123456789abcdef"})).await;
+    assert!(messages.is_empty());
+    assert_eq!(done["complete"], false);
+    assert_eq!(done["epoch"], epoch, "the epoch to start over in");
+
+    let mut joining = Client::connect(&room).await;
+    let (messages, done) = recover(&mut joining, json!({"last": 5})).await;
+    assert_eq!(offsets(&messages), (top - 4..=top).collect::<Vec<_>>());
+    assert_eq!(done["complete"], true);
+    // More than history keeps is refused with the limit.
+    joining.send_text(r#"{"action":"recover","last":11}"#).await;
+    let refused = joining.next_json(WAIT).await;
+    assert_eq!(refused["code"], "invalid_message", "{refused}");
+
+    let text = fanout_test_support::http::request(stack.addr(), "GET", "/metrics", "")
+        .await
+        .unwrap()
+        .body;
+    assert_eq!(
+        metric(&text, "fanout_recoveries_total"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "fanout_recoveries_incomplete_total"),
+        Some(2.0),
+        "{text}"
+    );
+    stack.shutdown().await;
+}
+
+/// A recovery asked for while the management API fails with 503s is retried through it and
+/// completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_during_a_management_api_brownout_still_completes() {
+    let stack = embedded(&[]).await;
+    let room = url(&stack, "brownout");
+    let mut sender = Sender::connect(&room).await;
+    let first = sender.send(json!({"n": 0})).await;
+    for n in 1..=5 {
+        sender.send(json!({"n": n})).await;
+    }
+    sender.settle().await;
+    let mut member = Client::connect(&room).await;
+    stack.inject_management_fault(FaultKind::Unavailable, Duration::from_secs(2));
+    let (messages, done) = recover(
+        &mut member,
+        json!({"offset": first["offset"], "epoch": first["epoch"]}),
+    )
+    .await;
+    assert_eq!(messages.len(), 5);
+    assert_eq!(done["complete"], true, "{done}");
+    stack.shutdown().await;
+}
+
+/// A ping is answered with a pong and fans out nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_keeps_the_connection_and_costs_no_fan_out() {
+    let stack = embedded(&["--idle-timeout", "2s"]).await;
+    let room = url(&stack, "quiet");
+    let mut pinger = Client::connect(&room).await;
+    let mut other = Client::connect(&room).await;
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        pinger.send_text(r#"{"action":"ping"}"#).await;
+        assert_eq!(pinger.next_json(WAIT).await, json!({"type":"pong"}));
+    }
+    assert!(
+        matches!(
+            other.next(Duration::from_millis(500)).await,
+            Event::Closed(Some(1001))
+        ),
+        "the member that sent nothing was closed as idle"
+    );
+    pinger.say(json!("still here")).await;
+    let ack = pinger.next_json(WAIT).await;
+    assert_eq!(
+        ack["type"], "ack",
+        "3.2 s in, past the 2 s idle timeout: {ack}"
+    );
+    stack.shutdown().await;
+}
