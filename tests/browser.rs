@@ -225,7 +225,7 @@ async fn the_root_serves_the_page_and_still_upgrades() {
         "{}",
         page.body
     );
-    for asset in ["/app.js", "/app.css"] {
+    for asset in ["/app.js", "/fanout-client.js", "/app.css"] {
         let response = request(stack.addr(), "GET", asset, "").await.unwrap();
         assert_eq!(response.status, 200, "{asset}");
         assert!(!response.body.is_empty(), "{asset}");
@@ -238,6 +238,9 @@ async fn the_root_serves_the_page_and_still_upgrades() {
     stack.shutdown().await;
 }
 
+/// The client rule's property, run in the page against its own `fanout-client.js`.
+const CLIENT_RULE: &str = include_str!("client_rule.js");
+
 async fn scenario(browser: &Client, stack: LocalStack) {
     let page = format!("http://{}/?room={ROOM}", stack.addr());
 
@@ -246,6 +249,14 @@ async fn scenario(browser: &Client, stack: LocalStack) {
     let alice = browser.window().await.expect("the first tab");
     until_state(browser, "open", "the first tab is connected").await;
     assert_only_this_origin(browser, &page).await;
+
+    // The reference client's rule, as the page runs it, under 300 random schedules of sends
+    // (some failing), reordered, repeated and lost deliveries, drops and recoveries.
+    let broken = browser
+        .execute(CLIENT_RULE, vec![json!(300), json!(1)])
+        .await
+        .expect("run the client rule's schedules");
+    assert_eq!(broken, Value::Null, "a schedule the rule got wrong");
     let bob = browser.new_window(true).await.expect("a second tab").handle;
     browser.switch_to_window(bob.clone()).await.unwrap();
     browser.goto(&page).await.expect("open the page again");
@@ -327,7 +338,11 @@ async fn scenario(browser: &Client, stack: LocalStack) {
     assert_latency(&reply);
 
     // The server drops Alice (DELETE @connections/{id}): her page says so, counts down, and
-    // reconnects by itself; the new connection delivers again.
+    // reconnects by itself; the new connection delivers again, and what Carol sent while
+    // Alice was away is recovered: every message, in order, once.
+    let mut carol =
+        fanout_test_support::ws::Client::connect(&format!("{}?room={ROOM}", stack.websocket_url()))
+            .await;
     let path = connection_path(&alice_id);
     let deleted = request(stack.addr(), "DELETE", &path, "")
         .await
@@ -342,7 +357,73 @@ async fn scenario(browser: &Client, stack: LocalStack) {
         vec![],
     )
     .await;
+    for n in 1..=3 {
+        carol.say(json!(format!("while away {n}"))).await;
+    }
+    // Carol's own copies: once she has all three, so has everyone connected.
+    let mut copies = 0;
+    while copies < 3 {
+        if carol.next_json(WAIT).await["type"] == "message" {
+            copies += 1;
+        }
+    }
+    let away_throughout = browser
+        .execute(
+            "return document.getElementById('state').dataset.state === 'closed';",
+            vec![],
+        )
+        .await
+        .unwrap()
+        == json!(true);
     until_state(browser, "open", "Alice's page reconnects").await;
+    until(
+        browser,
+        "Alice's page shows what was sent while she was away, in order, once",
+        "const shown = [...document.querySelectorAll('#messages li.message .data')]
+           .map((d) => d.textContent).filter((t) => t.startsWith('while away'));
+         return shown.length >= 3 ? shown : null;",
+        vec![],
+    )
+    .await;
+    let shown = browser
+        .execute(
+            "return [...document.querySelectorAll('#messages li.message .data')]
+               .map((d) => d.textContent).filter((t) => t.startsWith('while away'));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        shown,
+        json!(["while away 1", "while away 2", "while away 3"]),
+        "in order, once"
+    );
+    let recovered = until(
+        browser,
+        "Alice's page says what it recovered",
+        "const entries = [...document.querySelectorAll('#log li.recovered')];
+         return entries.length >= 2 ? entries.map((e) => e.textContent) : null;",
+        vec![],
+    )
+    .await;
+    if away_throughout {
+        // Nothing reached her live: the reconnection's recovery brought all three.
+        let last = recovered.as_array().and_then(|all| all.last()).cloned();
+        assert!(
+            last.as_ref()
+                .and_then(Value::as_str)
+                .is_some_and(|entry| entry.ends_with("recovered 3 messages")),
+            "{recovered}"
+        );
+    }
+    let banner_hidden = browser
+        .execute(
+            "return document.getElementById('history-banner').hidden;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(banner_hidden, true, "nothing was lost");
     type_into(browser, "#message", "back again\u{E007}").await;
     let new_id = my_id(browser, "Alice's page learns her new connection id").await;
     assert_ne!(new_id, alice_id, "a reconnection is a new connection");

@@ -18,10 +18,13 @@ use std::sync::Arc;
 
 const INDEX_HTML: &str = include_str!("../static/index.html");
 const APP_JS: &str = include_str!("../static/app.js");
+const CLIENT_JS: &str = include_str!("../static/fanout-client.js");
 const APP_CSS: &str = include_str!("../static/app.css");
 
 /// Where the page's script and style are served.
 pub const SCRIPT_PATH: &str = "/app.js";
+/// The reference client's rule (`local/static/fanout-client.js`), which the page uses.
+pub const CLIENT_PATH: &str = "/fanout-client.js";
 pub const STYLE_PATH: &str = "/app.css";
 
 /// Only this server's own script, style and WebSocket: nothing inline, nothing from elsewhere.
@@ -59,6 +62,11 @@ pub async fn script() -> Response {
     asset("text/javascript; charset=utf-8", APP_JS)
 }
 
+/// `GET /fanout-client.js`.
+pub async fn client() -> Response {
+    asset("text/javascript; charset=utf-8", CLIENT_JS)
+}
+
 /// `GET /app.css`.
 pub async fn style() -> Response {
     asset("text/css; charset=utf-8", APP_CSS)
@@ -93,12 +101,15 @@ mod tests {
         assert!(html.contains(r#"<meta name="fanout-stage" content="prod_1">"#));
         assert!(!html.contains("__STAGE__"));
         assert!(html.contains(&format!(r#"src="{SCRIPT_PATH}""#)));
+        assert!(html.contains(&format!(r#"src="{CLIENT_PATH}""#)));
         assert!(html.contains(&format!(r#"href="{STYLE_PATH}""#)));
-        for asset in [INDEX_HTML, APP_JS, APP_CSS] {
+        for asset in [INDEX_HTML, APP_JS, CLIENT_JS, APP_CSS] {
             assert!(!asset.contains("http://") && !asset.contains("https://"));
             assert!(!asset.contains("<script>") && !asset.contains("style=\""));
         }
         // Text from the server goes into the page as text.
-        assert!(!APP_JS.contains("innerHTML") && !APP_JS.contains("insertAdjacentHTML"));
+        for script in [APP_JS, CLIENT_JS] {
+            assert!(!script.contains("innerHTML") && !script.contains("insertAdjacentHTML"));
+        }
     }
 }

@@ -376,6 +376,7 @@ fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(page::root))
         .route(page::SCRIPT_PATH, get(page::script))
+        .route(page::CLIENT_PATH, get(page::client))
         .route(page::STYLE_PATH, get(page::style))
         .route(&stage, get(emulator::upgrade))
         .route(

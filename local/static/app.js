@@ -1,5 +1,7 @@
 // The fanout-local page: one WebSocket to ws(s)://HOST/STAGE?room=NAME[&token=...], the frames
-// of docs/contracts.md rendered as text (never as HTML), reconnection with backoff after a drop.
+// of docs/contracts.md rendered as text (never as HTML), reconnection with backoff after a drop,
+// and on every (re)connect a recovery of what was missed, ordered by the reference client's
+// RoomSequence (fanout-client.js); a ping every few minutes keeps an idle connection open.
 // No build step and nothing fetched from anywhere but this server.
 "use strict";
 
@@ -18,7 +20,9 @@
   const MAX_SEEN_IDS = 2000;
 
   const byId = (id) => document.getElementById(id);
+  const { RoomSequence, PING, PING_EVERY_MS } = globalThis.FanoutClient;
   const ui = {
+    historyBanner: byId("history-banner"),
     joinForm: byId("join-form"),
     room: byId("room"),
     token: byId("token"),
@@ -56,6 +60,10 @@
   const acked = new Set();
   /** Delivered message ids, in arrival order: delivery is at least once, we show each once. */
   const seen = new Map();
+  /** The room's sequence as this tab has it: kept across reconnections to the same room. */
+  let sequence = null;
+  let sequenceRoom = null;
+  let pingTimer = null;
 
   // ---- small helpers -----------------------------------------------------------------------
 
@@ -164,6 +172,11 @@
       return;
     }
     socket = ws;
+    if (sequenceRoom !== room) {
+      sequence = newSequence();
+      sequenceRoom = room;
+      ui.historyBanner.hidden = true;
+    }
     ws.onopen = () => {
       if (socket !== ws) return;
       opened = true;
@@ -172,6 +185,9 @@
       ui.token.classList.remove("needed");
       setState("open", `in room ${room}`);
       log("state", `open: room ${room}`);
+      sequence.resume();
+      clearInterval(pingTimer);
+      pingTimer = setInterval(() => sendFrame(PING), PING_EVERY_MS);
     };
     ws.onmessage = (event) => {
       if (socket !== ws) return;
@@ -180,8 +196,28 @@
     ws.onclose = (event) => {
       if (socket !== ws) return;
       socket = null;
+      clearInterval(pingTimer);
       closed(event, room, token);
     };
+  }
+
+  /** A sequence that shows each message once, in offset order, and asks for what is missing. */
+  function newSequence() {
+    return new RoomSequence({
+      deliver: showMessage,
+      recover: (request) => {
+        sendFrame(request);
+        log("state", "recover " + ("last" in request ? `the last ${request.last}` : `after offset ${request.offset}`));
+      },
+      incomplete: (recovered) => {
+        ui.historyBanner.hidden = false;
+        log("error", recovered ? "history no longer reaches back: some messages are lost" : "the room's sequence started over");
+      },
+    });
+  }
+
+  function sendFrame(frame) {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
   }
 
   function closeReason(event) {
@@ -268,7 +304,13 @@
         onAck(frame);
         break;
       case "message":
-        showMessage(frame);
+        sequence.message(frame);
+        break;
+      case "recovered":
+        sequence.recovered(frame);
+        onRecovered(frame);
+        break;
+      case "pong":
         break;
       case "error":
         onError(frame);
@@ -287,6 +329,12 @@
     // The delivery may have come first.
     const from = seen.get(id);
     if (from) setMe(from);
+  }
+
+  function onRecovered(frame) {
+    const count = typeof frame.count === "number" ? frame.count : 0;
+    ui.detail.dataset.recovered = String(count);
+    log("recovered", `recovered ${count} message${count === 1 ? "" : "s"}${frame.complete ? "" : " (incomplete)"}`);
   }
 
   function onError(frame) {
