@@ -16,6 +16,11 @@ locals {
     Workspace = terraform.workspace
     Function  = local.worker_function_name
   }
+  recover_dimensions = {
+    Workspace = terraform.workspace
+    Function  = aws_lambda_function.this["recover"].function_name
+  }
+  recover_emf_dimensions = ["Workspace", terraform.workspace, "Function", aws_lambda_function.this["recover"].function_name]
 
   # Failures no Lambda or API Gateway error metric shows: each alarms when its count over
   # `period` seconds is above `threshold`. Runbooks: docs/operations.md, by alarm name.
@@ -67,6 +72,22 @@ locals {
       dimensions  = merge(local.send_dimensions, { Code = "unavailable" })
       period      = 60
       threshold   = 0
+    }
+    "recoveries-failed" = {
+      description = "Reconnecting clients asked to recover and could not be sent what they missed (RecoveriesFailed): the history table or the management API failed past the recover function's retries. The clients got an unavailable error and ask again."
+      namespace   = var.metrics_namespace
+      metric      = "RecoveriesFailed"
+      dimensions  = local.recover_dimensions
+      period      = 300
+      threshold   = 0
+    }
+    "recoveries-incomplete" = {
+      description = "More than ${var.alarm_recoveries_incomplete} recoveries in 5 minutes were answered complete = false (RecoveriesIncomplete): clients were away longer than history_size or history_ttl_seconds reach, or rooms' sequences restarted, and reloaded their state."
+      namespace   = var.metrics_namespace
+      metric      = "RecoveriesIncomplete"
+      dimensions  = local.recover_dimensions
+      period      = 300
+      threshold   = var.alarm_recoveries_incomplete
     }
     "api-integration-errors" = {
       description = "API Gateway could not invoke a route's Lambda or got a bad answer from it (IntegrationError): clients get internal server errors."
@@ -543,6 +564,47 @@ resource "aws_cloudwatch_dashboard" "this" {
             concat([var.metrics_namespace, "FanoutLatencyMs"], local.emf_dimensions, [{ label = "p50", stat = "p50" }]),
             concat([var.metrics_namespace, "FanoutLatencyMs"], local.emf_dimensions, [{ label = "p99", stat = "p99" }]),
             concat([var.metrics_namespace, "FanoutLatencyMs"], local.emf_dimensions, [{ label = "Max", stat = "Maximum" }]),
+          ]
+          yAxis = { left = { min = 0 } }
+        }
+      },
+
+      # Recovery
+      {
+        type   = "metric"
+        x      = 0
+        y      = 28
+        width  = 12
+        height = 6
+        properties = {
+          title  = "Recoveries"
+          region = local.region
+          view   = "timeSeries"
+          period = 60
+          stat   = "Sum"
+          metrics = [
+            concat([var.metrics_namespace, "Recoveries"], local.recover_emf_dimensions, [{ label = "Recoveries" }]),
+            concat([var.metrics_namespace, "RecoveriesIncomplete"], local.recover_emf_dimensions, [{ label = "Incomplete (clients reloaded)", color = "#ff7f0e" }]),
+            concat([var.metrics_namespace, "RecoveriesFailed"], local.recover_emf_dimensions, [{ label = "Failed", color = "#d62728" }]),
+          ]
+          yAxis = { left = { min = 0 } }
+        }
+      },
+      {
+        type   = "metric"
+        x      = 12
+        y      = 28
+        width  = 12
+        height = 6
+        properties = {
+          title  = "Messages recovered, and messages refused unavailable (offset, history or queue)"
+          region = local.region
+          view   = "timeSeries"
+          period = 60
+          stat   = "Sum"
+          metrics = [
+            concat([var.metrics_namespace, "RecoveredMessages"], local.recover_emf_dimensions, [{ label = "Recovered messages" }]),
+            [var.metrics_namespace, "Refused", "Workspace", terraform.workspace, "Function", aws_lambda_function.this["sendmessage"].function_name, "Code", "unavailable", { label = "sendmessage refused unavailable", color = "#d62728" }],
           ]
           yAxis = { left = { min = 0 } }
         }

@@ -155,6 +155,17 @@ variable "history_size" {
   }
 }
 
+variable "alarm_recoveries_incomplete" {
+  description = "Recoveries answered complete = false in 5 minutes above which the recoveries-incomplete alarm fires (clients reloading their state because history did not reach back)."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.alarm_recoveries_incomplete >= 0
+    error_message = "alarm_recoveries_incomplete must be 0 or more."
+  }
+}
+
 variable "history_ttl_seconds" {
   description = "How long a room keeps a message for recovery, in seconds (HISTORY_TTL_SECONDS). DynamoDB's TTL deletes late; reads filter by expiry."
   type        = number

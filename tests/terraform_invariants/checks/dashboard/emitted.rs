@@ -7,9 +7,13 @@ use serde_json::Value;
 
 use fanout::config::Function;
 use fanout::domain::ErrorCode;
+use fanout::domain::RoomName;
+use fanout::domain::history::Recovered;
 use fanout::engine::FanoutStats;
 use fanout::metrics::{
-    EmfConfig, FANOUT_LATENCY, SEND_ACCEPTED, SEND_REFUSED, WORKER_COUNTS, emf_line, send_emf_line,
+    EmfConfig, FANOUT_LATENCY, RECOVERED_MESSAGES, RECOVERIES, RECOVERIES_FAILED,
+    RECOVERIES_INCOMPLETE, SEND_ACCEPTED, SEND_REFUSED, WORKER_COUNTS, emf_line, recover_emf_line,
+    send_emf_line,
 };
 
 /// The metrics the code emits in its own namespace (`var.metrics_namespace`), by name.
@@ -27,7 +31,8 @@ pub struct Emitter {
 }
 
 /// The EMF lines each function writes, read back: the worker's (`WORKER_COUNTS` and
-/// `FANOUT_LATENCY`) and sendmessage's (`SEND_ACCEPTED`, `SEND_REFUSED` by `REFUSAL_CODE`).
+/// `FANOUT_LATENCY`), sendmessage's (`SEND_ACCEPTED`, `SEND_REFUSED` by `REFUSAL_CODE`) and
+/// recover's (`RECOVERIES` and the rest, or `RECOVERIES_FAILED`).
 /// Each line must declare exactly those lists' names.
 pub fn emitted_metrics() -> Emitted {
     let config = |function: Function| EmfConfig {
@@ -60,6 +65,30 @@ pub fn emitted_metrics() -> Emitted {
                 ),
             ],
             BTreeSet::from([SEND_ACCEPTED, SEND_REFUSED]),
+        ),
+        (
+            Function::Recover,
+            vec![
+                recover_emf_line(
+                    &config(Function::Recover),
+                    Some(&Recovered {
+                        room: RoomName::lobby(),
+                        from: 1,
+                        to: 2,
+                        epoch: None,
+                        complete: false,
+                        count: 1,
+                    }),
+                    0,
+                ),
+                recover_emf_line(&config(Function::Recover), None, 0),
+            ],
+            BTreeSet::from([
+                RECOVERIES,
+                RECOVERIES_INCOMPLETE,
+                RECOVERED_MESSAGES,
+                RECOVERIES_FAILED,
+            ]),
         ),
     ];
     let mut metrics: BTreeMap<String, Emitter> = BTreeMap::new();
@@ -113,4 +142,5 @@ pub fn emitted_metrics() -> Emitted {
 }
 
 /// The functions whose metrics are emitted in the stack's namespace.
-pub(super) const EMITTING: [Function; 2] = [Function::Worker, Function::SendMessage];
+pub(super) const EMITTING: [Function; 3] =
+    [Function::Worker, Function::SendMessage, Function::Recover];

@@ -9,7 +9,7 @@ use super::context::check_options;
 use super::emitted::emitted_metrics;
 use super::rendered::check_rendered;
 
-/// A worker and an API function, a queue, and a dashboard whose widgets each test supplies
+/// The functions that emit metrics, a queue, and a dashboard whose widgets each test supplies
 /// (`WIDGETS`), plus `EXTRA` blocks.
 const SNIPPET: &str = r#"
 variable "metrics_namespace" {
@@ -30,7 +30,7 @@ locals {
 }
 
 resource "aws_lambda_function" "this" {
-  for_each      = toset(["sendmessage", "worker"])
+  for_each      = toset(["sendmessage", "worker", "recover"])
   function_name = "${local.name_prefix}-${each.key}"
 }
 
