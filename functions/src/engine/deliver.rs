@@ -127,10 +127,9 @@ struct Tries {
 
 /// Posts to one connection, counting what it took into `tries`.
 async fn deliver_one(post: &Post, id: &str, tries: &mut Tries) -> Delivery {
-    // 5xx, timeouts and 410s of a connection whose `$connect` may still be running: bounded by
-    // `max_post_attempts`, then handed back to be retried within the retry budget. 429s are not
-    // counted: they slow the whole worker through the pacer, and the id goes back at the same
-    // attempt if time runs out.
+    // 5xx and timeouts: bounded by `max_post_attempts`, then handed back to be retried within
+    // the retry budget. 429s are not counted: they slow the whole worker through the pacer, and
+    // the id goes back at the same attempt if time runs out.
     let (mut failures, mut throttles) = (0, 0);
     let mut first = true;
     let give_back = |failures: u32, throttles: u32| match (failures, throttles) {
@@ -160,24 +159,17 @@ async fn deliver_one(post: &Post, id: &str, tries: &mut Tries) -> Delivery {
                 post.pacer.on_success();
                 return Delivery::Delivered;
             }
-            Err(PostError::Gone) => match delete_gone(post, id).await {
-                Some(gone) => return gone,
-                None => {
+            Err(PostError::Gone) => {
+                return delete_gone(post, id).await.unwrap_or_else(|| {
                     // API Gateway answers 410 until `$connect` returns: the member joins in a
-                    // moment and must get the message. Past the grace period, a 410 is final.
+                    // moment and must get the message, tried again after the retry delay. Not
+                    // here and now: a young connection that is really gone (its `$disconnect`
+                    // not yet run) would hold a lane and its permit through every backoff.
+                    // Past the grace period, or once its item is gone, a 410 is final.
                     tries.young_gone += 1;
-                    failures += 1;
-                    if failures >= post.config.max_post_attempts {
-                        debug!(connection_id = %id, "still connecting after every try in this run");
-                        return Delivery::Transient;
-                    }
-                    backoff::full_jitter(
-                        post.config.backoff_base,
-                        post.config.backoff_cap,
-                        failures,
-                    )
-                }
-            },
+                    Delivery::Transient
+                });
+            }
             Err(PostError::Forbidden(reason)) => {
                 error!(connection_id = %id, %reason, "the management API refuses the worker (403); stopping the job");
                 return Delivery::Forbidden;
