@@ -145,6 +145,17 @@ resource "aws_apigatewayv2_stage" "this" {
     detailed_metrics_enabled = var.detailed_metrics_enabled
   }
 
+  # Each recover may post up to history_size messages and run up to 29 s: a limit of its own,
+  # so that a flood of recoveries cannot take the account's concurrency from the worker.
+  route_settings {
+    route_key                = aws_apigatewayv2_route.this["recover"].route_key
+    throttling_burst_limit   = var.recover_throttling_burst_limit
+    throttling_rate_limit    = var.recover_throttling_rate_limit
+    logging_level            = var.api_execution_logging_level
+    data_trace_enabled       = false
+    detailed_metrics_enabled = var.detailed_metrics_enabled
+  }
+
   # The execution log group must exist before API Gateway creates one without a
   # retention. Logging also needs the region's logging role (terraform/account).
   depends_on = [aws_cloudwatch_log_group.api_execution]

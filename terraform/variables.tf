@@ -447,6 +447,28 @@ variable "sendmessage_throttling_rate_limit" {
   }
 }
 
+variable "recover_throttling_rate_limit" {
+  description = "Throttling of the recover route: steady-state recoveries per second (each posts up to history_size messages). A reconnect storm above it gets 429s and the reference client asks again."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.recover_throttling_rate_limit >= 0
+    error_message = "recover_throttling_rate_limit must be non-negative."
+  }
+}
+
+variable "recover_throttling_burst_limit" {
+  description = "Throttling of the recover route: burst of recoveries."
+  type        = number
+  default     = 200
+
+  validation {
+    condition     = var.recover_throttling_burst_limit >= 0
+    error_message = "recover_throttling_burst_limit must be non-negative."
+  }
+}
+
 variable "api_execution_logging_level" {
   description = "API Gateway execution logging level (OFF, ERROR or INFO); logs go to /aws/apigateway/<api_id>/<stage>. ERROR and INFO need the region's API Gateway logging role, set up once per account and region by terraform/account (docs/deploy.md)."
   type        = string

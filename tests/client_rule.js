@@ -1,7 +1,8 @@
 // The reference client's rule (local/static/fanout-client.js, RoomSequence) under random
 // schedules, run in the page by tests/browser.rs: a room's sends, some failing after taking
 // their offset; live deliveries reordered, repeated and lost (a fan-out that gave up); the
-// client dropping and reconnecting, recovering from history each time. History keeps
+// client dropping and reconnecting, recovering from history each time, and some recoveries
+// failing with no answer (the client asks again after its recovery timeout). History keeps
 // everything, so a client that follows the rule must hand on every message that was kept,
 // exactly once, in offset order. Returns null, or what went wrong with the seed to replay it.
 //
@@ -38,7 +39,7 @@ function run(seed) {
       recover: (request) => {
         // The server's answer: the kept messages after the offset, in order, then `recovered`.
         // They go on the wire in order; live frames may pass them.
-        if (!connected) return;
+        if (!connected || rand() < 0.05) return;
         const after = "last" in request ? Math.max(0, top - request.last) : request.offset;
         const batch = [];
         for (let offset = after + 1; offset <= top; offset++) {
@@ -53,6 +54,7 @@ function run(seed) {
     },
     {
       gapWaitMs: 50,
+      recoveryTimeoutMs: 200,
       joinLast: 0,
       timers: {
         set: (callback, ms) => {
@@ -64,7 +66,7 @@ function run(seed) {
     },
   );
   // The client has joined (its first recovery answered) before the room's first message.
-  sequence.resume();
+  while (wire.length === 0) sequence.resume(); // a failed answer is asked again
   sequence.recovered(wire.shift().ordered[0]);
   for (let step = 0; step < 400; step++) {
     now += 1 + Math.floor(rand() * 10);
@@ -122,7 +124,7 @@ function run(seed) {
       }
     }
   }
-  sequence.resume();
+  while (wire.length === 0) sequence.resume();
   while (wire.length > 0) {
     for (const frame of wire.shift().ordered) {
       if (frame.type === "recovered") sequence.recovered(frame);

@@ -162,7 +162,17 @@ async fn clients_that_stop_reading_are_dropped_and_everyone_else_gets_every_mess
     // Delivery is at least once: a reader gets a message twice only where the contract says
     // (docs/contracts.md), here a post that timed out or was abandoned after the frame was
     // queued, as on a machine too busy to answer within POST_TIMEOUT_MS. Each such post is
-    // counted; no other duplicate is allowed.
+    // counted, once its invocation ends; no other duplicate is allowed.
+    until_metrics(&stack, "did the worker finish every job", |text| {
+        [
+            "fanout_queue_depth",
+            "fanout_queue_in_flight",
+            "fanout_queue_delayed",
+        ]
+        .iter()
+        .all(|gauge| metric(text, gauge) == Some(0.0))
+    })
+    .await;
     let text = metrics(&stack).await;
     let repeated = metric(&text, "fanout_retried_total").unwrap_or(0.0)
         + metric(&text, "fanout_interrupted_total").unwrap_or(0.0);

@@ -33,6 +33,8 @@ const GAP_WAIT_MS = 2000;
 const JOIN_LAST = 20;
 /** Offsets settled as never delivered, remembered to let a late one through. */
 const MAX_SKIPPED = 1000;
+/** A recovery unanswered this long (API Gateway's 29 s, and a margin) is asked again. */
+const RECOVERY_TIMEOUT_MS = 35000;
 
 class RoomSequence {
   /**
@@ -42,12 +44,14 @@ class RoomSequence {
    * @param {(recovered: object|null) => void} [handlers.incomplete] history did not reach
    *   back (a `recovered` frame with complete: false), or the room's epoch changed (null):
    *   the app reloads its state from its own source of truth
-   * @param {object} [options] `gapWaitMs`, `joinLast`, and `timers` ({set, clear}: a clock
-   *   of the caller's own, as tests use; default setTimeout and clearTimeout)
+   * @param {object} [options] `gapWaitMs`, `joinLast`, `recoveryTimeoutMs`, and `timers`
+   *   ({set, clear}: a clock of the caller's own, as tests use; default setTimeout and
+   *   clearTimeout)
    */
   constructor(handlers, options = {}) {
     this.handlers = handlers;
     this.gapWaitMs = options.gapWaitMs ?? GAP_WAIT_MS;
+    this.recoveryTimeoutMs = options.recoveryTimeoutMs ?? RECOVERY_TIMEOUT_MS;
     this.joinLast = options.joinLast ?? JOIN_LAST;
     this.timers = options.timers ?? {
       set: (callback, ms) => setTimeout(callback, ms),
@@ -64,20 +68,25 @@ class RoomSequence {
     /** Whether a recovery is under way: gaps wait for its `recovered` frame. */
     this.recovering = false;
     this.gapTimer = null;
+    /** Asks again if a recovery is never answered (it failed, or its answer was lost). */
+    this.recoveryTimer = null;
   }
 
   /** On every (re)connect: recover from where the client is, or the room's last messages. */
   resume() {
     this.recovering = true;
-    let first = null;
-    for (const offset of this.held.keys()) if (first === null || offset < first) first = offset;
-    if (this.epoch === null && first !== null) {
-      // The join's answer was lost with its connection, but live messages came: go on from
-      // the first of them.
-      const { epoch } = this.held.get(first);
-      this.epoch = epoch;
-      this.last = first - 1;
-      this.handlers.recover({ action: "recover", offset: this.last, epoch });
+    if (this.recoveryTimer !== null) this.timers.clear(this.recoveryTimer);
+    this.recoveryTimer = this.timers.set(() => {
+      this.recoveryTimer = null;
+      if (this.recovering) this.resume();
+    }, this.recoveryTimeoutMs);
+    const someHeld = this.held.values().next().value;
+    if (this.epoch === null && someHeld) {
+      // The join's answer never came, but live messages did: recover their epoch from its
+      // start (the join's "last N" would not reach back to the first of them).
+      this.epoch = someHeld.epoch;
+      this.last = 0;
+      this.handlers.recover({ action: "recover", offset: 0, epoch: this.epoch });
     } else if (this.epoch === null) {
       this.handlers.recover({ action: "recover", last: this.joinLast });
     } else {
@@ -117,6 +126,8 @@ class RoomSequence {
   /** The `recovered` frame that ends a recovery. */
   recovered(frame) {
     this.recovering = false;
+    if (this.recoveryTimer !== null) this.timers.clear(this.recoveryTimer);
+    this.recoveryTimer = null;
     const to = typeof frame.to === "number" ? frame.to : 0;
     if (typeof frame.epoch === "string" && frame.epoch !== this.epoch) {
       // First join, or another epoch: go on from the room's present.
@@ -127,23 +138,28 @@ class RoomSequence {
     } else if (!frame.complete) {
       this.handlers.incomplete?.(frame);
     }
-    // Everything up to `to` is settled: hand on what came, skip what never existed.
-    while (this.last < to) {
-      const next = this.last + 1;
-      const held = this.held.get(next);
-      if (held) {
-        this.held.delete(next);
-        this.handlers.deliver(held);
-      } else {
-        this.skip(next);
+    // Everything up to `to` is settled: hand on what came, in order, and skip what never
+    // existed (only the last MAX_SKIPPED are remembered: the work is bounded by what is held,
+    // not by how far `to` is).
+    if (to > this.last) {
+      const settled = [...this.held.keys()].filter((offset) => offset <= to).sort((a, b) => a - b);
+      for (let offset = Math.max(this.last + 1, to - MAX_SKIPPED + 1); offset <= to; offset++) {
+        if (!this.held.has(offset)) this.skip(offset);
       }
-      this.last = next;
+      for (const offset of settled) {
+        const held = this.held.get(offset);
+        this.held.delete(offset);
+        if (offset > this.last) this.handlers.deliver(held);
+      }
+      this.last = to;
     }
     this.drain();
   }
 
   /** Hands on every held message that follows `last`; watches a gap that remains. */
   drain() {
+    // Held at or below `last` (live before a join settled past them): nothing to wait for.
+    for (const offset of this.held.keys()) if (offset <= this.last) this.held.delete(offset);
     for (let next = this.held.get(this.last + 1); next; next = this.held.get(this.last + 1)) {
       this.held.delete(this.last + 1);
       this.last += 1;
@@ -178,4 +194,11 @@ class RoomSequence {
   }
 }
 
-globalThis.FanoutClient = { RoomSequence, PING, PING_EVERY_MS, GAP_WAIT_MS, JOIN_LAST };
+globalThis.FanoutClient = {
+  RoomSequence,
+  PING,
+  PING_EVERY_MS,
+  GAP_WAIT_MS,
+  JOIN_LAST,
+  RECOVERY_TIMEOUT_MS,
+};

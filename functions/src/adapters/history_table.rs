@@ -234,6 +234,7 @@ impl History for DynamoHistory {
             .get_item()
             .table_name(&self.config.table)
             .set_key(Some(Self::key(room, SEQUENCE)))
+            .consistent_read(true)
             .send()
             .await
             .map_err(|error| StoreError::Unavailable(describe(&error)))?;
@@ -315,6 +316,9 @@ impl History for DynamoHistory {
                 .expression_attribute_values(":epoch", AttributeValue::S(epoch.to_owned()))
                 .expression_attribute_values(":now", number(now_ms.div_euclid(1000)))
                 .limit(page_limit)
+                // A recovery must see every kept message its top covers: a replica behind would
+                // make one look like a send that never landed, and settle it as never sent.
+                .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await

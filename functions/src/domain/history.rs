@@ -163,7 +163,7 @@ pub struct RecoverRequest {
 
 const RECOVER_USAGE: &str = "send {\"action\":\"recover\",\"offset\":O,\"epoch\":\"E\"} with the last offset and epoch you saw, or {\"action\":\"recover\",\"last\":N}";
 
-/// Reads a `recover` frame. `max_last` bounds `last` (the history's size).
+/// Reads a `recover` frame. `last` is capped at `max_last` (the history's size).
 pub fn parse_recover(
     body: Option<&str>,
     is_base64: bool,
@@ -202,15 +202,8 @@ pub fn parse_recover(
                 })?;
             Recover::Since { offset, epoch }
         }
-        (None, None, Some(last)) => {
-            let last = number("last", last)?;
-            if last > max_last {
-                return Err(invalid(&format!(
-                    "\"last\" is {last}; this room keeps at most {max_last} messages"
-                )));
-            }
-            Recover::Last(last)
-        }
+        // More than the room keeps gets what it keeps.
+        (None, None, Some(last)) => Recover::Last(number("last", last)?.min(max_last)),
         (Some(_), None, None) | (None, Some(_), None) => {
             return Err(invalid("\"offset\" and \"epoch\" go together"));
         }
@@ -485,13 +478,17 @@ mod tests {
             r#"{"action":"recover","offset":1,"epoch":"a b"}"#,
             r#"{"action":"recover","offset":1,"epoch":""}"#,
             r#"{"action":"recover","offset":1,"epoch":"a","last":2}"#,
-            r#"{"action":"recover","last":101}"#,
             r#"{"action":"recover","last":"5"}"#,
             r#"{"action":"recover","last":5,"room":"no room"}"#,
         ] {
             let error = parse(bad).unwrap_err();
             assert_eq!(error.code, ErrorCode::InvalidMessage, "{bad}: {error}");
         }
+        assert_eq!(
+            parse(r#"{"action":"recover","last":101}"#).unwrap().what,
+            Recover::Last(100),
+            "more than history keeps asks for what it keeps"
+        );
         let long = format!(
             r#"{{"action":"recover","offset":1,"epoch":"{}"}}"#,
             "a".repeat(65)

@@ -116,7 +116,10 @@ impl RecoverMessages<'_> {
                 "the event carries no connection id",
             )
         })?;
-        let room = match self.store.get(id).await {
+        let room = match timeout_at(deadline, self.store.get(id))
+            .await
+            .unwrap_or_else(|elapsed| Err(elapsed.into()))
+        {
             Ok(Some(connection)) => connection.room,
             Ok(None) => {
                 return Err(ClientError::new(
@@ -140,23 +143,25 @@ impl RecoverMessages<'_> {
             .into());
         }
         let now_ms = epoch_millis(now);
-        let top = self
-            .history
-            .position(&room, now_ms.div_euclid(1000))
-            .await
-            .map_err(|failure| {
-                error!(%room, error = %failure, "could not read the room's position");
-                unavailable()
-            })?;
+        let top = timeout_at(
+            deadline,
+            self.history.position(&room, now_ms.div_euclid(1000)),
+        )
+        .await
+        .unwrap_or_else(|elapsed| Err(elapsed.into()))
+        .map_err(|failure| {
+            error!(%room, error = %failure, "could not read the room's position");
+            unavailable()
+        })?;
         let mut recovery = Recovery::plan(top, &asked.what, history.size);
         if let (Some((mut from, to)), Some(epoch)) =
             (recovery.range(), recovery.epoch().map(str::to_owned))
         {
             while from <= to {
-                let entries = self
-                    .history
-                    .read(&room, &epoch, (from, to), PAGE, now_ms)
+                let read = self.history.read(&room, &epoch, (from, to), PAGE, now_ms);
+                let entries = timeout_at(deadline, read)
                     .await
+                    .unwrap_or_else(|elapsed| Err(elapsed.into()))
                     .map_err(|failure| {
                         error!(%room, error = %failure, "could not read history");
                         unavailable()
@@ -485,7 +490,7 @@ mod tests {
             .unwrap();
         assert_eq!(answer["code"], "not_in_room", "{answer}");
         let answer = f
-            .recover(json!({"action":"recover","last":101}))
+            .recover(json!({"action":"recover","last":-1}))
             .await
             .unwrap();
         assert_eq!(answer["code"], "invalid_message", "{answer}");
