@@ -10,7 +10,21 @@ use crate::domain::{
 };
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::future::Future;
 use std::time::Duration;
+use tokio::time::{Instant, timeout_at};
+
+/// Runs a port's `call`, failing with the timeout's error if `until` comes first: how callers
+/// bound each call by their own deadline.
+pub async fn by<T, E, Fut>(until: Instant, call: Fut) -> Result<T, E>
+where
+    Fut: Future<Output = Result<T, E>>,
+    E: From<tokio::time::error::Elapsed>,
+{
+    timeout_at(until, call)
+        .await
+        .unwrap_or_else(|elapsed| Err(E::from(elapsed)))
+}
 
 /// One page of connection ids and where the next one starts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

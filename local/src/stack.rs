@@ -117,7 +117,9 @@ impl LocalStack {
             source,
         })?;
         let mut engine_config = EngineConfig::from_env(&ProcessEnv)?;
-        engine_config.management_endpoint = Some(format!("http://{addr}/{}", options.stage));
+        // The worker and the recover handler post to this stack's own management API.
+        let management_endpoint = format!("http://{addr}/{}", options.stage);
+        engine_config.management_endpoint = Some(management_endpoint.clone());
         if let Some(concurrency) = options.fanout_concurrency {
             engine_config.concurrency = usize::from(concurrency);
         }
@@ -198,7 +200,7 @@ impl LocalStack {
             allowances,
             history,
             management,
-            management_endpoint: format!("http://{addr}/{}", options.stage),
+            management_endpoint,
             recover,
             queue,
             source: source.clone(),

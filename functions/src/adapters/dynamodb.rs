@@ -126,12 +126,14 @@ impl DynamoStore {
     }
 }
 
-fn unavailable(error: impl std::error::Error + 'static) -> StoreError {
+pub(super) fn unavailable(error: impl std::error::Error + 'static) -> StoreError {
     StoreError::Unavailable(describe(&error))
 }
 
 /// A conditional write's outcome: `true` written, `false` its condition did not hold.
-fn conditional<O, E>(result: Result<O, SdkError<E, HttpResponse>>) -> Result<bool, StoreError>
+pub(super) fn conditional<O, E>(
+    result: Result<O, SdkError<E, HttpResponse>>,
+) -> Result<bool, StoreError>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {

@@ -4,6 +4,7 @@
 //! The table's TTL removes both (`expiresAt`); reads filter by it, since the TTL deletes late.
 
 use super::aws::describe;
+use super::dynamodb::{conditional, unavailable};
 use crate::domain::history::new_epoch;
 use crate::domain::{HistoryEntry, Position, RoomName};
 use crate::ports::{History, StoreError};
@@ -119,17 +120,7 @@ impl DynamoHistory {
             .expression_attribute_values(":now", number(now))
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(Some(epoch)),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(error) => Err(StoreError::Unavailable(describe(&error))),
-        }
+        Ok(conditional(put)?.then_some(epoch))
     }
 }
 
@@ -237,7 +228,7 @@ impl History for DynamoHistory {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|error| StoreError::Unavailable(describe(&error)))?;
+            .map_err(unavailable)?;
         let Some(item) = got.item else {
             return Ok(None);
         };
@@ -270,7 +261,7 @@ impl History for DynamoHistory {
             .send()
             .await
             .map(drop)
-            .map_err(|error| StoreError::Unavailable(describe(&error)))
+            .map_err(unavailable)
     }
 
     async fn remove(&self, room: &RoomName, offset: u64) -> Result<(), StoreError> {
@@ -281,7 +272,7 @@ impl History for DynamoHistory {
             .send()
             .await
             .map(drop)
-            .map_err(|error| StoreError::Unavailable(describe(&error)))
+            .map_err(unavailable)
     }
 
     async fn read(
@@ -322,7 +313,7 @@ impl History for DynamoHistory {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|error| StoreError::Unavailable(describe(&error)))?;
+                .map_err(unavailable)?;
             for item in page.items.unwrap_or_default() {
                 entries.push(entry(&item)?);
                 if entries.len() == limit {

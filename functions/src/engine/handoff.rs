@@ -201,16 +201,7 @@ pub(super) fn retry_delay_within(base: Duration, attempt: u32, cap: Duration) ->
     half + Duration::from_nanos(rand::rng().random_range(0..=nanos))
 }
 
-/// Runs `call`, failing with the timeout's error if `until` comes first.
-pub(super) async fn by<T, E, Fut>(until: Instant, call: Fut) -> Result<T, E>
-where
-    Fut: Future<Output = Result<T, E>>,
-    E: From<tokio::time::error::Elapsed>,
-{
-    timeout_at(until, call)
-        .await
-        .unwrap_or_else(|elapsed| Err(E::from(elapsed)))
-}
+pub(super) use crate::ports::by;
 
 /// Runs `call` until it succeeds, fails for good (`retryable` says no), or `until` comes,
 /// backing off between tries.

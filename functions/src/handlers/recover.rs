@@ -13,7 +13,7 @@ use crate::domain::history::{HistoryConfig, Recovered, parse_recover};
 use crate::domain::{ClientError, ErrorCode, Frame, Recovery, epoch_millis};
 use crate::engine::backoff::full_jitter;
 use crate::metrics::RecoverMetrics;
-use crate::ports::{ConnectionGateway, ConnectionStore, History, PostError};
+use crate::ports::{ConnectionGateway, ConnectionStore, History, PostError, by};
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use bytes::Bytes;
 use std::time::{Duration, SystemTime};
@@ -116,10 +116,7 @@ impl RecoverMessages<'_> {
                 "the event carries no connection id",
             )
         })?;
-        let room = match timeout_at(deadline, self.store.get(id))
-            .await
-            .unwrap_or_else(|elapsed| Err(elapsed.into()))
-        {
+        let room = match by(deadline, self.store.get(id)).await {
             Ok(Some(connection)) => connection.room,
             Ok(None) => {
                 return Err(ClientError::new(
@@ -143,12 +140,11 @@ impl RecoverMessages<'_> {
             .into());
         }
         let now_ms = epoch_millis(now);
-        let top = timeout_at(
+        let top = by(
             deadline,
             self.history.position(&room, now_ms.div_euclid(1000)),
         )
         .await
-        .unwrap_or_else(|elapsed| Err(elapsed.into()))
         .map_err(|failure| {
             error!(%room, error = %failure, "could not read the room's position");
             unavailable()
@@ -159,13 +155,10 @@ impl RecoverMessages<'_> {
         {
             while from <= to {
                 let read = self.history.read(&room, &epoch, (from, to), PAGE, now_ms);
-                let entries = timeout_at(deadline, read)
-                    .await
-                    .unwrap_or_else(|elapsed| Err(elapsed.into()))
-                    .map_err(|failure| {
-                        error!(%room, error = %failure, "could not read history");
-                        unavailable()
-                    })?;
+                let entries = by(deadline, read).await.map_err(|failure| {
+                    error!(%room, error = %failure, "could not read history");
+                    unavailable()
+                })?;
                 for entry in &entries {
                     if recovery.read(entry.offset) {
                         self.post(id, entry.frame(&room).into(), deadline).await?;
