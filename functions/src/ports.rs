@@ -6,7 +6,8 @@
 
 use crate::domain::job::JobTooLarge;
 use crate::domain::{
-    Allowance, Checkpoint, Connection, HistoryEntry, Job, Position, RoomName, Segment,
+    Allowance, Checkpoint, Connection, HistoryEntry, IdempotencyKey, Job, Position, RoomName,
+    Segment,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -149,6 +150,60 @@ pub trait History: Send + Sync {
         limit: usize,
         now_ms: i64,
     ) -> Result<Vec<HistoryEntry>, StoreError>;
+}
+
+/// What the publish endpoint remembers of an idempotency key.
+#[derive(Debug, Clone)]
+pub enum KeyState {
+    /// The key was free (unknown, expired, or claimed by a publish that placed nothing before
+    /// its lease ran out): this call now holds it, until the lease it asked for.
+    Claimed,
+    /// Another publish holds the key until `lease_until_ms` and has not placed its message yet.
+    Held { lease_until_ms: i64 },
+    /// The key's message has its place: its job, and whether it is known to be on the queue.
+    Placed {
+        job: Box<Job>,
+        enqueued: bool,
+        lease_until_ms: i64,
+    },
+}
+
+/// How a publish that placed its message under a key ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The job is on the queue: the key answers with it from now on.
+    Enqueued,
+    /// The queue's answer was lost: the lease ends now, so that the next try with the key
+    /// enqueues the same job (same id and offset) again.
+    Unsure,
+}
+
+/// The publish endpoint's idempotency keys (kept in the history table): the same key within
+/// [`crate::domain::IdempotencyKey::KEPT_SECONDS`] answers the first publish's answer and
+/// publishes nothing new.
+#[async_trait]
+pub trait PublishLog: Send + Sync {
+    /// Claims `key` until `lease_until_ms` (epoch milliseconds), to be forgotten at `expires_at`
+    /// (epoch seconds), unless another publish holds it or placed a message under it: then
+    /// what that one left.
+    async fn claim(
+        &self,
+        key: &IdempotencyKey,
+        now_ms: i64,
+        lease_until_ms: i64,
+        expires_at: i64,
+    ) -> Result<KeyState, StoreError>;
+    /// Records the job placed under a key claimed until `lease_until_ms`; `false`, recording
+    /// nothing, if that claim was lost meanwhile.
+    async fn place(
+        &self,
+        key: &IdempotencyKey,
+        job: &Job,
+        lease_until_ms: i64,
+    ) -> Result<bool, StoreError>;
+    async fn settle(&self, key: &IdempotencyKey, how: Settled) -> Result<(), StoreError>;
+    /// Forgets the key: its message was refused for certain, and may be published anew.
+    async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,7 @@
 //! Offset 0 of a room is its sequence (`seq`, the last offset taken; `epoch`; `expiresAt`),
 //! taken by an atomic `ADD`; each message is the item at its offset, with its frame's fields.
 //! The table's TTL removes both (`expiresAt`); reads filter by it, since the TTL deletes late.
+//! The publish endpoint's idempotency keys live here too (`publish_log_table`).
 
 use super::aws::describe;
 use super::dynamodb::{conditional, unavailable};
@@ -17,7 +18,7 @@ use aws_sdk_dynamodb::types::{
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 
-type Item = HashMap<String, AttributeValue>;
+pub(super) type Item = HashMap<String, AttributeValue>;
 
 /// The history table: `HISTORY_TABLE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,11 +125,11 @@ impl DynamoHistory {
     }
 }
 
-fn number(value: impl ToString) -> AttributeValue {
+pub(super) fn number(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn read_number<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
+pub(super) fn read_number<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
     match item.get(name) {
         Some(AttributeValue::N(text)) => text
             .parse()
@@ -137,7 +138,7 @@ fn read_number<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, Store
     }
 }
 
-fn read_text(item: &Item, name: &str) -> Result<Option<String>, StoreError> {
+pub(super) fn read_text(item: &Item, name: &str) -> Result<Option<String>, StoreError> {
     match item.get(name) {
         None => Ok(None),
         Some(AttributeValue::S(text)) => Ok(Some(text.clone())),

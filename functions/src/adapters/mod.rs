@@ -9,5 +9,6 @@ pub mod jwks;
 pub mod management;
 pub mod memory;
 pub mod progress_table;
+pub mod publish_log_table;
 pub mod secrets;
 pub mod sqs;

@@ -10,11 +10,14 @@
 //!   fetcher is `adapters::jwks::HttpKeyFetcher`; an HS256 secret comes from
 //!   `adapters::secrets` instead.
 //! - [`dev`]: HS256 tokens for development ([`DevToken`]).
+//! - [`sigv4`]: an IAM-signed request checked as API Gateway checks one (the publish endpoint
+//!   of the local stack; the deployed one is API Gateway's `AWS_IAM`).
 //!
 //! docs/security.md describes the whole scheme.
 
 pub mod dev;
 pub mod jwks;
+pub mod sigv4;
 pub mod verifier;
 
 #[cfg(test)]

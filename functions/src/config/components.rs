@@ -10,6 +10,7 @@ use crate::domain::history::HistoryConfig;
 use crate::domain::{DeliveryMode, RateLimit};
 use crate::engine::EngineConfig;
 use crate::handlers::connect::ConnectConfig;
+use crate::handlers::publish::PublishConfig;
 use crate::handlers::sendmessage::SendConfig;
 use crate::metrics::EmfConfig;
 use std::time::Duration;
@@ -50,12 +51,7 @@ impl ConnectConfig {
 impl SendConfig {
     pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
         Ok(Self {
-            max_data_bytes: number(
-                env,
-                "MAX_DATA_BYTES",
-                Self::DEFAULT_MAX_DATA_BYTES,
-                1..=Self::LIMIT_MAX_DATA_BYTES,
-            )?,
+            max_data_bytes: max_data_bytes(env)?,
             rate_limit: {
                 let defaults = Self::DEFAULT_RATE_LIMIT;
                 let per_second = number(
@@ -71,6 +67,26 @@ impl SendConfig {
             history: HistoryConfig::from_env(env)?,
         })
     }
+}
+
+impl PublishConfig {
+    /// `MAX_DATA_BYTES`, `HISTORY_SIZE` and `HISTORY_TTL_SECONDS`, as sendmessage reads them.
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            max_data_bytes: max_data_bytes(env)?,
+            history: HistoryConfig::from_env(env)?,
+        })
+    }
+}
+
+/// `MAX_DATA_BYTES`: sendmessage's and publish's limit alike.
+fn max_data_bytes(env: &impl Source) -> Result<usize, ConfigError> {
+    number(
+        env,
+        "MAX_DATA_BYTES",
+        SendConfig::DEFAULT_MAX_DATA_BYTES,
+        1..=SendConfig::LIMIT_MAX_DATA_BYTES,
+    )
 }
 
 impl HistoryConfig {

@@ -10,6 +10,7 @@ use crate::auth::{JwksConfig, VerifierConfig};
 use crate::domain::history::HistoryConfig;
 use crate::engine::EngineConfig;
 use crate::handlers::connect::ConnectConfig;
+use crate::handlers::publish::PublishConfig;
 use crate::handlers::recover::RecoverConfig;
 use crate::handlers::sendmessage::SendConfig;
 use crate::metrics::EmfConfig;
@@ -46,6 +47,25 @@ impl SendSettings {
             queue_url: queue_url(env)?,
             send: SendConfig::from_env(env)?,
             metrics: EmfConfig::from_env(env, Function::SendMessage.binary()),
+        })
+    }
+}
+
+/// What the publish Lambda reads.
+pub struct PublishSettings {
+    pub history_table: HistoryTableConfig,
+    pub queue_url: String,
+    pub publish: PublishConfig,
+    pub metrics: EmfConfig,
+}
+
+impl PublishSettings {
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            history_table: HistoryTableConfig::from_env(env)?,
+            queue_url: queue_url(env)?,
+            publish: PublishConfig::from_env(env)?,
+            metrics: EmfConfig::from_env(env, Function::Publish.binary()),
         })
     }
 }
@@ -184,6 +204,7 @@ pub enum Function {
     Worker,
     Authorizer,
     Recover,
+    Publish,
 }
 
 /// An environment variable a function reads.
@@ -195,7 +216,7 @@ pub struct EnvVar {
 }
 
 impl Function {
-    pub const ALL: [Function; 7] = [
+    pub const ALL: [Function; 8] = [
         Function::Connect,
         Function::Disconnect,
         Function::SendMessage,
@@ -203,6 +224,7 @@ impl Function {
         Function::Worker,
         Function::Authorizer,
         Function::Recover,
+        Function::Publish,
     ];
 
     /// The binary's name: the `[[bin]]` in Cargo.toml and the zip `cargo lambda build` writes.
@@ -215,6 +237,7 @@ impl Function {
             Function::Worker => "worker",
             Function::Authorizer => "authorizer",
             Function::Recover => "recover",
+            Function::Publish => "publish",
         }
     }
 
@@ -228,6 +251,7 @@ impl Function {
             Function::Worker => WorkerSettings::from_env(env).map(drop),
             Function::Authorizer => AuthorizerSettings::from_env(env).map(drop),
             Function::Recover => RecoverSettings::from_env(env).map(drop),
+            Function::Publish => PublishSettings::from_env(env).map(drop),
         }
     }
 

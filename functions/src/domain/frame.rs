@@ -33,6 +33,11 @@ pub enum ErrorCode {
     RateLimited,
     /// The frame names a room the connection is not in.
     NotInRoom,
+    /// The publish endpoint: another publish with the same idempotency key is still running;
+    /// ask again shortly for its answer.
+    InProgress,
+    /// The publish endpoint: the idempotency key was used for another message.
+    KeyReused,
 }
 
 /// A frame sent to a client, tagged by `type`.

@@ -10,6 +10,7 @@ pub mod history;
 pub mod job;
 pub mod message;
 pub mod progress;
+pub mod publish;
 pub mod room;
 pub mod time;
 
@@ -21,5 +22,6 @@ pub use history::{HistoryEntry, Position, Recover, RecoverRequest, Recovery};
 pub use job::{DeliveryMode, Job, Segment, Target};
 pub use message::{ClientError, parse_send_message};
 pub use progress::{Checkpoint, Handoff, Rest, Retries};
+pub use publish::{IdempotencyKey, PublishRequest, Published, parse_publish};
 pub use room::{InvalidRoom, RoomName};
 pub use time::{epoch_millis, now_epoch_millis};

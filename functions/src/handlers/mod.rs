@@ -5,9 +5,11 @@ pub mod authorizer;
 pub mod connect;
 pub mod default;
 pub mod disconnect;
+pub mod publish;
 pub mod recover;
 mod reply;
 pub mod sendmessage;
+mod sequence;
 pub mod worker;
 
 pub use reply::{connection_id, error_response, response};

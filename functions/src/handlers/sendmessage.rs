@@ -2,11 +2,12 @@
 //! history, enqueue one job, answer the sender.
 
 use super::reply::{connection_id, error_response, response};
+use super::sequence::{Sequencer, unavailable};
 use crate::domain::frame::MAX_FRAME_BYTES;
 use crate::domain::history::HistoryConfig;
 use crate::domain::{
-    Allowance, ClientError, ErrorCode, Frame, HistoryEntry, Job, RateLimit, RoomName, Target,
-    epoch_millis, parse_send_message,
+    Allowance, ClientError, ErrorCode, Frame, Job, RateLimit, Target, epoch_millis,
+    parse_send_message,
 };
 use crate::metrics::SendMetrics;
 use crate::ports::{Allowances, ConnectionStore, History, JobQueue, QueueError};
@@ -129,13 +130,13 @@ impl SendMessage<'_> {
             connection.principal,
             epoch_millis(now),
         );
-        let job = self.place(&room, job, now).await?;
+        let job = self.sequencer().place(&room, job, now).await?;
         match self.queue.enqueue(&job, Duration::ZERO).await {
             Ok(()) => {}
             Err(QueueError::Full(why)) => {
                 warn!(connection_id = sender, %why, "queue full: message refused");
                 // Refused for certain: no member receives it, so no one may recover it.
-                self.forget(&room, &job).await;
+                self.sequencer().forget(&room, &job).await;
                 return Err(ClientError::new(
                     ErrorCode::Unavailable,
                     "the queue is full; send the message again in a moment",
@@ -152,46 +153,10 @@ impl SendMessage<'_> {
         Ok(job)
     }
 
-    /// Takes the room's next offset for the message and keeps it in the room's history. A
-    /// failure after the offset was taken leaves that offset unused: no one receives a message
-    /// under it, and recoveries pass over it.
-    async fn place(&self, room: &RoomName, job: Job, now: SystemTime) -> Result<Job, ClientError> {
-        let history = &self.config.history;
-        let now_ms = epoch_millis(now);
-        let position = self
-            .history
-            .next_position(
-                room,
-                now_ms.div_euclid(1000),
-                history.sequence_expiry(now_ms),
-            )
-            .await
-            .map_err(|failure| {
-                error!(%room, error = %failure, "could not take the room's next offset");
-                unavailable()
-            })?;
-        let job = job.at(position);
-        if history.size > 0
-            && let Some(entry) = HistoryEntry::of(&job, history.entry_expiry(job.sent_at))
-            && let Err(failure) = self.history.append(room, &entry).await
-        {
-            error!(%room, offset = entry.offset, error = %failure, "could not keep the message in history");
-            return Err(unavailable());
-        }
-        Ok(job)
-    }
-
-    /// Takes a message the queue refused for certain back out of its room's history, so that
-    /// no one recovers a message its sender was told failed. Best effort: if this fails too, a
-    /// member may recover it (and see it twice if the sender sends it again).
-    async fn forget(&self, room: &RoomName, job: &Job) {
-        if self.config.history.size == 0 {
-            return;
-        }
-        if let Some(offset) = job.offset
-            && let Err(failure) = self.history.remove(room, offset).await
-        {
-            warn!(%room, offset, error = %failure, "a refused message stays in history");
+    fn sequencer(&self) -> Sequencer<'_> {
+        Sequencer {
+            history: self.history,
+            config: &self.config.history,
         }
     }
 }
@@ -247,17 +212,11 @@ fn not_registered() -> ClientError {
     )
 }
 
-fn unavailable() -> ClientError {
-    ClientError::new(
-        ErrorCode::Unavailable,
-        "the message could not be accepted right now; send it again",
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::adapters::memory::{MemoryHistory, MemoryQueue, MemoryStore};
+    use crate::domain::{HistoryEntry, RoomName};
     use crate::handlers::fixtures::{body_json, connect_client, websocket, with_body};
     use async_trait::async_trait;
     use std::sync::Mutex;
