@@ -3,7 +3,7 @@
 //! them, `kick` closes a socket, and a job parked in the dead-letter queue is listed, shown,
 //! and delivered once redriven.
 
-use e2e::{embedded, join};
+use e2e::{embedded, join, publisher};
 use fanout::domain::{RoomName, Target};
 use fanout_local::LocalStack;
 use fanout_local::faults::FaultKind;
@@ -23,7 +23,9 @@ fn base_url(stack: &LocalStack) -> String {
 }
 
 fn backend(stack: &LocalStack) -> LocalBackend {
-    LocalBackend::new(&base_url(stack)).expect("the stack's URL")
+    LocalBackend::new(&base_url(stack))
+        .expect("the stack's URL")
+        .with_credentials(publisher())
 }
 
 fn room(name: &str) -> Target {
@@ -93,14 +95,15 @@ async fn publish_reaches_the_rooms_members_only_and_status_and_rooms_count_them(
     let backend = backend(&stack);
 
     let data = json!({"text": "maintenance at 17:00"});
-    let published = publish_to(&backend, room("ops"), &data.to_string())
+    let published = publish_to(&backend, room("ops"), &data.to_string(), None)
         .await
         .expect("publish to a room");
     assert_eq!(published.target, "room ops");
     all_receive(&mut ops, &published.id, Some("ops"), &data).await;
     expect_silence(&mut others, "a member of another room").await;
 
-    // The same through the command line, as an operator types it.
+    // The same through the command line, as an operator types it (run on the backend that
+    // signs with the stack's publisher key: the CLI itself signs with the SDK's chain).
     let cli = <Cli as clap::Parser>::try_parse_from([
         "wsfanout",
         "--local",
@@ -111,7 +114,11 @@ async fn publish_reaches_the_rooms_members_only_and_status_and_rooms_count_them(
         "\"everyone\"",
     ])
     .unwrap();
-    let Output::Published(everyone) = wsfanout_ops::run(&cli).await.expect("publish --all") else {
+    let Output::Published(everyone) =
+        wsfanout_ops::execute(&backend, &cli.command, &Progress::hidden())
+            .await
+            .expect("publish --all")
+    else {
         panic!("publish answers Published");
     };
     all_receive(&mut ops, &everyone.id, None, &json!("everyone")).await;
@@ -219,7 +226,7 @@ async fn a_parked_job_is_listed_shown_and_delivered_once_redriven() {
     let progress = Progress::hidden();
 
     stack.inject_management_fault(FaultKind::Hang, Duration::from_secs(3));
-    let published = publish_to(&backend, room("parked"), "\"late but delivered\"")
+    let published = publish_to(&backend, room("parked"), "\"late but delivered\"", None)
         .await
         .unwrap();
     until(&backend, "the worker holds the job", |s| {

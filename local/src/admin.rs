@@ -11,9 +11,9 @@
 //! | `GET /admin/dlq?max=N` | `{"total":2,"messages":[{"id":"...","reason":"...","body":"...","parkedAt":1795780800123,"sentAt":1795780800001}]}`: the dead-letter queue, oldest first, at most `N` |
 //! | `GET /admin/dlq/{id}` | one such message, or 404 |
 //! | `POST /admin/dlq/redrive?max=N` | `{"moved":1,"remaining":1}`: moves up to `N` parked messages (all without `max`), oldest first, back to the fan-out queue as new messages |
-//! | `POST /admin/publish` with a v1 job as the body | `202 {"id":"<job id>"}`: the job is valid ([`Job::parse`]) and on the fan-out queue; 400 with the reason if not valid |
 //!
-//! Kicking a connection needs nothing here: `DELETE /{stage}/@connections/{id}` is the
+//! Publishing is `POST /publish`, the backends' own door, signed ([`crate::publish`]); kicking a
+//! connection needs nothing here either: `DELETE /{stage}/@connections/{id}` is the
 //! management API's own ([`crate::management`]).
 //!
 //! `queue.*` are the fan-out queue's messages by state, and `dead` the dead-letter queue's (on
@@ -35,7 +35,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use fanout::domain::{Job, Segment};
+use fanout::domain::Segment;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -62,7 +62,6 @@ pub fn router(app: Arc<App>, queue: Option<Arc<LocalQueue>>) -> Router {
         .route("/admin/dlq", get(dlq_list))
         .route("/admin/dlq/redrive", post(dlq_redrive))
         .route("/admin/dlq/{id}", get(dlq_show))
-        .route("/admin/publish", post(publish))
         .with_state(Arc::new(Admin { app, queue }))
 }
 
@@ -234,21 +233,4 @@ async fn dlq_redrive(State(admin): State<Arc<Admin>>, Query(limit): Query<Limit>
         "dead-letter queue redriven"
     );
     axum::Json(json!({ "moved": redriven.moved, "remaining": redriven.remaining })).into_response()
-}
-
-async fn publish(State(admin): State<Arc<Admin>>, body: String) -> Response {
-    let job = match Job::parse(&body) {
-        Ok(job) => job,
-        Err(invalid) => return error(StatusCode::BAD_REQUEST, invalid.to_string()),
-    };
-    match admin.app.queue.enqueue(&job, Duration::ZERO).await {
-        Ok(()) => {
-            tracing::info!(id = job.id, "job published through /admin/publish");
-            (StatusCode::ACCEPTED, axum::Json(json!({ "id": job.id }))).into_response()
-        }
-        Err(queue) if queue.is_transient() => {
-            error(StatusCode::SERVICE_UNAVAILABLE, queue.to_string())
-        }
-        Err(queue) => error(StatusCode::BAD_REQUEST, queue.to_string()),
-    }
 }

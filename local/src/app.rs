@@ -1,15 +1,19 @@
 //! What the request handlers share: the ports the Lambda handlers run on, the live sockets,
 //! the metrics, and the settings the emulator applies to every connection.
 
+use crate::auth::PublishCredentials;
 use crate::connections::Registry;
 use crate::faults::ManagementFaults;
 use crate::metrics::Metrics;
 use crate::queue::JobSource;
 use fanout::auth::Verifier;
 use fanout::handlers::connect::ConnectConfig;
+use fanout::handlers::publish::{Publish, PublishConfig};
 use fanout::handlers::recover::{RecoverConfig, RecoverMessages};
 use fanout::handlers::sendmessage::{SendConfig, SendMessage};
-use fanout::ports::{Allowances, ConnectionGateway, ConnectionStore, History, JobQueue};
+use fanout::ports::{
+    Allowances, ConnectionGateway, ConnectionStore, History, JobQueue, PublishLog,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -25,6 +29,13 @@ pub struct App {
     /// Rooms' sequences and history: sendmessage numbers and keeps each message, `recover`
     /// reads them back.
     pub history: Arc<dyn History>,
+    /// The publish endpoint's idempotency keys.
+    pub publish_keys: Arc<dyn PublishLog>,
+    /// The publish handler's settings: sendmessage's data limit and history.
+    pub publish: PublishConfig,
+    /// The access key `POST /publish` takes (`--publish-credentials`, else the SDK's
+    /// environment variables); `None`: every publish is refused.
+    pub publish_credentials: Option<PublishCredentials>,
     /// The management API client the `recover` handler posts through: the worker's, to this
     /// stack's own `@connections` (faults included), as the Lambda posts to API Gateway's.
     pub management: Arc<dyn ConnectionGateway>,
@@ -103,6 +114,17 @@ impl App {
             gateway: &*self.management,
             endpoint: &self.management_endpoint,
             config: &self.recover,
+            metrics: &*self.metrics,
+        }
+    }
+
+    /// The `publish` handler on this stack's history, keys and queue.
+    pub fn publish(&self) -> Publish<'_> {
+        Publish {
+            queue: &*self.queue,
+            history: &*self.history,
+            keys: &*self.publish_keys,
+            config: &self.publish,
             metrics: &*self.metrics,
         }
     }

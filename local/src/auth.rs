@@ -4,6 +4,9 @@
 //! token does not grant a 403 with the reason, and an accepted connection's `$connect` gets the
 //! token's `sub` as its principal. Without either flag the stack stays open (every room public)
 //! and says so when it starts. `fanout-local token` mints development tokens.
+//!
+//! Backends publish through `POST /publish` signed with SigV4 by one access key
+//! ([`PublishCredentials`]), as the deployed route takes callers IAM allows.
 
 use axum::http::{HeaderMap, StatusCode, header};
 use clap::Args;
@@ -35,6 +38,44 @@ pub struct AuthOptions {
     /// The `aud` tokens must carry (default with --jwt-secret: fanout).
     #[arg(long, value_name = "AUD")]
     pub audience: Option<String>,
+}
+
+/// The one access key allowed to publish, as an IAM policy would allow one role.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PublishCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for PublishCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PublishCredentials {
+    /// `ACCESS_KEY_ID:SECRET`, as `--publish-credentials` takes it.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.split_once(':') {
+            Some((id, secret)) if !id.is_empty() && !secret.is_empty() => Ok(Self {
+                access_key_id: id.to_owned(),
+                secret_access_key: secret.to_owned(),
+            }),
+            _ => Err("use ACCESS_KEY_ID:SECRET_ACCESS_KEY".into()),
+        }
+    }
+
+    /// The SDK's environment variables, `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, when
+    /// both are set: the key a backend on this machine signs with by default.
+    pub fn from_env() -> Option<Self> {
+        let var = |name| std::env::var(name).ok().filter(|value| !value.is_empty());
+        Some(Self {
+            access_key_id: var("AWS_ACCESS_KEY_ID")?,
+            secret_access_key: var("AWS_SECRET_ACCESS_KEY")?,
+        })
+    }
 }
 
 impl AuthOptions {

@@ -9,11 +9,12 @@ use fanout::adapters::aws::describe;
 use fanout::adapters::dynamodb::DynamoStore;
 use fanout::adapters::dynamodb::TableConfig;
 use fanout::adapters::history_table::{DynamoHistory, HistoryTableConfig};
-use fanout::adapters::memory::{MemoryHistory, MemoryProgress, MemoryStore};
+use fanout::adapters::memory::{MemoryHistory, MemoryProgress, MemoryPublishLog, MemoryStore};
 use fanout::adapters::progress_table::{DynamoProgress, ProgressTableConfig};
+use fanout::adapters::publish_log_table::DynamoPublishLog;
 use fanout::adapters::sqs::SqsQueue;
 use fanout::domain::history::HistoryConfig;
-use fanout::ports::{Allowances, ConnectionStore, History, JobQueue, ProgressStore};
+use fanout::ports::{Allowances, ConnectionStore, History, JobQueue, ProgressStore, PublishLog};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ pub struct Backend {
     pub allowances: Arc<dyn Allowances>,
     /// Rooms' sequences and history (`HISTORY_TABLE` in AWS).
     pub history: Arc<dyn History>,
+    /// The publish endpoint's idempotency keys (in the history table in AWS).
+    pub publish_keys: Arc<dyn PublishLog>,
     pub queue: Arc<dyn JobQueue>,
     pub source: Arc<dyn JobSource>,
     /// The worker's job progress records (`PROGRESS_TABLE` in AWS).
@@ -75,6 +78,7 @@ pub fn memory(options: &Options, history: &HistoryConfig) -> Backend {
         store: store.clone(),
         allowances: store,
         history: Arc::new(MemoryHistory::new(history.size)),
+        publish_keys: Arc::new(MemoryPublishLog::default()),
         queue: queue.clone(),
         source: queue.clone(),
         progress: Arc::new(MemoryProgress::new()),
@@ -143,6 +147,12 @@ pub async fn aws(sdk: &SdkConfig, options: &Options) -> Result<Backend, BackendE
         store: store.clone(),
         allowances: store,
         history: Arc::new(history),
+        publish_keys: Arc::new(DynamoPublishLog::new(
+            sdk,
+            HistoryTableConfig {
+                table: history_table.clone(),
+            },
+        )),
         queue: Arc::new(
             SqsQueue::from_client(sqs.clone(), queue_url.clone())
                 .with_dead_letter_queue(dlq_url.clone()),

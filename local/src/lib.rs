@@ -17,15 +17,16 @@
 //! - [`backend`]: in-memory store, queue and progress records, or DynamoDB and SQS through the
 //!   SDKs.
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format.
-//! - [`admin`]: the operators' API under `/admin` (status, rooms, dead-letter queue, publish),
+//! - [`admin`]: the operators' API under `/admin` (status, rooms, dead-letter queue),
 //!   for the ops CLI `wsfanout --local URL`.
 //! - [`page`]: the browser page at `/` (`local/static/`, compiled in).
+//! - [`publish`]: `POST /publish`, the backends' door, signed with SigV4 as IAM checks it.
 //! - [`stack`]: the composition root: wiring, routes, start and graceful shutdown;
 //!   [`options`]: the command line, where every default lives.
 //!
 //! Modules depend downward only: `stack` uses everything; `admin` uses `app`, `options` and
-//! `queue`; `page` uses `app` and `emulator`; `emulator` and `management` use `app`,
-//! `connections` and `metrics`; `app` uses `connections`, `faults`, `metrics` and `queue`;
+//! `queue`; `page` uses `app` and `emulator`; `publish` uses `app` and `auth`; `emulator` and `management` use `app`,
+//! `connections` and `metrics`; `app` uses `auth`, `connections`, `faults`, `metrics` and `queue`;
 //! `options` uses `faults` and `queue`; nothing uses `stack`.
 
 pub mod admin;
@@ -39,6 +40,7 @@ pub mod management;
 pub mod metrics;
 pub mod options;
 pub mod page;
+pub mod publish;
 pub mod queue;
 pub mod stack;
 pub mod worker;

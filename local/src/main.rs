@@ -43,6 +43,15 @@ async fn main() -> ExitCode {
         "  management: {}/@connections/{{connectionId}}",
         stack.management_url()
     );
+    match stack.publish_access_key_id() {
+        Some(key) => println!(
+            "  publish:    POST {} signed with SigV4 by access key {key} (wsfanout publish)",
+            stack.publish_url()
+        ),
+        None => println!(
+            "  publish:    off (no AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, no --publish-credentials)"
+        ),
+    }
     println!(
         "  metrics:    http://{}/metrics   health: http://{}/healthz",
         stack.addr(),

@@ -3,7 +3,7 @@
 //! ...); the flags here override them, and are refused, naming the flag, where the variable
 //! would be refused.
 
-use crate::auth::{AuthOptions, TokenOptions};
+use crate::auth::{AuthOptions, PublishCredentials, TokenOptions};
 use crate::faults::FaultSpec;
 use crate::queue::MAX_VISIBILITY_TIMEOUT;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -233,6 +233,12 @@ pub struct Options {
     #[command(flatten)]
     pub auth: AuthOptions,
 
+    /// The access key `POST /publish` takes, as ACCESS_KEY_ID:SECRET_ACCESS_KEY: requests must
+    /// be signed with it (SigV4, service execute-api). Default: AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY from the environment; with neither, every publish is refused.
+    #[arg(long, value_name = "KEY:SECRET", value_parser = PublishCredentials::parse)]
+    pub publish_credentials: Option<PublishCredentials>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -421,7 +427,16 @@ fn parse_delivery_mode(text: &str) -> Result<DeliveryMode, String> {
     text.parse()
 }
 
+/// Paths of the stack's own that a stage must not take.
+const RESERVED_STAGES: &[&str] = &["publish", "healthz", "metrics", "admin"];
+
 fn parse_stage(text: &str) -> Result<String, String> {
+    if RESERVED_STAGES.contains(&text) {
+        return Err(format!(
+            "/{text} is the stack's own; use another stage (not {})",
+            RESERVED_STAGES.join(", ")
+        ));
+    }
     let valid = !text.is_empty()
         && text.len() <= 128
         && text

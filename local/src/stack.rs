@@ -3,6 +3,7 @@
 //! server and the worker, and stops them gracefully.
 
 use crate::app::{App, Limits, TestHooks};
+use crate::auth::PublishCredentials;
 use crate::backend::{self, Backend, BackendError};
 use crate::connections::{CLOSE_GOING_AWAY, Registry};
 use crate::emulator;
@@ -11,12 +12,13 @@ use crate::management;
 use crate::metrics::Metrics;
 use crate::options::{BackendKind, Options};
 use crate::page;
+use crate::publish;
 use crate::queue::LocalQueue;
 use crate::worker::{self, Invocations, WorkerSettings};
 use aws_config::SdkConfig;
 use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use fanout::adapters::aws::static_sdk_config;
 use fanout::adapters::management::ManagementGateway;
@@ -24,6 +26,7 @@ use fanout::config::{ConfigError, ProcessEnv};
 use fanout::domain::RateLimit;
 use fanout::engine::{Engine, EngineConfig};
 use fanout::handlers::connect::ConnectConfig;
+use fanout::handlers::publish::PublishConfig;
 use fanout::handlers::recover::RecoverConfig;
 use fanout::handlers::sendmessage::SendConfig;
 use fanout::ports::ConnectionStore;
@@ -144,6 +147,7 @@ impl LocalStack {
             store,
             allowances,
             history,
+            publish_keys,
             queue,
             source,
             progress,
@@ -195,10 +199,20 @@ impl LocalStack {
             history: send.history,
             ..RecoverConfig::default()
         };
+        let publish = PublishConfig {
+            max_data_bytes: send.max_data_bytes,
+            history: send.history,
+        };
         let app = Arc::new(App {
             store,
             allowances,
             history,
+            publish_keys,
+            publish,
+            publish_credentials: options
+                .publish_credentials
+                .clone()
+                .or_else(PublishCredentials::from_env),
             management,
             management_endpoint,
             recover,
@@ -306,6 +320,19 @@ impl LocalStack {
         format!("http://{}/{}", self.addr, self.app.stage)
     }
 
+    /// Where backends publish: `http://HOST:PORT/publish`, signed with SigV4.
+    pub fn publish_url(&self) -> String {
+        format!("http://{}{}", self.addr, crate::publish::PATH)
+    }
+
+    /// The access key id `POST /publish` takes, if any.
+    pub fn publish_access_key_id(&self) -> Option<&str> {
+        self.app
+            .publish_credentials
+            .as_ref()
+            .map(|credentials| credentials.access_key_id.as_str())
+    }
+
     pub fn description(&self) -> &str {
         &self.description
     }
@@ -387,6 +414,7 @@ fn router(app: Arc<App>) -> Router {
                 .post(management::post)
                 .delete(management::delete),
         )
+        .route(publish::PATH, post(publish::post))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(render_metrics))
         .with_state(app)

@@ -5,7 +5,7 @@
 
 use crate::progress::Progress;
 use async_trait::async_trait;
-use fanout::domain::Job;
+
 use serde::Serialize;
 use std::time::Duration;
 
@@ -119,8 +119,13 @@ pub struct Published {
     pub id: String,
     /// `room NAME` or `all`.
     pub target: String,
-    /// The job as it was put on the queue.
-    pub job: serde_json::Value,
+    /// The message's place in its room's sequence (none for `all`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+    /// The key it was published under: publishing again with it publishes nothing new.
+    pub idempotency_key: String,
 }
 
 /// `wsfanout kick`.
@@ -152,8 +157,9 @@ pub trait Backend: Send + Sync {
         wait: Duration,
         progress: &Progress,
     ) -> Result<Redrive, OpsError>;
-    /// Puts a job on the fan-out queue, its body exactly [`Job::to_queue_body`].
-    async fn publish(&self, job: &Job) -> Result<(), OpsError>;
+    /// Sends a publish request's body ([`crate::publish::request_body`]) to the publish
+    /// endpoint, signed; the endpoint's answer.
+    async fn publish(&self, body: String) -> Result<fanout::domain::Published, OpsError>;
     /// Closes a connection through the management API (`DELETE @connections/{id}`).
     async fn kick(&self, connection_id: &str) -> Result<(), OpsError>;
 }

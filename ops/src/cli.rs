@@ -1,7 +1,7 @@
 //! The command line.
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
-use fanout::domain::RoomName;
+use fanout::domain::{IdempotencyKey, RoomName};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -64,6 +64,11 @@ pub struct Place {
     #[arg(long, global = true, value_name = "URL")]
     pub management_endpoint: Option<String>,
 
+    /// The publish endpoint's URL, https://{api}.execute-api.{region}.amazonaws.com/publish
+    /// (output publish_url).
+    #[arg(long, global = true, value_name = "URL")]
+    pub publish_url: Option<String>,
+
     /// The AWS region (output region; else AWS_REGION or the profile's, else the queue URL's).
     #[arg(long, global = true)]
     pub region: Option<String>,
@@ -80,8 +85,9 @@ pub enum Command {
     /// The dead-letter queue: list, show, redrive.
     #[command(subcommand)]
     Dlq(Dlq),
-    /// Announce to a room's members, or to everyone: the job sendmessage writes, with a fresh
-    /// id and no sender.
+    /// Announce to a room's members, or to everyone, through the publish endpoint (signed with
+    /// your AWS credentials): a message to a room takes the room's next offset and is kept in
+    /// its history, like one a member sends.
     #[command(group(ArgGroup::new("to").required(true).args(["room", "all"])))]
     Publish {
         /// The room to announce to.
@@ -94,6 +100,10 @@ pub enum Command {
         /// '{"text":"maintenance at 17:00"}'.
         #[arg(long, value_name = "JSON")]
         data: String,
+        /// Publishes nothing again if this key was published within the last day (the
+        /// answer is the first's). Default: a fresh key, reused by this command's own retries.
+        #[arg(long, value_name = "KEY", value_parser = parse_key)]
+        idempotency_key: Option<IdempotencyKey>,
     },
     /// Every room by members, most first.
     Rooms {
@@ -138,6 +148,10 @@ fn parse_room(text: &str) -> Result<RoomName, String> {
     RoomName::parse(text).map_err(|invalid| invalid.to_string())
 }
 
+fn parse_key(text: &str) -> Result<IdempotencyKey, String> {
+    IdempotencyKey::parse(text).map_err(|invalid| invalid.message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,12 +180,27 @@ mod tests {
         ));
         assert!(parse(&["dlq", "redrive", "--max", "0"]).is_err());
 
-        let cli = parse(&["publish", "--room", "ops", "--data", "\"hi\""]).unwrap();
+        let cli = parse(&[
+            "publish",
+            "--room",
+            "ops",
+            "--data",
+            "\"hi\"",
+            "--idempotency-key",
+            "order-17",
+        ])
+        .unwrap();
         match cli.command {
-            Command::Publish { room, all, data } => {
+            Command::Publish {
+                room,
+                all,
+                data,
+                idempotency_key,
+            } => {
                 assert_eq!(room.unwrap().as_str(), "ops");
                 assert!(!all);
                 assert_eq!(data, "\"hi\"");
+                assert_eq!(idempotency_key.unwrap().as_str(), "order-17");
             }
             other => panic!("{other:?}"),
         }
@@ -186,5 +215,16 @@ mod tests {
             .to_string();
         assert!(error.contains("allowed characters"), "{error}");
         assert!(parse(&["publish", "--all", "--data", "1"]).is_ok());
+        let error = parse(&[
+            "publish",
+            "--all",
+            "--data",
+            "1",
+            "--idempotency-key",
+            "a b",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("printable"), "{error}");
     }
 }

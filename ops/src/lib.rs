@@ -6,14 +6,14 @@
 //! - `status`: queue depth, jobs in flight, age of the oldest job, dead-letter depth,
 //!   connections and the largest rooms;
 //! - `dlq list`, `dlq show ID`, `dlq redrive [--max N]`: the dead-letter queue;
-//! - `publish --room R --data JSON` / `publish --all --data JSON`: an announcement, the job
-//!   sendmessage writes ([`publish::announcement`]), put on the queue through the library's
-//!   SQS adapter (or the local stack's `/admin/publish`);
+//! - `publish --room R --data JSON` / `publish --all --data JSON`: an announcement through the
+//!   publish endpoint, signed with SigV4 ([`publish::send`]): the deployed HTTP API's, or the
+//!   local stack's `/publish`;
 //! - `rooms`: rooms by members; `kick ID`: close a connection through `@connections`.
 //!
 //! Modules: [`cli`] the command line; [`backend`] the [`Backend`] trait and its answers;
 //! [`aws`] and [`local`] its two implementations; [`resources`] a workspace's resources from
-//! Terraform outputs and flags; [`publish`] the announcement job; [`render`] tables and JSON;
+//! Terraform outputs and flags; [`publish`] the publish request; [`render`] tables and JSON;
 //! [`progress`] progress bars. `main.rs` only parses, calls [`run`] and prints.
 
 pub mod aws;
@@ -31,7 +31,7 @@ pub use progress::Progress;
 pub use render::Output;
 
 use backend::{Kicked, Published};
-use fanout::domain::Target;
+use fanout::domain::{IdempotencyKey, Target};
 use resources::Resources;
 
 /// Runs the command line: connects to where it says, runs the command.
@@ -49,6 +49,7 @@ pub async fn connect(place: &cli::Place) -> Result<Box<dyn Backend>, OpsError> {
         table: place.table.clone(),
         management_endpoint: place.management_endpoint.clone(),
         region: place.region.clone(),
+        publish_url: place.publish_url.clone(),
     };
     if let Some(url) = &place.local {
         if place.terraform_dir.is_some() || place.outputs.is_some() || !flags.is_empty() {
@@ -112,12 +113,17 @@ pub async fn execute(
         Command::Dlq(Dlq::Redrive { max, wait }) => {
             Output::Redrive(backend.dlq_redrive(*max, *wait, progress).await?)
         }
-        Command::Publish { room, all: _, data } => {
+        Command::Publish {
+            room,
+            all: _,
+            data,
+            idempotency_key,
+        } => {
             let target = match room {
                 Some(room) => Target::Room(room.clone()),
                 None => Target::All,
             };
-            Output::Published(publish_to(backend, target, data).await?)
+            Output::Published(publish_to(backend, target, data, idempotency_key.clone()).await?)
         }
         Command::Kick { connection_id } => {
             backend.kick(connection_id).await?;
@@ -128,17 +134,26 @@ pub async fn execute(
     })
 }
 
-/// Builds the announcement for `data` to `target` and puts it on the queue.
+/// Publishes `data` to `target` through the publish endpoint, under `key` (a fresh one if
+/// none).
 pub async fn publish_to(
     backend: &dyn Backend,
     target: Target,
     data: &str,
+    key: Option<IdempotencyKey>,
 ) -> Result<Published, OpsError> {
-    let job = publish::announcement(target, data)?;
-    backend.publish(&job).await?;
+    let key = match key {
+        Some(key) => key,
+        None => IdempotencyKey::parse(&uuid::Uuid::now_v7().to_string())
+            .map_err(|error| OpsError::Usage(error.message))?,
+    };
+    let body = publish::request_body(&target, data, &key)?;
+    let answer = backend.publish(body).await?;
     Ok(Published {
-        id: job.id.clone(),
-        target: publish::describe_target(&job.target),
-        job: serde_json::from_str(&job.to_json()).unwrap_or_default(),
+        id: answer.id,
+        target: publish::describe_target(&target),
+        offset: answer.offset,
+        epoch: answer.epoch,
+        idempotency_key: key.as_str().to_owned(),
     })
 }

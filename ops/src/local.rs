@@ -7,8 +7,9 @@ use crate::backend::{
 };
 use crate::progress::Progress;
 use async_trait::async_trait;
+use aws_credential_types::Credentials;
 use bytes::Bytes;
-use fanout::domain::Job;
+use fanout::domain::Published;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -27,6 +28,8 @@ pub struct LocalBackend {
     client: Client<HttpConnector, Full<Bytes>>,
     /// [`REQUEST_TIMEOUT`], shorter in tests.
     request_timeout: Duration,
+    /// What publishes are signed with; `None`: the SDK's credentials chain.
+    credentials: Option<Credentials>,
 }
 
 fn encode(segment: &str) -> String {
@@ -55,7 +58,16 @@ impl LocalBackend {
             base: base.to_owned(),
             client,
             request_timeout: REQUEST_TIMEOUT,
+            credentials: None,
         })
+    }
+
+    /// Signs publishes with `credentials` instead of the SDK's chain.
+    pub fn with_credentials(self, credentials: Credentials) -> Self {
+        Self {
+            credentials: Some(credentials),
+            ..self
+        }
     }
 
     /// `method url` with `body`; the status and the body as JSON (`null` when empty).
@@ -241,13 +253,12 @@ impl Backend for LocalBackend {
         })
     }
 
-    async fn publish(&self, job: &Job) -> Result<(), OpsError> {
-        let body = job
-            .to_queue_body()
-            .map_err(|error| OpsError::Usage(error.to_string()))?;
-        self.admin(Method::POST, "/admin/publish", Some(body))
-            .await
-            .map(drop)
+    async fn publish(&self, body: String) -> Result<Published, OpsError> {
+        // The SDK's chain, as a backend on this machine signs: the stack takes the same
+        // AWS_ACCESS_KEY_ID by default.
+        let sdk = crate::aws::sdk_config(None, None).await;
+        let url = format!("{}/publish", self.base);
+        crate::publish::send(&sdk, self.credentials.as_ref(), &url, body).await
     }
 
     async fn kick(&self, connection_id: &str) -> Result<(), OpsError> {

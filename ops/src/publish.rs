@@ -1,17 +1,26 @@
-//! A backend's announcement: the job sendmessage would write, from the operator instead of a
-//! client.
+//! A backend's announcement through the publish endpoint (`POST /publish`, IAM-authorized):
+//! the request body, checked before anything is sent, and the signed request that sends it,
+//! retried under its idempotency key until it is answered.
 
 use crate::backend::OpsError;
+use aws_config::SdkConfig;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use bytes::Bytes;
 use fanout::domain::frame::MAX_FRAME_BYTES;
-use fanout::domain::{DeliveryMode, Job, Target, now_epoch_millis};
+use fanout::domain::{IdempotencyKey, Published, Target};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
 use serde_json::value::RawValue;
+use std::time::{Duration, SystemTime};
 
-/// The job for `data` (JSON text) to `target`: a fresh UUID v7 id, no sender (frames carry no
-/// `from`), `sentAt` now, no endpoint (the worker posts to its own `MANAGEMENT_ENDPOINT`).
-/// Refused, before anything is sent, when `data` is not JSON or is `null` (as sendmessage
-/// refuses it), or when the delivered frame would exceed API Gateway's 128 KB (the worker would
-/// park it).
-pub fn announcement(target: Target, data: &str) -> Result<Job, OpsError> {
+/// The publish request for `data` (JSON text) to `target`, under `key`. Refused, before
+/// anything is sent, when `data` is not JSON or is `null` (as the endpoint refuses it), or
+/// when the delivered frame could not fit API Gateway's 128 KB.
+pub fn request_body(target: &Target, data: &str, key: &IdempotencyKey) -> Result<String, OpsError> {
     let payload = RawValue::from_string(data.trim().to_owned())
         .map_err(|error| OpsError::Usage(format!("--data is not JSON: {error}")))?;
     if payload.get() == "null" {
@@ -19,19 +28,174 @@ pub fn announcement(target: Target, data: &str) -> Result<Job, OpsError> {
             "--data is null: a message needs data (sendmessage refuses null too)".into(),
         ));
     }
-    let job = Job::message(target, payload, None, None, now_epoch_millis());
-    let frame = job.render(DeliveryMode::Envelope).len();
-    if frame > MAX_FRAME_BYTES {
+    // The frame's envelope (id, room, time, offset, epoch) takes well under 1 KB.
+    if payload.get().len() > MAX_FRAME_BYTES - 1024 {
         return Err(OpsError::Usage(format!(
-            "the delivered frame would be {frame} bytes; API Gateway posts at most \
-             {MAX_FRAME_BYTES}: send less --data"
+            "--data is {} bytes; a delivered frame holds at most {MAX_FRAME_BYTES}: send less --data",
+            payload.get().len()
         )));
     }
-    let body = job
-        .to_queue_body()
+    let mut body = serde_json::Map::new();
+    match target {
+        Target::Room(room) => body.insert("room".into(), room.as_str().into()),
+        _ => body.insert("all".into(), true.into()),
+    };
+    body.insert(
+        "data".into(),
+        serde_json::from_str(payload.get()).map_err(|e| OpsError::Usage(e.to_string()))?,
+    );
+    body.insert("idempotencyKey".into(), key.as_str().into());
+    Ok(serde_json::Value::Object(body).to_string())
+}
+
+/// How many times a publish is sent before its last answer is the command's: the key makes
+/// every try after the first answer the first's answer.
+const TRIES: u32 = 4;
+/// The longest wait between two tries, whatever `Retry-After` says.
+const MAX_WAIT: Duration = Duration::from_secs(10);
+/// How long one try may take: the HTTP API waits at most 30 s for the function.
+const TRY_TIMEOUT: Duration = Duration::from_secs(35);
+/// Enough of an answer: a publish answer is a line of JSON.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Sends `body` to the publish endpoint at `url`, signed with SigV4 (`execute-api`, `region`)
+/// by `credentials`, or else the SDK's credentials chain. An answer that says to try again
+/// (409 in progress, 429, 5xx, no answer) is tried again, at most [`TRIES`] times in all.
+pub async fn send(
+    sdk: &SdkConfig,
+    credentials: Option<&Credentials>,
+    url: &str,
+    body: String,
+) -> Result<Published, OpsError> {
+    let credentials = match credentials {
+        Some(credentials) => credentials.clone(),
+        None => sdk
+            .credentials_provider()
+            .ok_or_else(|| OpsError::Usage("no AWS credentials to sign the publish with".into()))?
+            .provide_credentials()
+            .await
+            .map_err(|error| {
+                OpsError::Usage(format!(
+                    "no AWS credentials to sign the publish with: {}",
+                    fanout::adapters::aws::describe(&error)
+                ))
+            })?,
+    };
+    let region = sdk.region().map_or("us-east-1", |region| region.as_ref());
+    let client = fanout::adapters::aws::hyper_https_client::<Full<Bytes>>(
+        Duration::from_secs(5),
+        Duration::from_secs(30),
+    )
+    .map_err(|error| OpsError::Unavailable(format!("no root certificates: {error}")))?;
+    let mut last = None;
+    for attempt in 0..TRIES {
+        let request = signed(url, &body, &credentials, region)?;
+        let outcome = tokio::time::timeout(TRY_TIMEOUT, async {
+            let response = client.request(request).await.map_err(|error| {
+                OpsError::Unavailable(format!(
+                    "cannot reach {url}: {}",
+                    fanout::adapters::aws::describe(&error)
+                ))
+            })?;
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let bytes = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map_err(|error| OpsError::Unavailable(format!("reading {url}'s answer: {error}")))?
+                .to_bytes();
+            Ok::<_, OpsError>((status, retry_after, bytes))
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(OpsError::Unavailable(format!(
+                "{url} did not answer within {TRY_TIMEOUT:?}"
+            )))
+        });
+        let wait = match outcome {
+            Ok((status, _, bytes)) if status.is_success() => {
+                return serde_json::from_slice(&bytes).map_err(|error| {
+                    OpsError::Unavailable(format!(
+                        "{url} answered {status} with no publish answer: {error}"
+                    ))
+                });
+            }
+            Ok((status, retry_after, bytes)) => {
+                let said = String::from_utf8_lossy(&bytes).trim().to_owned();
+                let message = format!("{url} answered {status}: {said}");
+                let again = status == StatusCode::CONFLICT
+                    || status == StatusCode::TOO_MANY_REQUESTS
+                    || status.is_server_error();
+                if !again {
+                    return Err(OpsError::Usage(message));
+                }
+                last = Some(OpsError::Unavailable(message));
+                retry_after
+            }
+            Err(error) => {
+                last = Some(error);
+                None
+            }
+        };
+        if attempt + 1 < TRIES {
+            let backoff = Duration::from_millis(500 << attempt);
+            tokio::time::sleep(wait.unwrap_or(backoff).min(MAX_WAIT)).await;
+        }
+    }
+    Err(last.unwrap_or_else(|| OpsError::Unavailable(format!("{url}: no answer"))))
+}
+
+/// `POST url` with `body`, signed.
+fn signed(
+    url: &str,
+    body: &str,
+    credentials: &Credentials,
+    region: &str,
+) -> Result<Request<Full<Bytes>>, OpsError> {
+    let identity: Identity = credentials.clone().into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("execute-api")
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|error| OpsError::Usage(format!("cannot sign: {error}")))?
+        .into();
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|error| OpsError::Usage(format!("the publish URL {url:?}: {error}")))?;
+    let host = uri
+        .authority()
+        .map(|authority| authority.as_str().to_owned())
+        .ok_or_else(|| OpsError::Usage(format!("the publish URL {url:?} has no host")))?;
+    let headers = [
+        ("content-type", "application/json"),
+        ("host", host.as_str()),
+    ];
+    let signable = SignableRequest::new(
+        "POST",
+        url,
+        headers.into_iter(),
+        SignableBody::Bytes(body.as_bytes()),
+    )
+    .map_err(|error| OpsError::Usage(format!("cannot sign a request to {url}: {error}")))?;
+    let (instructions, _) = sign(signable, &params)
+        .map_err(|error| OpsError::Usage(format!("cannot sign: {error}")))?
+        .into_parts();
+    let mut request = Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header("content-type", "application/json")
+        .header("host", host)
+        .body(Full::new(Bytes::from(body.to_owned())))
         .map_err(|error| OpsError::Usage(error.to_string()))?;
-    // What the worker will read: a job it accepts.
-    Job::parse(&body).map_err(|error| OpsError::Usage(format!("not a valid job: {error}")))
+    instructions.apply_to_request_http1x(&mut request);
+    Ok(request)
 }
 
 /// `room NAME` or `all`, for people.
@@ -48,29 +212,26 @@ mod tests {
     use super::*;
     use fanout::domain::RoomName;
 
-    #[test]
-    fn an_announcement_is_a_job_the_worker_accepts() {
-        let room = RoomName::parse("ops").unwrap();
-        let job = announcement(
-            Target::Room(room.clone()),
-            r#" {"text":"maintenance at 5"} "#,
-        )
-        .unwrap();
-        assert_eq!(job.target, Target::Room(room));
-        assert_eq!(job.payload.get(), r#"{"text":"maintenance at 5"}"#);
-        assert_eq!(
-            (job.sender.as_deref(), job.endpoint.as_deref()),
-            (None, None)
-        );
-        assert_eq!(uuid::Uuid::parse_str(&job.id).unwrap().get_version_num(), 7);
-        assert!((now_epoch_millis() - job.sent_at).abs() < 60_000);
-        let body: serde_json::Value = serde_json::from_str(&job.to_json()).unwrap();
-        assert_eq!(body["v"], 1);
-        assert!(body.get("sender").is_none() && body.get("endpoint").is_none());
+    fn key() -> IdempotencyKey {
+        IdempotencyKey::parse("k-1").unwrap()
+    }
 
-        let other = announcement(Target::All, "1").unwrap();
-        assert_ne!(other.id, job.id, "a fresh id each time");
-        assert_eq!(other.target, Target::All);
+    #[test]
+    fn the_body_names_the_room_or_all_and_carries_data_and_key() {
+        let room = Target::Room(RoomName::parse("ops").unwrap());
+        let body: serde_json::Value =
+            serde_json::from_str(&request_body(&room, r#" {"text":"at 5"} "#, &key()).unwrap())
+                .unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"room":"ops","data":{"text":"at 5"},"idempotencyKey":"k-1"})
+        );
+        let all: serde_json::Value =
+            serde_json::from_str(&request_body(&Target::All, "1", &key()).unwrap()).unwrap();
+        assert_eq!(
+            all,
+            serde_json::json!({"all":true,"data":1,"idempotencyKey":"k-1"})
+        );
     }
 
     #[test]
@@ -81,14 +242,15 @@ mod tests {
             ("null", "null"),
             ("hello", "not JSON"),
         ] {
-            let error = announcement(Target::All, data).unwrap_err().to_string();
+            let error = request_body(&Target::All, data, &key())
+                .unwrap_err()
+                .to_string();
             assert!(error.contains(says), "{data}: {error}");
         }
         let huge = format!("\"{}\"", "x".repeat(MAX_FRAME_BYTES));
-        let error = announcement(Target::All, &huge).unwrap_err().to_string();
-        assert!(
-            error.contains("128") || error.contains("at most"),
-            "{error}"
-        );
+        let error = request_body(&Target::All, &huge, &key())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("at most"), "{error}");
     }
 }

@@ -34,9 +34,13 @@ impl Output {
             Output::DeadLetters(list) => dead_letters_text(list),
             Output::DeadLetter(letter) => dead_letter_text(letter),
             Output::Redrive(redrive) => redrive_text(redrive),
-            Output::Published(published) => {
-                format!("published {} to {}\n", published.id, published.target)
-            }
+            Output::Published(published) => match (published.offset, &published.epoch) {
+                (Some(offset), Some(epoch)) => format!(
+                    "published {} to {} at offset {offset} (epoch {epoch})\n",
+                    published.id, published.target
+                ),
+                _ => format!("published {} to {}\n", published.id, published.target),
+            },
             Output::Kicked(kicked) => format!("closed {}\n", kicked.connection_id),
         }
     }

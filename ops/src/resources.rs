@@ -16,6 +16,7 @@ pub mod output {
     pub const TABLE: &str = "connections_table_name";
     pub const MANAGEMENT_ENDPOINT: &str = "management_endpoint";
     pub const REGION: &str = "region";
+    pub const PUBLISH_URL: &str = "publish_url";
 }
 
 /// What a workspace is made of, as far as the CLI is concerned. Each command checks for what
@@ -34,6 +35,9 @@ pub struct Resources {
     /// The region (`--region`, output `region`); else the SDK's chain (`AWS_REGION`, the
     /// profile), else the queue URL's.
     pub region: Option<String>,
+    /// The publish endpoint, `https://{api}.execute-api.{region}.amazonaws.com/publish`
+    /// (`--publish-url`, output `publish_url`).
+    pub publish_url: Option<String>,
 }
 
 impl Resources {
@@ -65,6 +69,7 @@ impl Resources {
             table: read(output::TABLE)?,
             management_endpoint: read(output::MANAGEMENT_ENDPOINT)?,
             region: read(output::REGION)?,
+            publish_url: read(output::PUBLISH_URL)?,
         })
     }
 
@@ -76,6 +81,7 @@ impl Resources {
             table: flags.table.or(self.table),
             management_endpoint: flags.management_endpoint.or(self.management_endpoint),
             region: flags.region.or(self.region),
+            publish_url: flags.publish_url.or(self.publish_url),
         }
     }
 
@@ -121,6 +127,15 @@ impl Resources {
             "the connections table",
             "--table",
             output::TABLE,
+        )
+    }
+
+    pub fn publish_url(&self) -> Result<&str, OpsError> {
+        Self::need(
+            &self.publish_url,
+            "the publish endpoint",
+            "--publish-url",
+            output::PUBLISH_URL,
         )
     }
 

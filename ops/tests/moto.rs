@@ -4,15 +4,30 @@
 //! RPC v2 CBOR protocol that the current SDK speaks (the age of the oldest job is a note, not a
 //! number).
 
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use aws_lambda_events::encodings::Body;
 use aws_sdk_sqs::types::QueueAttributeName;
+use bytes::Bytes;
 use fanout::adapters::dynamodb::DynamoStore;
+use fanout::adapters::history_table::{DynamoHistory, HistoryTableConfig};
+use fanout::adapters::publish_log_table::DynamoPublishLog;
 use fanout::adapters::sqs::SqsQueue;
-use fanout::domain::{Connection, Job, RoomName, Target};
+use fanout::auth::sigv4;
+use fanout::domain::history::HistoryConfig;
+use fanout::domain::{Connection, ErrorCode, IdempotencyKey, Job, RoomName, Target};
+use fanout::handlers::publish::{Publish, PublishConfig};
+use fanout::metrics::SendMetrics;
 use fanout::ports::{ConnectionStore, JobQueue};
 use fanout_test_support::moto::{
     connections_table, moto_endpoint, moto_sdk_config, receive_with_groups, unique,
 };
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
 use std::time::Duration;
+use std::time::SystemTime;
 use wsfanout_ops::aws::AwsBackend;
 use wsfanout_ops::backend::{Backend, OpsError, RoomCount};
 use wsfanout_ops::resources::Resources;
@@ -89,6 +104,7 @@ async fn workspace_of(fifo: bool) -> Workspace {
         table: Some(table),
         management_endpoint: Some(moto_endpoint()),
         region: None,
+        publish_url: None,
     };
     Workspace {
         backend: AwsBackend::new(&sdk, resources),
@@ -217,17 +233,131 @@ async fn status_reads_depths_dead_letters_connections_and_the_largest_rooms() {
     }
 }
 
+/// The publish Lambda on moto's queue and history table, behind a door that checks SigV4 as
+/// the HTTP API's `AWS_IAM` route does (with moto's credentials): its URL.
+async fn publish_endpoint(w: &Workspace) -> String {
+    let sdk = moto_sdk_config().await;
+    let table = HistoryTableConfig {
+        table: unique("ops-history"),
+    };
+    let history = DynamoHistory::new(&sdk, table.clone());
+    history.create_table().await.unwrap();
+    let lambda = Arc::new((
+        w.producer(),
+        history,
+        DynamoPublishLog::new(&sdk, table),
+        PublishConfig {
+            max_data_bytes: 64 * 1024,
+            history: HistoryConfig::default(),
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/publish", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            let lambda = lambda.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let lambda = lambda.clone();
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let body = body.collect().await?.to_bytes();
+                        let headers: Vec<(String, String)> = parts
+                            .headers
+                            .iter()
+                            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+                            .collect();
+                        let received = sigv4::Received {
+                            method: parts.method.as_str(),
+                            path_and_query: parts.uri.path(),
+                            headers: &headers,
+                            body: &body,
+                        };
+                        if let Err(reason) =
+                            sigv4::verify(&received, "testing", "testing", SystemTime::now())
+                        {
+                            return Ok::<_, hyper::Error>(
+                                Response::builder()
+                                    .status(403)
+                                    .body(Full::new(Bytes::from(reason)))
+                                    .unwrap(),
+                            );
+                        }
+                        let (queue, history, keys, config) = &*lambda;
+                        let handler = Publish {
+                            queue,
+                            history,
+                            keys,
+                            config,
+                            metrics: &NoMetrics,
+                        };
+                        let mut event = ApiGatewayV2httpRequest::default();
+                        event.body = Some(String::from_utf8(body.to_vec()).unwrap());
+                        let answer = handler.handle(event, SystemTime::now()).await;
+                        let Some(Body::Text(text)) = answer.body else {
+                            panic!("{answer:?}")
+                        };
+                        Ok(Response::builder()
+                            .status(u16::try_from(answer.status_code).unwrap())
+                            .body(Full::new(Bytes::from(text)))
+                            .unwrap())
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(socket), service)
+                    .await;
+            });
+        }
+    });
+    url
+}
+
+struct NoMetrics;
+
+impl SendMetrics for NoMetrics {
+    fn accepted(&self) {}
+    fn refused(&self, _: ErrorCode) {}
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publish_puts_the_job_sendmessage_writes_on_the_queue() {
-    let w = workspace().await;
+async fn publish_signs_for_the_publish_endpoint_which_numbers_and_enqueues_the_job() {
+    let mut w = workspace().await;
+    let url = publish_endpoint(&w).await;
+    w.backend = AwsBackend::new(
+        &moto_sdk_config().await,
+        Resources {
+            publish_url: Some(url.clone()),
+            ..w.backend.resources().clone()
+        },
+    );
     let room = RoomName::parse("ops").unwrap();
-    let published = publish_to(&w.backend, Target::Room(room.clone()), r#"{"text":"hi"}"#)
-        .await
-        .unwrap();
-    let everyone = publish_to(&w.backend, Target::All, "\"everyone\"")
-        .await
-        .unwrap();
+    let key = IdempotencyKey::parse("announcement-1").unwrap();
+    let published = publish_to(
+        &w.backend,
+        Target::Room(room.clone()),
+        r#"{"text":"hi"}"#,
+        Some(key.clone()),
+    )
+    .await
+    .unwrap();
     assert_eq!(published.target, "room ops");
+    assert_eq!(published.offset, Some(1));
+    let again = publish_to(
+        &w.backend,
+        Target::Room(room.clone()),
+        r#"{"text":"hi"}"#,
+        Some(key),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again, published, "the same key publishes nothing again");
+    let everyone = publish_to(&w.backend, Target::All, "\"everyone\"", None)
+        .await
+        .unwrap();
+    assert_eq!(everyone.offset, None);
 
     let bodies = w.drain().await;
     assert_eq!(bodies.len(), 2, "{bodies:?}");
@@ -242,19 +372,43 @@ async fn publish_puts_the_job_sendmessage_writes_on_the_queue() {
     assert_eq!(to_room.target, Target::Room(room));
     assert_eq!(to_room.payload.get(), r#"{"text":"hi"}"#);
     assert_eq!(
-        (to_room.sender.as_deref(), to_room.endpoint.as_deref()),
-        (None, None)
+        (to_room.offset, to_room.epoch.clone()),
+        (Some(1), published.epoch.clone())
     );
     assert_eq!(
-        bodies.iter().find(|b| b.contains(&published.id)).unwrap(),
-        &to_room.to_json()
+        (to_room.sender.as_deref(), to_room.endpoint.as_deref()),
+        (None, None)
     );
     let to_all = jobs
         .iter()
         .find(|j| j.id == everyone.id)
         .expect("the job for all");
     assert_eq!(to_all.target, Target::All);
-    assert_ne!(published.id, everyone.id);
+
+    // Credentials the endpoint does not take: refused, with the reason, and nothing sent.
+    let stranger = aws_config::SdkConfig::builder()
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new("intruder", "guess", None, None, "test"),
+            ),
+        )
+        .build();
+    let body = wsfanout_ops::publish::request_body(
+        &Target::All,
+        "1",
+        &IdempotencyKey::parse("k").unwrap(),
+    )
+    .unwrap();
+    let refused = wsfanout_ops::publish::send(&stranger, None, &url, body)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("403") && refused.contains("not allowed"),
+        "{refused}"
+    );
+    assert!(w.drain().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

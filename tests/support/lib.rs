@@ -6,6 +6,15 @@ use fanout_local::{LocalStack, Options};
 use fanout_test_support::ws::Client;
 
 /// The local stack on the embedded backend and a free port, with `extra` flags.
+/// The access key the stacks of [`options`] take on `POST /publish`.
+pub const PUBLISH_CREDENTIALS: &str = "publisher:publisher-secret";
+
+/// Those credentials, for a client that signs publishes.
+pub fn publisher() -> aws_credential_types::Credentials {
+    let (id, secret) = PUBLISH_CREDENTIALS.split_once(':').unwrap();
+    aws_credential_types::Credentials::new(id, secret, None, None, "test")
+}
+
 pub fn options(extra: &[&str]) -> Options {
     let mut args = vec![
         "fanout-local",
@@ -13,6 +22,8 @@ pub fn options(extra: &[&str]) -> Options {
         "127.0.0.1:0",
         "--backend",
         "memory",
+        "--publish-credentials",
+        PUBLISH_CREDENTIALS,
     ];
     args.extend_from_slice(extra);
     clap::Parser::parse_from(args)

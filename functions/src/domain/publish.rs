@@ -3,7 +3,7 @@
 
 use crate::domain::message::ClientFrame;
 use crate::domain::{ClientError, ErrorCode, Job, RoomName, Target};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// A publish request, validated.
@@ -49,7 +49,7 @@ impl IdempotencyKey {
 
 /// The answer to an accepted publish: the message's id, and its place in the room's sequence
 /// (none for a publish to `all`, which is in no room's sequence).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Published {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -22,9 +22,9 @@ use async_trait::async_trait;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use errors::unavailable;
 use fanout::adapters::aws::{describe, https_client, timeouts};
-use fanout::adapters::sqs::SqsQueue;
-use fanout::domain::Job;
-use fanout::ports::JobQueue;
+
+use fanout::domain::Published;
+
 use std::time::Duration;
 
 /// The SDK configuration: the standard chain (credentials, profile, `AWS_REGION`, endpoint
@@ -161,12 +161,8 @@ impl Backend for AwsBackend {
         })
     }
 
-    async fn publish(&self, job: &Job) -> Result<(), OpsError> {
-        let queue = SqsQueue::from_client(self.sqs.clone(), self.resources.queue_url()?.to_owned());
-        queue
-            .enqueue(job, Duration::ZERO)
-            .await
-            .map_err(|error| OpsError::Unavailable(format!("could not publish: {error}")))
+    async fn publish(&self, body: String) -> Result<Published, OpsError> {
+        crate::publish::send(&self.sdk, None, self.resources.publish_url()?, body).await
     }
 
     async fn kick(&self, connection_id: &str) -> Result<(), OpsError> {
