@@ -71,6 +71,25 @@ locals {
       }
     }
 
+    publish = {
+      description = "HTTP POST /publish (IAM-authorized, for backends): validates, numbers and keeps the message in its room's history, enqueues a fan-out job, answers its id and offset; an idempotency key publishes once."
+      memory_size = var.api_function_memory_mb
+      # A publish makes several history-table and queue calls in a row (the idempotency key's
+      # claim and record, the offset and the message, the enqueue), each bounded to 5 s: as long
+      # as API Gateway waits, and under the publish API's 30 s integration timeout, so the caller
+      # gets the function's answer (and a key's 35 s lease outlives every run that holds it).
+      timeout = local.integration_timeout_seconds
+      environment = {
+        HISTORY_TABLE       = aws_dynamodb_table.history.name
+        HISTORY_SIZE        = tostring(var.history_size)
+        HISTORY_TTL_SECONDS = tostring(var.history_ttl_seconds)
+        FANOUT_QUEUE_URL    = aws_sqs_queue.fanout.url
+        MAX_DATA_BYTES      = tostring(var.max_data_bytes)
+        METRICS_NAMESPACE   = var.metrics_namespace
+        WORKSPACE           = terraform.workspace
+      }
+    }
+
     default = {
       description = "WebSocket $default: pong for a ping, error frame for unknown actions and non-JSON messages."
       memory_size = var.api_function_memory_mb
@@ -115,7 +134,7 @@ resource "aws_cloudwatch_log_group" "function" {
 
 resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_116:Invoked synchronously only (API Gateway, SQS event source mapping): a Lambda DLQ applies to async invocations; failed fan-out jobs land in the SQS dead-letter queue.
-  #checkov:skip=CKV_AWS_115:Concurrency is bounded upstream: stage and sendmessage route throttling for the API functions, scaling_config.maximum_concurrency for the worker; reserving account concurrency per function would only take it from the pool.
+  #checkov:skip=CKV_AWS_115:Concurrency is bounded upstream: stage and route throttling for the API functions (the publish API's stage throttling for publish), scaling_config.maximum_concurrency for the worker; reserving account concurrency per function would only take it from the pool.
   #checkov:skip=CKV_AWS_117:Talks only to public AWS endpoints (DynamoDB, SQS, API Gateway management API); a VPC would add NAT gateways or endpoints and cold-start cost for no isolation gain.
   #checkov:skip=CKV_AWS_272:Zips are built from source by cargo lambda in CI and deployed by Terraform directly; code signing needs an AWS Signer profile and a signed S3 artifact flow this stack does not have.
   #checkov:skip=CKV_AWS_173:Environment holds no secrets (names, URLs, tuning); it is encrypted with the AWS-managed Lambda key by default, and var.kms_key_arn switches to a customer-managed key.

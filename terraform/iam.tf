@@ -139,6 +139,50 @@ data "aws_iam_policy_document" "recover" {
   }
 }
 
+data "aws_iam_policy_document" "publish" {
+  source_policy_documents = [data.aws_iam_policy_document.function_base["publish"].json]
+
+  # As sendmessage: the room's next offset (an atomic ADD, or a restart under a new epoch), the
+  # message kept under it, and taken back out if the enqueue then fails.
+  statement {
+    sid    = "NumberAndKeepMessages"
+    effect = "Allow"
+    actions = [
+      "dynamodb:UpdateItem",
+      "dynamodb:PutItem",
+      "dynamodb:DeleteItem",
+    ]
+    resources = [aws_dynamodb_table.history.arn]
+  }
+
+  # Idempotency keys, kept in the history table as the items of rooms "#publish/<key>" (no
+  # room's name starts with #): claimed, read back when the claim loses, recorded, released.
+  statement {
+    sid    = "IdempotencyKeys"
+    effect = "Allow"
+    actions = [
+      "dynamodb:GetItem",
+      "dynamodb:PutItem",
+      "dynamodb:UpdateItem",
+      "dynamodb:DeleteItem",
+    ]
+    resources = [aws_dynamodb_table.history.arn]
+
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["#publish/*"]
+    }
+  }
+
+  statement {
+    sid       = "EnqueueFanout"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.fanout.arn]
+  }
+}
+
 data "aws_iam_policy_document" "default" {
   source_policy_documents = [data.aws_iam_policy_document.function_base["default"].json]
 }
@@ -213,6 +257,7 @@ locals {
       default     = data.aws_iam_policy_document.default.json
       worker      = data.aws_iam_policy_document.worker.json
       recover     = data.aws_iam_policy_document.recover.json
+      publish     = data.aws_iam_policy_document.publish.json
     },
     # The authorizer reads only its signing secret (with JWKS it needs nothing but logs).
     local.auth_enabled ? {
@@ -227,4 +272,26 @@ resource "aws_iam_role_policy" "function" {
   name   = "${local.name_prefix}-${each.key}"
   role   = aws_iam_role.function[each.key].id
   policy = local.function_policies[each.key]
+}
+
+################################################################################
+# Publishers: who may call POST /publish (api.tf)
+################################################################################
+
+# Not attached here: operators attach it to the roles of the backends that publish
+# (`terraform output publish_policy_arn`). It allows that one route of this stack, nothing else;
+# whoever has it may post to any room, or to all (its messages carry no sender).
+data "aws_iam_policy_document" "publishers" {
+  statement {
+    sid       = "InvokePublish"
+    effect    = "Allow"
+    actions   = ["execute-api:Invoke"]
+    resources = [local.publish_route_arn]
+  }
+}
+
+resource "aws_iam_policy" "publishers" {
+  name        = "${local.name_prefix}-publishers"
+  description = "Call POST /publish of ${local.name_prefix} (SigV4, service execute-api): publish to any room of the stack."
+  policy      = data.aws_iam_policy_document.publishers.json
 }

@@ -21,6 +21,14 @@ locals {
     Function  = aws_lambda_function.this["recover"].function_name
   }
   recover_emf_dimensions = ["Workspace", terraform.workspace, "Function", aws_lambda_function.this["recover"].function_name]
+  # publish writes sendmessage's metrics (Accepted, Refused) under its own Function.
+  publish_function_name = aws_lambda_function.this["publish"].function_name
+  publish_dimensions = {
+    Workspace = terraform.workspace
+    Function  = local.publish_function_name
+  }
+  publish_emf_dimensions = ["Workspace", terraform.workspace, "Function", local.publish_function_name]
+  publish_api_dimensions = ["ApiId", aws_apigatewayv2_api.publish.id, "Stage", aws_apigatewayv2_stage.publish.name]
 
   # Failures no Lambda or API Gateway error metric shows: each alarms when its count over
   # `period` seconds is above `threshold`. Runbooks: docs/operations.md, by alarm name.
@@ -70,6 +78,22 @@ locals {
       namespace   = var.metrics_namespace
       metric      = "Refused"
       dimensions  = merge(local.send_dimensions, { Code = "unavailable" })
+      period      = 60
+      threshold   = 0
+    }
+    "publish-unavailable" = {
+      description = "publish refused backends' messages because the history table or the fan-out queue failed (Refused, Code unavailable): the backends got 503 and must publish again (with the same idempotencyKey, it publishes once)."
+      namespace   = var.metrics_namespace
+      metric      = "Refused"
+      dimensions  = merge(local.publish_dimensions, { Code = "unavailable" })
+      period      = 60
+      threshold   = 0
+    }
+    "publish-errors" = {
+      description = "The publish function failed whole invocations (crash, timeout, out of memory; Lambda Errors): backends got 500 or 503 from the publish API, with no answer of the function's own."
+      namespace   = "AWS/Lambda"
+      metric      = "Errors"
+      dimensions  = { FunctionName = local.publish_function_name }
       period      = 60
       threshold   = 0
     }
@@ -311,6 +335,7 @@ resource "aws_cloudwatch_dashboard" "this" {
             "sendmessage enqueues a job on **${aws_sqs_queue.fanout.name}**; the worker **${local.worker_function_name}** posts it to every connection of the room.",
             "Backlog = queue depth and age rising. Parked jobs = DLQ depth > 0 (redrive with `aws sqs start-message-move-task --source-arn ${aws_sqs_queue.fanout_dlq.arn}`).",
             "Delivered / Stale (410, connection deleted) / Failed come from the worker's EMF metrics in **${var.metrics_namespace}**.",
+            "Backends publish through **POST /publish** (the publish HTTP API, IAM-authorized): the bottom row.",
           ])
         }
       },
@@ -519,7 +544,7 @@ resource "aws_cloudwatch_dashboard" "this" {
           # One metric array per (function, metric). Not flatten(): it is recursive, and would
           # flatten each metric array into the list too (PutDashboard: "Should be array").
           metrics = [
-            for pair in setproduct(["connect", "disconnect", "sendmessage", "default"], ["Errors", "Throttles"]) :
+            for pair in setproduct(["connect", "disconnect", "sendmessage", "default", "publish"], ["Errors", "Throttles"]) :
             ["AWS/Lambda", pair[1], "FunctionName", aws_lambda_function.this[pair[0]].function_name, { label = "${pair[0]} ${lower(pair[1])}" }]
           ]
           yAxis = { left = { min = 0 } }
@@ -605,6 +630,48 @@ resource "aws_cloudwatch_dashboard" "this" {
           metrics = [
             concat([var.metrics_namespace, "RecoveredMessages"], local.recover_emf_dimensions, [{ label = "Recovered messages" }]),
             [var.metrics_namespace, "Refused", "Workspace", terraform.workspace, "Function", aws_lambda_function.this["sendmessage"].function_name, "Code", "unavailable", { label = "sendmessage refused unavailable", color = "#d62728" }],
+          ]
+          yAxis = { left = { min = 0 } }
+        }
+      },
+
+      # Publish (backends)
+      {
+        type   = "metric"
+        x      = 0
+        y      = 34
+        width  = 12
+        height = 6
+        properties = {
+          title  = "Publish: backends' messages accepted and refused"
+          region = local.region
+          view   = "timeSeries"
+          period = 60
+          stat   = "Sum"
+          metrics = [
+            concat([var.metrics_namespace, "Accepted"], local.publish_emf_dimensions, [{ label = "Accepted", color = "#2ca02c" }]),
+            concat([var.metrics_namespace, "Refused"], local.publish_emf_dimensions, [{ label = "Refused (every code)", color = "#ff7f0e" }]),
+            concat([var.metrics_namespace, "Refused"], local.publish_emf_dimensions, ["Code", "unavailable", { label = "Refused unavailable (history or queue)", color = "#d62728" }]),
+          ]
+          yAxis = { left = { min = 0 } }
+        }
+      },
+      {
+        type   = "metric"
+        x      = 12
+        y      = 34
+        width  = 12
+        height = 6
+        properties = {
+          title  = "Publish API: requests and errors"
+          region = local.region
+          view   = "timeSeries"
+          period = 60
+          stat   = "Sum"
+          metrics = [
+            concat(["AWS/ApiGateway", "Count"], local.publish_api_dimensions, [{ label = "Requests" }]),
+            concat(["AWS/ApiGateway", "4xx"], local.publish_api_dimensions, [{ label = "4xx (unsigned, not allowed, throttled, invalid)", color = "#ff7f0e" }]),
+            concat(["AWS/ApiGateway", "5xx"], local.publish_api_dimensions, [{ label = "5xx (unavailable, function failed)", color = "#d62728" }]),
           ]
           yAxis = { left = { min = 0 } }
         }

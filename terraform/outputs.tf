@@ -3,6 +3,22 @@ output "websocket_url" {
   value       = aws_apigatewayv2_stage.this.invoke_url
 }
 
+output "publish_url" {
+  description = "https:// URL backends POST messages to ({\"room\":R or \"all\":true,\"data\":...,\"idempotencyKey\":K}), signed with SigV4 (service execute-api) as a role with publish_policy_arn."
+  # A $default stage's invoke URL is the API's root, with a trailing slash.
+  value = "${trimsuffix(aws_apigatewayv2_stage.publish.invoke_url, "/")}/publish"
+}
+
+output "publish_policy_arn" {
+  description = "ARN of the IAM policy that allows calling publish_url (execute-api:Invoke on POST /publish only): attach it to the roles of the backends that publish."
+  value       = aws_iam_policy.publishers.arn
+}
+
+output "publish_api_id" {
+  description = "Id of the publish HTTP API (the ApiId dimension of its metrics)."
+  value       = aws_apigatewayv2_api.publish.id
+}
+
 output "management_endpoint" {
   description = "API Gateway management endpoint the worker posts to (https://{api_id}.execute-api.{region}.amazonaws.com/{stage}, or management_endpoint_override)."
   value       = local.management_endpoint
@@ -49,7 +65,7 @@ output "connections_table_name" {
 }
 
 output "function_names" {
-  description = "Lambda function name of each binary (connect, disconnect, sendmessage, default, worker)."
+  description = "Lambda function name of each binary (connect, disconnect, sendmessage, recover, default, worker, publish, and authorizer with auth_mode = \"jwt\")."
   value       = { for key, function in aws_lambda_function.this : key => function.function_name }
 }
 

@@ -73,10 +73,11 @@ resource "aws_sqs_queue_redrive_allow_policy" "fanout_dlq" {
 }
 
 # A closed job boundary: whoever may send to the fan-out queue decides who receives what (and
-# the `sender` every frame shows), so only sendmessage, the worker (its hand-offs) and the
-# producer roles named in var.producer_role_arns may, whatever their IAM policies allow. An
-# explicit Deny, because an Allow in a queue policy cannot take away what IAM grants in the
-# same account. Operators who run `wsfanout publish` or redrive the DLQ need a listed role.
+# the `sender` every frame shows), so only sendmessage, publish (backends' POST /publish), the
+# worker (its hand-offs) and the producer roles named in var.producer_role_arns may, whatever
+# their IAM policies allow. An explicit Deny, because an Allow in a queue policy cannot take
+# away what IAM grants in the same account. Operators who run `wsfanout publish` or redrive the
+# DLQ need a listed role.
 data "aws_iam_policy_document" "fanout_queue" {
   statement {
     sid       = "OnlyKnownProducersSend"
@@ -104,7 +105,7 @@ resource "aws_sqs_queue_policy" "fanout" {
 
 locals {
   fanout_producer_arns = concat(
-    [for function in ["sendmessage", "worker"] : aws_iam_role.function[function].arn],
+    [for function in ["sendmessage", "publish", "worker"] : aws_iam_role.function[function].arn],
     var.producer_role_arns,
   )
 }

@@ -79,7 +79,7 @@ variable "log_level" {
 }
 
 variable "api_function_memory_mb" {
-  description = "Memory size of the API-driven functions (connect, disconnect, sendmessage, default), in MB."
+  description = "Memory size of the API-driven functions (connect, disconnect, sendmessage, recover, default, publish, and the authorizer), in MB."
   type        = number
   default     = 128
 
@@ -469,6 +469,28 @@ variable "recover_throttling_burst_limit" {
   }
 }
 
+variable "publish_throttling_rate_limit" {
+  description = "Throttling of the publish HTTP API (POST /publish, for backends): steady-state publishes per second. Each becomes a fan-out job of up to a whole room, like a sendmessage; callers above it get 429 and retry."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.publish_throttling_rate_limit >= 0
+    error_message = "publish_throttling_rate_limit must be non-negative."
+  }
+}
+
+variable "publish_throttling_burst_limit" {
+  description = "Throttling of the publish HTTP API: burst of publishes."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.publish_throttling_burst_limit >= 0 && floor(var.publish_throttling_burst_limit) == var.publish_throttling_burst_limit
+    error_message = "publish_throttling_burst_limit must be a non-negative integer."
+  }
+}
+
 variable "api_execution_logging_level" {
   description = "API Gateway execution logging level (OFF, ERROR or INFO); logs go to /aws/apigateway/<api_id>/<stage>. ERROR and INFO need the region's API Gateway logging role, set up once per account and region by terraform/account (docs/deploy.md)."
   type        = string
@@ -546,7 +568,7 @@ variable "alarm_delivery_failure_percent" {
 }
 
 variable "producer_role_arns" {
-  description = "IAM role ARNs besides sendmessage and the worker that may send jobs to the fan-out queue: backends that publish announcements, and operators who run `wsfanout publish` or redrive the dead-letter queue. Everyone else is denied sqs:SendMessage by the queue policy. A producer's `sender` is trusted as given (docs/contracts.md)."
+  description = "IAM role ARNs besides sendmessage, publish and the worker that may send jobs to the fan-out queue: backends that publish announcements, and operators who run `wsfanout publish` or redrive the dead-letter queue. Everyone else is denied sqs:SendMessage by the queue policy. A producer's `sender` is trusted as given (docs/contracts.md)."
   type        = list(string)
   default     = []
 

@@ -16,6 +16,8 @@ throttling_burst_limit             = 50
 throttling_rate_limit              = 100
 sendmessage_throttling_burst_limit = 20
 sendmessage_throttling_rate_limit  = 10
+publish_throttling_burst_limit     = 20
+publish_throttling_rate_limit      = 10
 
 worker_maximum_concurrency = 2
 

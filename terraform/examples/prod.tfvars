@@ -16,6 +16,8 @@ throttling_burst_limit             = 2000
 throttling_rate_limit              = 5000
 sendmessage_throttling_burst_limit = 500
 sendmessage_throttling_rate_limit  = 200
+publish_throttling_burst_limit     = 500
+publish_throttling_rate_limit      = 200
 
 worker_memory_mb           = 1024
 worker_timeout_seconds     = 120

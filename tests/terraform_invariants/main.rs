@@ -10,16 +10,18 @@
 //!   binary is deployed;
 //! - no IAM statement uses a wildcard action, and `*` resources appear only for the X-Ray
 //!   actions that have no resource-level permissions;
-//! - every resource name includes the workspace;
+//! - every resource name includes the workspace (an HTTP API's `$default` stage is named within
+//!   its API, which does);
 //! - with `ordering = "per_room"` the fan-out queue and its dead-letter queue are FIFO (named,
 //!   and so addressed, `.fifo`), the redrive uses `ordered_max_receive_count` (null: computed,
 //!   `worker_batch_size * (ceil(retry_budget_seconds / worker_timeout_seconds) + 10)`, 250 by
 //!   default), rooms are not split, and Terraform refuses a room split, a batch or batching window
 //!   Lambda's FIFO event source would refuse, an explicit receive count below that need, and a
 //!   need above SQS's 1000; with `"none"` none of it applies;
-//! - the fan-out queue's policy lets exactly sendmessage, the worker and the named producer
-//!   roles send jobs;
-//! - `$connect` (only it) goes through the JWT authorizer unless `auth_mode = "none"`, and a
+//! - the fan-out queue's policy lets exactly sendmessage, publish, the worker and the named
+//!   producer roles send jobs;
+//! - `$connect` (only it, of the WebSocket API's routes) goes through the JWT authorizer unless
+//!   `auth_mode = "none"`, every route of an HTTP API (`POST /publish`) is IAM-authorized, and a
 //!   customer-managed key is granted to each role that uses what it encrypts;
 //! - each function sets every variable its binary requires and only variables it reads, as
 //!   `fanout::config::Function::env_vars` lists them, and none that Lambda reserves;
@@ -27,7 +29,8 @@
 //!   declared variables; variables are typed and described, outputs described;
 //! - the dashboards and alarms, rendered by Terraform itself (offline, resources stubbed), are
 //!   bodies PutDashboard accepts and name only metrics that exist: the code's own (the
-//!   worker's and sendmessage's, as `fanout::metrics` lists them) with their EMF dimensions, AWS
+//!   worker's, sendmessage's, recover's and publish's, as `fanout::metrics` lists them) with
+//!   their EMF dimensions, AWS
 //!   metrics with their documented dimensions, valued with this module's resources.
 //!
 //! One evaluator of HCL: Terraform's. The checkers read the configuration's structure with hcl-rs
@@ -121,7 +124,7 @@ fn a_customer_managed_key_is_granted_to_each_role_that_needs_it() {
 }
 
 #[test]
-fn only_sendmessage_the_worker_and_named_producers_may_send_jobs() {
+fn only_sendmessage_publish_the_worker_and_named_producers_may_send_jobs() {
     assert_clean("fan-out queue policy", check_queue_policy(&terraform()));
 }
 

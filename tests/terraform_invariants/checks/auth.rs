@@ -2,9 +2,10 @@
 //! `$connect` route, and only it, goes through a REQUEST authorizer that invokes the authorizer
 //! function, with no identity source (a token may come as the `token` query parameter or an
 //! `Authorization` header, and a listed source API Gateway does not find is a 401 before the
-//! authorizer runs); with `"none"` nothing is authorized and no authorizer is deployed. With a
-//! customer-managed key, every function that uses a table encrypted with it (and the authorizer
-//! reading its secret) gets a key policy.
+//! authorizer runs); with `"none"` nothing is authorized and no authorizer is deployed. Every
+//! route of an HTTP API (the backends' `POST /publish`) is IAM-authorized whatever `auth_mode`
+//! says: its callers sign with SigV4. With a customer-managed key, every function that uses a
+//! table encrypted with it (and the authorizer reading its secret) gets a key policy.
 
 use std::collections::BTreeSet;
 
@@ -20,6 +21,9 @@ fn rendered(module: &Module, vars: &[(&str, &str)]) -> Result<Value, String> {
         [
             "aws_apigatewayv2_route.authorization_type",
             "aws_apigatewayv2_route.authorizer_id",
+            "aws_apigatewayv2_route.api_id",
+            "aws_apigatewayv2_api.id",
+            "aws_apigatewayv2_api.protocol_type",
             "aws_apigatewayv2_authorizer.authorizer_type",
             "aws_apigatewayv2_authorizer.authorizer_uri",
             "aws_apigatewayv2_authorizer.id",
@@ -40,6 +44,41 @@ fn value<'r>(rendered: &'r Value, spec: &str, address: &str) -> &'r Value {
     instance_values(rendered, spec)
         .get(address)
         .unwrap_or(&Value::Null)
+}
+
+/// Every route's authorization: a WebSocket API's authorize on `$connect` only (which
+/// [`check_authorizer`] checks); an HTTP API's are for backends, which sign with SigV4.
+fn check_route_authorization(rendered: &Value, connect: &str, violations: &mut Vec<String>) {
+    let protocol = |api_id: &Value| {
+        instance_values(rendered, "aws_apigatewayv2_api.id")
+            .iter()
+            .find(|(_, id)| *id == api_id)
+            .map(|(api, _)| value(rendered, "aws_apigatewayv2_api.protocol_type", api))
+            .and_then(Value::as_str)
+    };
+    for (route, kind) in instance_values(rendered, "aws_apigatewayv2_route.authorization_type") {
+        match protocol(value(rendered, "aws_apigatewayv2_route.api_id", route)) {
+            Some("WEBSOCKET") => {
+                if route != connect && kind != "NONE" {
+                    violations.push(format!(
+                        "{route}: authorization_type {kind}; WebSocket APIs authorize on $connect only"
+                    ));
+                }
+            }
+            Some("HTTP") => {
+                if kind != "AWS_IAM" {
+                    violations.push(format!(
+                        "{route}: authorization_type {kind}; the HTTP API's routes are for backends, \
+                         which sign with SigV4: AWS_IAM"
+                    ));
+                }
+            }
+            other => violations.push(format!(
+                "{route}: its api_id is no aws_apigatewayv2_api with a protocol_type of WEBSOCKET or \
+                 HTTP (found {other:?})"
+            )),
+        }
+    }
 }
 
 /// The `$connect` authorizer is wired as it must be, with `auth_mode` at its default, and
@@ -64,13 +103,7 @@ pub fn check_authorizer(module: &Module) -> Vec<String> {
             {
                 violations.push(format!("{connect} is not authorized by {address}"));
             }
-            for (route, kind) in instance_values(&r, "aws_apigatewayv2_route.authorization_type") {
-                if route != connect && kind != "NONE" {
-                    violations.push(format!(
-                        "{route}: authorization_type {kind}; WebSocket APIs authorize on $connect only"
-                    ));
-                }
-            }
+            check_route_authorization(&r, connect, &mut violations);
             if value(&r, "aws_apigatewayv2_authorizer.authorizer_type", address) != "REQUEST" {
                 violations.push(format!("{address}: authorizer_type must be REQUEST"));
             }
@@ -104,6 +137,9 @@ pub fn check_authorizer(module: &Module) -> Vec<String> {
             {
                 violations.push("auth_mode = \"none\" still deploys the authorizer".to_owned());
             }
+            // No route of the WebSocket API is authorized, not even $connect; the HTTP API's
+            // still are.
+            check_route_authorization(&r, "", &mut violations);
         }
     }
     violations
@@ -166,7 +202,8 @@ mod negative {
     use super::*;
     use crate::fixtures::{assert_clean, assert_reports};
 
-    /// Routes, functions and an authorizer; `AUTH_TYPE`, `URI` and `SOURCES` vary.
+    /// Routes, functions and an authorizer, and an HTTP API's route; `AUTH_TYPE`, `URI`,
+    /// `SOURCES` and `HTTP_AUTH` vary.
     const SNIPPET: &str = r#"
 variable "auth_mode" {
   type    = string
@@ -178,7 +215,18 @@ locals {
   functions    = local.auth_enabled ? toset(["connect", "sendmessage", "authorizer"]) : toset(["connect", "sendmessage"])
 }
 resource "aws_apigatewayv2_api" "this" {
-  name = "x"
+  name          = "x"
+  protocol_type = "WEBSOCKET"
+}
+resource "aws_apigatewayv2_api" "publish" {
+  name          = "x-publish"
+  protocol_type = "HTTP"
+}
+resource "aws_apigatewayv2_route" "publish" {
+  api_id             = aws_apigatewayv2_api.publish.id
+  route_key          = "POST /publish"
+  authorization_type = HTTP_AUTH
+  authorizer_id      = null
 }
 resource "aws_lambda_function" "this" {
   for_each      = local.functions
@@ -201,12 +249,17 @@ resource "aws_apigatewayv2_route" "this" {
 "#;
 
     fn module(auth_type: &str, uri: &str, sources: &str) -> Module {
+        module_with_http(auth_type, uri, sources, r#""AWS_IAM""#)
+    }
+
+    fn module_with_http(auth_type: &str, uri: &str, sources: &str, http_auth: &str) -> Module {
         Module::parse_snippet(
             "auth.tf",
             &SNIPPET
                 .replace("AUTH_TYPE", auth_type)
                 .replace("URI", uri)
-                .replace("SOURCES", sources),
+                .replace("SOURCES", sources)
+                .replace("HTTP_AUTH", http_auth),
         )
     }
 
@@ -244,5 +297,25 @@ resource "aws_apigatewayv2_route" "this" {
             )),
             &["identity_sources set"],
         );
+    }
+
+    #[test]
+    fn an_http_route_without_iam_authorization_is_reported() {
+        assert_reports(
+            &check_authorizer(&module_with_http(GOOD_TYPE, GOOD_URI, "", r#""NONE""#)),
+            &["aws_apigatewayv2_route.publish: authorization_type \"NONE\"; the HTTP API's routes"],
+        );
+        // IAM-authorized with the JWT authorizer only: open with auth_mode = "none".
+        let violations = check_authorizer(&module_with_http(
+            GOOD_TYPE,
+            GOOD_URI,
+            "",
+            r#"local.auth_enabled ? "AWS_IAM" : "NONE""#,
+        ));
+        assert_reports(
+            &violations,
+            &["aws_apigatewayv2_route.publish: authorization_type \"NONE\""],
+        );
+        assert_eq!(violations.len(), 1, "{violations:#?}");
     }
 }

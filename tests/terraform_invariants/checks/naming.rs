@@ -1,11 +1,12 @@
 //! Per-workspace names: every resource name includes the workspace, so two workspaces in one
-//! account never share a queue, table, function or alarm.
+//! account never share a queue, table, function or alarm. One name is fixed by API Gateway: an
+//! HTTP API's default stage, `$default`, which lives inside its API (whose name is checked).
 
 use hcl::Expression;
 
 use crate::expr::{first_attr, mentions, refs_of, traversal};
 use crate::fixtures::{assert_clean, assert_reports};
-use crate::model::{Module, attr, show};
+use crate::model::{Module, attr, literal_str, show};
 
 /// The attributes that name a resource.
 const NAME_ATTRIBUTES: &[&str] = &[
@@ -48,7 +49,13 @@ fn names_other_resource(expr: &Expression) -> bool {
     matches!(traversal(expr), Some((root, segs)) if !NOT_RESOURCES.contains(&root.as_str()) && segs.len() >= 2)
 }
 
-/// Every naming attribute of every resource references local.name_prefix or
+/// An HTTP API's default stage: API Gateway serves it at the API's root only under this name,
+/// and a stage's name is scoped to its API.
+fn is_default_stage(kind: &str, key: &str, expr: &Expression) -> bool {
+    kind == "aws_apigatewayv2_stage" && key == "name" && literal_str(expr) == Some("$default")
+}
+
+/// Every naming attribute of every resource (but a `$default` stage) references local.name_prefix or
 /// terraform.workspace (directly or through a local), and local.name_prefix itself includes
 /// terraform.workspace.
 pub fn check_names_include_workspace(module: &Module) -> Vec<String> {
@@ -68,7 +75,7 @@ pub fn check_names_include_workspace(module: &Module) -> Vec<String> {
             let Some(expr) = attr(resource.block.body(), key) else {
                 continue;
             };
-            if names_other_resource(expr) {
+            if names_other_resource(expr) || is_default_stage(resource.kind, key, expr) {
                 continue;
             }
             named += 1;
@@ -103,6 +110,9 @@ resource "aws_sqs_queue" "q" {
 resource "aws_apigatewayv2_stage" "s" {
   name = terraform.workspace
 }
+resource "aws_apigatewayv2_stage" "http" {
+  name = "$default"
+}
 locals {
   dashboard_name = "${local.name_prefix}-fanout"
 }
@@ -132,6 +142,12 @@ resource "aws_sns_topic" "t" {
 resource "aws_cloudwatch_dashboard" "d" {
   dashboard_name = "${var.project_name}-dash"
 }
+resource "aws_apigatewayv2_stage" "s" {
+  name = "prod"
+}
+resource "aws_sqs_queue" "default" {
+  name = "$default"
+}
 "#,
     );
     let violations = check_names_include_workspace(&bad);
@@ -142,6 +158,8 @@ resource "aws_cloudwatch_dashboard" "d" {
             "aws_sqs_queue.q (bad.tf): name = ",
             "aws_sns_topic.t (bad.tf): name = local.topic_name",
             "aws_cloudwatch_dashboard.d (bad.tf): dashboard_name",
+            "aws_apigatewayv2_stage.s (bad.tf): name = ",
+            "aws_sqs_queue.default (bad.tf): name = ",
         ],
     );
 }

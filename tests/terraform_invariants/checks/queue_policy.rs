@@ -1,7 +1,7 @@
 //! A closed job boundary: whoever may send to the fan-out queue decides who receives what, so
-//! the queue's policy denies `sqs:SendMessage` to every principal but sendmessage's and the
-//! worker's roles and the producer roles named in `var.producer_role_arns` — exactly those,
-//! as Terraform evaluates them.
+//! the queue's policy denies `sqs:SendMessage` to every principal but sendmessage's, publish's
+//! and the worker's roles and the producer roles named in `var.producer_role_arns` — exactly
+//! those, as Terraform evaluates them.
 
 use std::collections::BTreeSet;
 
@@ -13,7 +13,7 @@ use crate::model::{Module, attr, literal_str, nested, show};
 use crate::render::{RenderOptions, render_module};
 
 /// The roles that must be able to send: the functions that enqueue.
-const SENDING_FUNCTIONS: &[&str] = &["sendmessage", "worker"];
+const SENDING_FUNCTIONS: &[&str] = &["sendmessage", "publish", "worker"];
 
 /// A producer role used to check that `producer_role_arns` is honoured.
 const EXTRA_PRODUCER: &str = "arn:aws:iam::123456789012:role/backend-announcer";
@@ -152,7 +152,7 @@ variable "producer_role_arns" {
   default = []
 }
 resource "aws_iam_role" "function" {
-  for_each = toset(["connect", "sendmessage", "worker"])
+  for_each = toset(["connect", "sendmessage", "publish", "worker"])
   name     = "x-${each.key}"
 }
 resource "aws_sqs_queue" "fanout" {
@@ -184,20 +184,26 @@ data "aws_iam_policy_document" "fanout_queue" {
     assert_clean(
         "the right roles",
         check_queue_policy(&module(
-            r#"concat([for f in ["sendmessage", "worker"] : aws_iam_role.function[f].arn], var.producer_role_arns)"#,
+            r#"concat([for f in ["sendmessage", "publish", "worker"] : aws_iam_role.function[f].arn], var.producer_role_arns)"#,
         )),
     );
     assert_reports(
         &check_queue_policy(&module(
-            r#"[for f in ["connect", "sendmessage", "worker"] : aws_iam_role.function[f].arn]"#,
+            r#"[for f in ["connect", "sendmessage", "publish", "worker"] : aws_iam_role.function[f].arn]"#,
         )),
         &["x-connect", "with producer_role_arns = []"],
     );
     assert_reports(
         &check_queue_policy(&module(
-            r#"[for f in ["sendmessage", "worker"] : aws_iam_role.function[f].arn]"#,
+            r#"[for f in ["sendmessage", "publish", "worker"] : aws_iam_role.function[f].arn]"#,
         )),
         &["backend-announcer"],
+    );
+    assert_reports(
+        &check_queue_policy(&module(
+            r#"concat([for f in ["sendmessage", "worker"] : aws_iam_role.function[f].arn], var.producer_role_arns)"#,
+        )),
+        &["x-publish"],
     );
     assert_reports(
         &check_queue_policy(&Module::parse_snippet(

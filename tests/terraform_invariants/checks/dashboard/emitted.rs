@@ -22,17 +22,18 @@ pub struct Emitted {
     pub metrics: BTreeMap<String, Emitter>,
 }
 
-/// Who writes one metric, and the dimension sets it carries: CloudWatch finds it by exactly one
-/// of them.
+/// Who writes one metric (each under its own `Function`), and the dimension sets it carries:
+/// CloudWatch finds it by exactly one of them.
 #[derive(Debug, Clone)]
 pub struct Emitter {
-    pub function: Function,
+    pub functions: BTreeSet<Function>,
     pub dimension_sets: BTreeSet<BTreeSet<String>>,
 }
 
 /// The EMF lines each function writes, read back: the worker's (`WORKER_COUNTS` and
-/// `FANOUT_LATENCY`), sendmessage's (`SEND_ACCEPTED`, `SEND_REFUSED` by `REFUSAL_CODE`) and
-/// recover's (`RECOVERIES` and the rest, or `RECOVERIES_FAILED`).
+/// `FANOUT_LATENCY`), sendmessage's and publish's (`SEND_ACCEPTED`, `SEND_REFUSED` by
+/// `REFUSAL_CODE`: the same lines, each under its own `Function`) and recover's (`RECOVERIES`
+/// and the rest, or `RECOVERIES_FAILED`).
 /// Each line must declare exactly those lists' names.
 pub fn emitted_metrics() -> Emitted {
     let config = |function: Function| EmfConfig {
@@ -43,6 +44,12 @@ pub fn emitted_metrics() -> Emitted {
     let stats = FanoutStats {
         fanout_latency_ms: Some(1),
         ..FanoutStats::default()
+    };
+    let send_lines = |function: Function| {
+        vec![
+            send_emf_line(&config(function), Ok(()), 0),
+            send_emf_line(&config(function), Err(ErrorCode::Unavailable), 0),
+        ]
     };
     let worker_names = WORKER_COUNTS
         .iter()
@@ -56,14 +63,12 @@ pub fn emitted_metrics() -> Emitted {
         ),
         (
             Function::SendMessage,
-            vec![
-                send_emf_line(&config(Function::SendMessage), Ok(()), 0),
-                send_emf_line(
-                    &config(Function::SendMessage),
-                    Err(ErrorCode::Unavailable),
-                    0,
-                ),
-            ],
+            send_lines(Function::SendMessage),
+            BTreeSet::from([SEND_ACCEPTED, SEND_REFUSED]),
+        ),
+        (
+            Function::Publish,
+            send_lines(Function::Publish),
             BTreeSet::from([SEND_ACCEPTED, SEND_REFUSED]),
         ),
         (
@@ -121,13 +126,10 @@ pub fn emitted_metrics() -> Emitted {
                     let name = metric["Name"].as_str().expect("a metric has a Name");
                     names.insert(name.to_owned());
                     let emitter = metrics.entry(name.to_owned()).or_insert(Emitter {
-                        function,
+                        functions: BTreeSet::new(),
                         dimension_sets: BTreeSet::new(),
                     });
-                    assert_eq!(
-                        emitter.function, function,
-                        "{name} is written by two functions; the checks need each metric's writer"
-                    );
+                    emitter.functions.insert(function);
                     emitter.dimension_sets.extend(sets.iter().cloned());
                 }
             }
@@ -142,5 +144,9 @@ pub fn emitted_metrics() -> Emitted {
 }
 
 /// The functions whose metrics are emitted in the stack's namespace.
-pub(super) const EMITTING: [Function; 3] =
-    [Function::Worker, Function::SendMessage, Function::Recover];
+pub(super) const EMITTING: [Function; 4] = [
+    Function::Worker,
+    Function::SendMessage,
+    Function::Recover,
+    Function::Publish,
+];

@@ -62,7 +62,7 @@ pub(super) fn check_metric(
 }
 
 /// A metric in the stack's namespace: one the code emits, with one of the dimension sets it
-/// writes, valued as it writes them.
+/// writes, valued as it writes them (`Function`: the deployed name of one of its writers).
 fn check_own_metric(
     at: &str,
     namespace: &str,
@@ -78,7 +78,12 @@ fn check_own_metric(
         ));
         return;
     };
-    let writer = emitter.function.binary();
+    let writer = emitter
+        .functions
+        .iter()
+        .map(|f| f.binary())
+        .collect::<Vec<_>>()
+        .join(" or ");
     let names: Vec<&str> = dimensions.iter().map(|(n, _)| n.as_str()).collect();
     let set: BTreeSet<String> = names.iter().map(|n| (*n).to_owned()).collect();
     if !emitter.dimension_sets.contains(&set) {
@@ -89,9 +94,13 @@ fn check_own_metric(
         ));
     }
     for (dimension, value) in dimensions {
-        let want = match dimension.as_str() {
-            "Workspace" => context.workspace.clone(),
-            "Function" => context.function_names[&emitter.function].clone(),
+        let want: Vec<String> = match dimension.as_str() {
+            "Workspace" => vec![context.workspace.clone()],
+            "Function" => emitter
+                .functions
+                .iter()
+                .map(|f| context.function_names[f].clone())
+                .collect(),
             REFUSAL_CODE => {
                 if serde_json::from_value::<ErrorCode>(json!(value)).is_err() {
                     violations.push(format!(
@@ -103,10 +112,15 @@ fn check_own_metric(
             }
             _ => continue,
         };
-        if *value != want {
+        if !want.contains(value) {
+            let want = want
+                .iter()
+                .map(|w| format!("{w:?}"))
+                .collect::<Vec<_>>()
+                .join(" or ");
             violations.push(format!(
                 "{at}: {namespace} {name} dimension {dimension} = {value:?}, but the {writer} \
-                 writes {want:?}"
+                 writes {want}"
             ));
         }
     }

@@ -11,9 +11,10 @@
 //!   `[namespace, metric, dimension, value, ..., {options}]` (the `"."` and `"..."` shorthands
 //!   expanded as CloudWatch does), or math expressions;
 //! - in the stack's namespace (`var.metrics_namespace`): only the metrics the code emits (the
-//!   worker's `fanout::metrics::WORKER_COUNTS` and `FANOUT_LATENCY`, sendmessage's
-//!   `SEND_ACCEPTED` and `SEND_REFUSED`), with one of the dimension sets of their EMF lines,
-//!   valued with the workspace, the writing function's name and, for `Code`, an error code;
+//!   worker's `fanout::metrics::WORKER_COUNTS` and `FANOUT_LATENCY`, sendmessage's and
+//!   publish's `SEND_ACCEPTED` and `SEND_REFUSED`, recover's `RECOVERIES` and the rest), with one
+//!   of the dimension sets of their EMF lines, valued with the workspace, a writing function's
+//!   name and, for `Code`, an error code;
 //! - in the AWS namespaces: the dimensions CloudWatch documents
 //!   ([`AWS_NAMESPACES`](namespaces::AWS_NAMESPACES)), valued with the name (or id) of a resource
 //!   of the module ([`DIMENSION_RESOURCES`](namespaces::DIMENSION_RESOURCES));

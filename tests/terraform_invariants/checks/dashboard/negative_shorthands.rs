@@ -22,7 +22,8 @@ fn hand_rendered(body: Value) -> Value {
             "aws_apigatewayv2_stage.name": {},
         },
         "exprs": {"metrics_namespace": "WsFanout", "function_worker": "x-dev-worker",
-                  "function_sendmessage": "x-dev-sendmessage", "function_recover": "x-dev-recover"},
+                  "function_sendmessage": "x-dev-sendmessage", "function_recover": "x-dev-recover",
+                  "function_publish": "x-dev-publish"},
     })
 }
 

@@ -30,7 +30,7 @@ locals {
 }
 
 resource "aws_lambda_function" "this" {
-  for_each      = toset(["sendmessage", "worker", "recover"])
+  for_each      = toset(["sendmessage", "worker", "recover", "publish"])
   function_name = "${local.name_prefix}-${each.key}"
 }
 
