@@ -76,8 +76,8 @@ resource "aws_sqs_queue_redrive_allow_policy" "fanout_dlq" {
 # the `sender` every frame shows), so only sendmessage, publish (backends' POST /publish), the
 # worker (its hand-offs) and the producer roles named in var.producer_role_arns may, whatever
 # their IAM policies allow. An explicit Deny, because an Allow in a queue policy cannot take
-# away what IAM grants in the same account. Operators who run `wsfanout publish` or redrive the
-# DLQ need a listed role.
+# away what IAM grants in the same account. Operators who redrive the DLQ need a listed role;
+# `wsfanout publish` goes through POST /publish (the publishers policy) instead.
 data "aws_iam_policy_document" "fanout_queue" {
   statement {
     sid       = "OnlyKnownProducersSend"

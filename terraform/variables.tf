@@ -568,7 +568,7 @@ variable "alarm_delivery_failure_percent" {
 }
 
 variable "producer_role_arns" {
-  description = "IAM role ARNs besides sendmessage, publish and the worker that may send jobs to the fan-out queue: backends that publish announcements, and operators who run `wsfanout publish` or redrive the dead-letter queue. Everyone else is denied sqs:SendMessage by the queue policy. A producer's `sender` is trusted as given (docs/contracts.md)."
+  description = "IAM role ARNs besides sendmessage, publish and the worker that may send jobs to the fan-out queue: operators who redrive the dead-letter queue, and producers that write jobs directly (those have no offset and cannot be recovered: backends should publish through POST /publish with the publishers policy, output publish_policy_arn). Everyone else is denied sqs:SendMessage by the queue policy. A producer's `sender` is trusted as given (docs/contracts.md)."
   type        = list(string)
   default     = []
 

@@ -180,30 +180,49 @@ pub enum Settled {
 
 /// The publish endpoint's idempotency keys (kept in the history table): the same key within
 /// [`crate::domain::IdempotencyKey::KEPT_SECONDS`] answers the first publish's answer and
-/// publishes nothing new.
+/// publishes nothing new. Each publish acts as a `claimant` (its message's id); every write is
+/// fenced by it, and repeating a write that already landed (an SDK retry after a lost answer)
+/// succeeds again.
 #[async_trait]
 pub trait PublishLog: Send + Sync {
-    /// Claims `key` until `lease_until_ms` (epoch milliseconds), to be forgotten at `expires_at`
-    /// (epoch seconds), unless another publish holds it or placed a message under it: then
-    /// what that one left.
+    /// Claims `key` for `claimant` until `lease_until_ms` (epoch milliseconds), to be forgotten
+    /// at `expires_at` (epoch seconds), unless another publish holds it or placed a message
+    /// under it: then what that one left.
     async fn claim(
         &self,
         key: &IdempotencyKey,
+        claimant: &str,
         now_ms: i64,
         lease_until_ms: i64,
         expires_at: i64,
     ) -> Result<KeyState, StoreError>;
-    /// Records the job placed under a key claimed until `lease_until_ms`; `false`, recording
-    /// nothing, if that claim was lost meanwhile.
+    /// Records the job placed under a key `claimant` holds; `false`, recording nothing, if it
+    /// no longer holds it.
     async fn place(
         &self,
         key: &IdempotencyKey,
+        claimant: &str,
         job: &Job,
+    ) -> Result<bool, StoreError>;
+    /// Takes over, for `claimant` until `lease_until_ms`, a key whose job's enqueue is unknown
+    /// and whose lease ran out by `now_ms`; `false` if another publish holds it.
+    async fn retake(
+        &self,
+        key: &IdempotencyKey,
+        claimant: &str,
+        now_ms: i64,
         lease_until_ms: i64,
     ) -> Result<bool, StoreError>;
-    async fn settle(&self, key: &IdempotencyKey, how: Settled) -> Result<(), StoreError>;
-    /// Forgets the key: its message was refused for certain, and may be published anew.
-    async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError>;
+    /// Records how the enqueue of the key's job ended, if `claimant` still holds the key.
+    async fn settle(
+        &self,
+        key: &IdempotencyKey,
+        claimant: &str,
+        how: Settled,
+    ) -> Result<(), StoreError>;
+    /// Forgets the key, if `claimant` still holds it: its message was refused for certain,
+    /// and may be published anew.
+    async fn release(&self, key: &IdempotencyKey, claimant: &str) -> Result<(), StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -32,31 +32,41 @@ fn job() -> Job {
     })
 }
 
-async fn claim(log: &dyn PublishLog, key: &IdempotencyKey, now: i64) -> KeyState {
-    log.claim(key, now, now + LEASE, now / 1000 + DAY)
+async fn claim(log: &dyn PublishLog, key: &IdempotencyKey, who: &str, now: i64) -> KeyState {
+    log.claim(key, who, now, now + LEASE, now / 1000 + DAY)
         .await
         .unwrap()
 }
 
 async fn contract(log: &dyn PublishLog) {
     let (k, job) = (key("order-17/a#b"), job());
-    assert!(matches!(claim(log, &k, NOW).await, KeyState::Claimed));
+    assert!(matches!(claim(log, &k, "a", NOW).await, KeyState::Claimed));
+    // The same claim again (an SDK retry of a write that landed) still holds it.
+    assert!(matches!(claim(log, &k, "a", NOW).await, KeyState::Claimed));
     // Held by that claim until its lease ends.
     assert!(matches!(
-        claim(log, &k, NOW + 1).await,
+        claim(log, &k, "b", NOW + 1).await,
         KeyState::Held { lease_until_ms } if lease_until_ms == NOW + LEASE
     ));
-    // A claim whose lease ran out with nothing placed is taken over, and the old one can no
-    // longer place under it.
+    // A claim whose lease ran out with nothing placed is taken over, and the old claimant can
+    // no longer place, settle or release.
     let later = NOW + LEASE;
-    assert!(matches!(claim(log, &k, later).await, KeyState::Claimed));
-    assert!(!log.place(&k, &job, NOW + LEASE).await.unwrap());
-    assert!(log.place(&k, &job, later + LEASE).await.unwrap());
+    assert!(matches!(
+        claim(log, &k, "b", later).await,
+        KeyState::Claimed
+    ));
+    assert!(!log.place(&k, "a", &job).await.unwrap());
+    log.release(&k, "a").await.unwrap();
+    assert!(log.place(&k, "b", &job).await.unwrap());
     assert!(
-        !log.place(&k, &job, later + LEASE).await.unwrap(),
-        "placed once"
+        log.place(&k, "b", &job).await.unwrap(),
+        "the same write again"
     );
-    match claim(log, &k, later + 1).await {
+    let mut other = job.clone();
+    other.id = "another-id".into();
+    assert!(!log.place(&k, "b", &other).await.unwrap(), "placed once");
+    log.settle(&k, "a", Settled::Enqueued).await.unwrap();
+    match claim(log, &k, "c", later + 1).await {
         KeyState::Placed {
             job: kept,
             enqueued: false,
@@ -69,36 +79,72 @@ async fn contract(log: &dyn PublishLog) {
         }
         other => panic!("{other:?}"),
     }
-    // Placed is never taken over, even past its lease: a try re-enqueues the same job.
+    // Placed is never claimed anew, even past its lease; it is retaken, once its lease ran out,
+    // by one publish at a time.
     assert!(matches!(
-        claim(log, &k, later + 10 * LEASE).await,
+        claim(log, &k, "c", later + 10 * LEASE).await,
         KeyState::Placed { .. }
     ));
-    log.settle(&k, Settled::Unsure).await.unwrap();
+    assert!(
+        !log.retake(&k, "c", later + 1, later + 1 + LEASE)
+            .await
+            .unwrap()
+    );
+    log.settle(&k, "b", Settled::Unsure).await.unwrap();
     assert!(matches!(
-        claim(log, &k, later + 1).await,
+        claim(log, &k, "c", later + 1).await,
         KeyState::Placed {
             enqueued: false,
             lease_until_ms: 0,
             ..
         }
     ));
-    log.settle(&k, Settled::Enqueued).await.unwrap();
+    let retaken_until = later + 2 + LEASE;
+    assert!(log.retake(&k, "c", later + 2, retaken_until).await.unwrap());
+    assert!(
+        log.retake(&k, "c", later + 2, retaken_until).await.unwrap(),
+        "again"
+    );
+    assert!(
+        !log.retake(&k, "d", later + 3, later + 3 + LEASE)
+            .await
+            .unwrap()
+    );
+    log.settle(&k, "b", Settled::Enqueued).await.unwrap();
     assert!(matches!(
-        claim(log, &k, later + 1).await,
+        claim(log, &k, "d", later + 4).await,
+        KeyState::Placed {
+            enqueued: false,
+            ..
+        }
+    ));
+    log.settle(&k, "c", Settled::Enqueued).await.unwrap();
+    assert!(matches!(
+        claim(log, &k, "d", later + 5).await,
         KeyState::Placed { enqueued: true, .. }
     ));
+    assert!(
+        !log.retake(&k, "d", later + 10 * LEASE, later + 11 * LEASE)
+            .await
+            .unwrap()
+    );
     // A day later the key is free again.
     let tomorrow = later + (DAY + 1) * 1000;
-    assert!(matches!(claim(log, &k, tomorrow).await, KeyState::Claimed));
-
-    // Released: free at once; settling a released key brings nothing back.
-    let other = key("other");
-    assert!(matches!(claim(log, &other, NOW).await, KeyState::Claimed));
-    log.release(&other).await.unwrap();
-    log.settle(&other, Settled::Enqueued).await.unwrap();
     assert!(matches!(
-        claim(log, &other, NOW + 1).await,
+        claim(log, &k, "e", tomorrow).await,
+        KeyState::Claimed
+    ));
+
+    // Released by its claimant: free at once; settling a released key brings nothing back.
+    let other = key("other");
+    assert!(matches!(
+        claim(log, &other, "a", NOW).await,
+        KeyState::Claimed
+    ));
+    log.release(&other, "a").await.unwrap();
+    log.settle(&other, "a", Settled::Enqueued).await.unwrap();
+    assert!(matches!(
+        claim(log, &other, "b", NOW + 1).await,
         KeyState::Claimed
     ));
 }

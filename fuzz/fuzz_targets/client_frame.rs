@@ -1,5 +1,5 @@
-//! Client frames: `parse_send_message` and `parse_recover` on any UTF-8 (text and binary
-//! frames), and the same frame through the `$default` and `sendmessage` handlers on the
+//! Client frames: `parse_send_message`, `parse_recover` and `parse_publish` (a backend's
+//! publish request) on any UTF-8 (text and binary frames), and the same frame through the `$default` and `sendmessage` handlers on the
 //! in-memory adapters. Never a panic; always status 200 and an ack or an error frame (a pong for
 //! a ping); an ack means exactly one job, which the worker accepts, and carries `data` exactly as
 //! sent, with the offset the ack names.
@@ -10,7 +10,8 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use aws_lambda_events::encodings::Body;
 use fanout::adapters::memory::{MemoryHistory, MemoryQueue, MemoryStore};
 use fanout::domain::history::parse_recover;
-use fanout::domain::{Connection, Job, RoomName, parse_send_message};
+use fanout::domain::message::queueable;
+use fanout::domain::{Connection, Job, RoomName, Target, parse_publish, parse_send_message};
 use fanout::handlers::default;
 use fanout::handlers::sendmessage::{SendConfig, SendMessage};
 use fanout::metrics::{EmfConfig, EmfSink};
@@ -61,6 +62,13 @@ fuzz_target!(|input: &[u8]| {
     if let Ok(data) = &parsed {
         assert!(data.get().len() <= MAX_DATA_BYTES);
         assert_ne!(data.get(), "null");
+        assert!(data.get().chars().all(queueable), "only what a queue message may hold");
+    }
+    // The same text as a backend's publish request.
+    if let Ok(publish) = parse_publish(Some(body), MAX_DATA_BYTES) {
+        assert!(publish.data.get().len() <= MAX_DATA_BYTES);
+        assert!(publish.data.get().chars().all(queueable));
+        assert!(matches!(publish.target, Target::Room(_) | Target::All));
     }
 
     let mut request = ApiGatewayWebsocketProxyRequest::default();

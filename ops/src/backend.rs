@@ -114,6 +114,7 @@ pub struct Redrive {
 
 /// `wsfanout publish`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Published {
     /// The message id, in every frame delivered.
     pub id: String,

@@ -148,7 +148,16 @@ pub async fn publish_to(
             .map_err(|error| OpsError::Usage(error.message))?,
     };
     let body = publish::request_body(&target, data, &key)?;
-    let answer = backend.publish(body).await?;
+    let answer = backend.publish(body).await.map_err(|error| {
+        let again = format!(
+            "publish again with --idempotency-key {} to publish it at most once",
+            key.as_str()
+        );
+        match error {
+            OpsError::Unavailable(why) => OpsError::Unavailable(format!("{why} ({again})")),
+            other => other,
+        }
+    })?;
     Ok(Published {
         id: answer.id,
         target: publish::describe_target(&target),

@@ -35,22 +35,22 @@ pub fn request_body(target: &Target, data: &str, key: &IdempotencyKey) -> Result
             payload.get().len()
         )));
     }
-    let mut body = serde_json::Map::new();
-    match target {
-        Target::Room(room) => body.insert("room".into(), room.as_str().into()),
-        _ => body.insert("all".into(), true.into()),
+    // `data` goes as it was given: the endpoint compares a repeated key's message as text.
+    let to = match target {
+        Target::Room(room) => format!("\"room\":{}", serde_json::Value::from(room.as_str())),
+        _ => "\"all\":true".to_owned(),
     };
-    body.insert(
-        "data".into(),
-        serde_json::from_str(payload.get()).map_err(|e| OpsError::Usage(e.to_string()))?,
-    );
-    body.insert("idempotencyKey".into(), key.as_str().into());
-    Ok(serde_json::Value::Object(body).to_string())
+    Ok(format!(
+        "{{{to},\"data\":{},\"idempotencyKey\":{}}}",
+        payload.get(),
+        serde_json::Value::from(key.as_str())
+    ))
 }
 
-/// How many times a publish is sent before its last answer is the command's: the key makes
-/// every try after the first answer the first's answer.
-const TRIES: u32 = 4;
+/// How long a publish is tried again, under its key, while the answers say to: past the
+/// endpoint's lease on a key (35 s), so that a try that died mid-publish is taken over and
+/// answered. Every try after the first answers the first's answer.
+const RETRY_FOR: Duration = Duration::from_secs(60);
 /// The longest wait between two tries, whatever `Retry-After` says.
 const MAX_WAIT: Duration = Duration::from_secs(10);
 /// How long one try may take: the HTTP API waits at most 30 s for the function.
@@ -59,8 +59,9 @@ const TRY_TIMEOUT: Duration = Duration::from_secs(35);
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// Sends `body` to the publish endpoint at `url`, signed with SigV4 (`execute-api`, `region`)
-/// by `credentials`, or else the SDK's credentials chain. An answer that says to try again
-/// (409 in progress, 429, 5xx, no answer) is tried again, at most [`TRIES`] times in all.
+/// by `credentials`, or else the SDK's credentials chain, for the region in the URL's host
+/// (`{api}.execute-api.{region}.amazonaws.com`), else the SDK's. An answer that says to try
+/// again (409 in progress, 429, 5xx, no answer) is tried again for [`RETRY_FOR`].
 pub async fn send(
     sdk: &SdkConfig,
     credentials: Option<&Credentials>,
@@ -81,14 +82,18 @@ pub async fn send(
                 ))
             })?,
     };
-    let region = sdk.region().map_or("us-east-1", |region| region.as_ref());
+    let region = region_of_url(url)
+        .or_else(|| sdk.region().map(|region| region.to_string()))
+        .unwrap_or_else(|| "us-east-1".to_owned());
+    let region = region.as_str();
     let client = fanout::adapters::aws::hyper_https_client::<Full<Bytes>>(
         Duration::from_secs(5),
         Duration::from_secs(30),
     )
     .map_err(|error| OpsError::Unavailable(format!("no root certificates: {error}")))?;
     let mut last = None;
-    for attempt in 0..TRIES {
+    let give_up = tokio::time::Instant::now() + RETRY_FOR;
+    for attempt in 0_u32.. {
         let request = signed(url, &body, &credentials, region)?;
         let outcome = tokio::time::timeout(TRY_TIMEOUT, async {
             let response = client.request(request).await.map_err(|error| {
@@ -141,12 +146,22 @@ pub async fn send(
                 None
             }
         };
-        if attempt + 1 < TRIES {
-            let backoff = Duration::from_millis(500 << attempt);
-            tokio::time::sleep(wait.unwrap_or(backoff).min(MAX_WAIT)).await;
+        let backoff = Duration::from_millis(500_u64 << attempt.min(5));
+        let next = tokio::time::Instant::now() + wait.unwrap_or(backoff).min(MAX_WAIT);
+        if next > give_up {
+            break;
         }
+        tokio::time::sleep_until(next).await;
     }
     Err(last.unwrap_or_else(|| OpsError::Unavailable(format!("{url}: no answer"))))
+}
+
+/// The region of an API Gateway URL: `https://{api}.execute-api.{region}.amazonaws.com/...`.
+fn region_of_url(url: &str) -> Option<String> {
+    let host = url.split("://").nth(1)?.split(['/', ':']).next()?;
+    let mut labels = host.split('.');
+    let (_api, service, region) = (labels.next()?, labels.next()?, labels.next()?);
+    (service == "execute-api").then(|| region.to_owned())
 }
 
 /// `POST url` with `body`, signed.
@@ -232,6 +247,25 @@ mod tests {
             all,
             serde_json::json!({"all":true,"data":1,"idempotencyKey":"k-1"})
         );
+    }
+
+    #[test]
+    fn the_data_goes_as_given_and_the_region_comes_from_the_url() {
+        let body = request_body(
+            &Target::All,
+            r#"{"b":1, "a":12345678901234567890123}"#,
+            &key(),
+        )
+        .unwrap();
+        assert!(
+            body.contains(r#""data":{"b":1, "a":12345678901234567890123}"#),
+            "{body}"
+        );
+        assert_eq!(
+            region_of_url("https://abc123.execute-api.eu-west-1.amazonaws.com/publish").as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(region_of_url("http://127.0.0.1:8080/publish"), None);
     }
 
     #[test]

@@ -123,10 +123,7 @@ fn seconds(delay: Duration) -> i32 {
 /// The reason as SQS takes a String attribute: only the characters it allows in a message
 /// (others become `?`), and no longer than what the body leaves of the message size limit.
 fn reason_attribute(reason: &str, body_len: usize) -> Option<String> {
-    let allowed = |c: char| {
-        matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}')
-            || c >= '\u{10000}'
-    };
+    let allowed = crate::domain::message::queueable;
     let room = MAX_JOB_BYTES
         .saturating_sub(body_len + "reason".len() + "String".len())
         .min(MAX_REASON_BYTES);

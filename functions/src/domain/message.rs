@@ -96,24 +96,25 @@ pub fn unknown_action(action: &str) -> ClientError {
     )
 }
 
-/// Validates a `sendmessage` frame and returns its `data` as the exact JSON text sent.
-///
-/// `max_data_bytes` bounds the JSON text of `data`, so the delivered frame (data plus a small
-/// envelope) stays under API Gateway's 128 KB message limit.
-pub fn parse_send_message(
-    body: Option<&str>,
-    is_base64: bool,
+/// A character a queue message may hold (SQS's set: tab, line feed, carriage return, and
+/// U+0020 to U+10FFFF but surrogates, U+FFFE and U+FFFF). A job carries `data` as sent, so
+/// data with another character could never be enqueued.
+pub fn queueable(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}')
+        || c >= '\u{10000}'
+}
+
+/// Checks a message's `data` (sendmessage's and publish's alike): present, not null, at most
+/// `max_data_bytes` of JSON text, and only characters a queue message may hold (write
+/// U+FFFE and U+FFFF as `\uFFFE` and `\uFFFF`).
+pub fn check_data(
+    data: Option<&RawValue>,
     max_data_bytes: usize,
 ) -> Result<Box<RawValue>, ClientError> {
-    let frame = ClientFrame::parse(body, is_base64)?;
-    let action = frame.action()?;
-    if action != "sendmessage" {
-        return Err(unknown_action(&action));
-    }
-    let data = frame.field("data").ok_or_else(|| {
+    let data = data.ok_or_else(|| {
         ClientError::new(
             ErrorCode::MissingData,
-            "\"data\" is missing; send {\"action\":\"sendmessage\",\"data\":...}",
+            "\"data\" is missing; nothing to send",
         )
     })?;
     if data.get() == "null" {
@@ -131,7 +132,34 @@ pub fn parse_send_message(
             ),
         ));
     }
+    if let Some(bad) = data.get().chars().find(|c| !queueable(*c)) {
+        return Err(ClientError::new(
+            ErrorCode::InvalidMessage,
+            format!(
+                "\"data\" holds U+{:04X}, which no queue message may hold; escape it as \\u{:04X}",
+                u32::from(bad),
+                u32::from(bad)
+            ),
+        ));
+    }
     Ok(data.to_owned())
+}
+
+/// Validates a `sendmessage` frame and returns its `data` as the exact JSON text sent.
+///
+/// `max_data_bytes` bounds the JSON text of `data`, so the delivered frame (data plus a small
+/// envelope) stays under API Gateway's 128 KB message limit.
+pub fn parse_send_message(
+    body: Option<&str>,
+    is_base64: bool,
+    max_data_bytes: usize,
+) -> Result<Box<RawValue>, ClientError> {
+    let frame = ClientFrame::parse(body, is_base64)?;
+    let action = frame.action()?;
+    if action != "sendmessage" {
+        return Err(unknown_action(&action));
+    }
+    check_data(frame.field("data"), max_data_bytes)
 }
 
 #[cfg(test)]
@@ -160,6 +188,19 @@ mod tests {
         assert_eq!(code("hello"), ErrorCode::InvalidJson);
         assert_eq!(code("{\"action\":"), ErrorCode::InvalidJson);
         assert_eq!(code("[1,2]"), ErrorCode::InvalidMessage);
+        // A character no queue message may hold, raw; escaped it is fine.
+        assert_eq!(
+            code("{\"action\":\"sendmessage\",\"data\":\"\u{FFFE}\"}"),
+            ErrorCode::InvalidMessage
+        );
+        assert!(
+            parse_send_message(
+                Some(r#"{"action":"sendmessage","data":"\uFFFE"}"#),
+                false,
+                32
+            )
+            .is_ok()
+        );
         assert_eq!(code("\"sendmessage\""), ErrorCode::InvalidMessage);
         assert_eq!(code(r#"{"data":1}"#), ErrorCode::InvalidMessage);
         assert_eq!(code(r#"{"action":7,"data":1}"#), ErrorCode::InvalidMessage);

@@ -1,7 +1,7 @@
 //! What a backend sends to the publish endpoint: `{"room":R or "all":true, "data":...,
 //! "idempotencyKey":K?}`, and what it is answered.
 
-use crate::domain::message::ClientFrame;
+use crate::domain::message::{ClientFrame, check_data};
 use crate::domain::{ClientError, ErrorCode, Job, RoomName, Target};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -106,33 +106,13 @@ pub fn parse_publish(
             ));
         }
     };
-    let data = frame.field("data").ok_or_else(|| {
-        ClientError::new(
-            ErrorCode::MissingData,
-            "\"data\" is missing; nothing to publish",
-        )
-    })?;
-    if data.get() == "null" {
-        return Err(ClientError::new(
-            ErrorCode::MissingData,
-            "\"data\" is null; nothing to publish",
-        ));
-    }
-    if data.get().len() > max_data_bytes {
-        return Err(ClientError::new(
-            ErrorCode::MessageTooLarge,
-            format!(
-                "\"data\" is {} bytes of JSON; the limit is {max_data_bytes}",
-                data.get().len()
-            ),
-        ));
-    }
+    let data = check_data(frame.field("data"), max_data_bytes)?;
     let idempotency_key = string("idempotencyKey")?
         .map(|key| IdempotencyKey::parse(&key))
         .transpose()?;
     Ok(PublishRequest {
         target,
-        data: data.to_owned(),
+        data,
         idempotency_key,
     })
 }

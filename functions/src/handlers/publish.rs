@@ -2,7 +2,7 @@
 //! to a room takes the room's next offset and is kept in its history like one from a client;
 //! the same idempotency key within a day answers the first answer and publishes nothing again.
 
-use super::sequence::{Sequencer, unavailable};
+use super::sequence::{CALL_TIMEOUT, Sequencer, unavailable};
 use crate::domain::history::HistoryConfig;
 use crate::domain::{
     ClientError, ErrorCode, IdempotencyKey, Job, Published, Target, epoch_millis, parse_publish,
@@ -15,7 +15,7 @@ use base64::Engine as _;
 use http::HeaderValue;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use std::time::{Duration, SystemTime};
-use tokio::time::{Instant, timeout};
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 /// The publish endpoint's settings.
@@ -32,9 +32,6 @@ impl PublishConfig {
     /// it over: past the longest an HTTP API waits for its integration (30 s), so a publish
     /// still running is never taken over.
     pub const LEASE: Duration = Duration::from_secs(35);
-    /// How long each call to the history table or the queue may take: the whole publish stays
-    /// well inside the HTTP API's 30 s.
-    pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 }
 
 /// The ports publish uses.
@@ -130,6 +127,7 @@ impl Publish<'_> {
     }
 
     /// Publishes `job` under `key`, unless a publish with the key already did or is doing so.
+    /// This publish is the key's claimant under its message's id.
     async fn publish_once(
         &self,
         key: &IdempotencyKey,
@@ -139,9 +137,11 @@ impl Publish<'_> {
         let now_ms = epoch_millis(now);
         let lease_until_ms = now_ms + millis(PublishConfig::LEASE);
         let expires_at = now_ms.div_euclid(1000) + IdempotencyKey::KEPT_SECONDS;
+        let me = job.id.clone();
         let claimed = by(
             deadline(),
-            self.keys.claim(key, now_ms, lease_until_ms, expires_at),
+            self.keys
+                .claim(key, &me, now_ms, lease_until_ms, expires_at),
         )
         .await
         .map_err(|failure| store_failed(key, "claim", &failure))?;
@@ -171,22 +171,33 @@ impl Publish<'_> {
                 return Err(in_progress(lease_until_ms - now_ms));
             }
             KeyState::Placed { job: first, .. } => {
-                // Its publish ended without knowing whether the queue took the job: enqueue the
-                // same job again. If both land, members get one id and offset twice, which the
-                // contract's duplicates already allow.
+                // Its publish ended without knowing whether the queue took the job: take the
+                // key over and enqueue the same job again. If both land, members get one id
+                // and offset twice, which the contract's duplicates already allow; one
+                // takeover at a time, so the copies are bounded by the tries, not by the
+                // requests at once.
+                let retaken = by(
+                    deadline(),
+                    self.keys.retake(key, &me, now_ms, lease_until_ms),
+                )
+                .await
+                .map_err(|failure| store_failed(key, "take over", &failure))?;
+                if !retaken {
+                    return Err(in_progress(millis(PublishConfig::LEASE)));
+                }
                 warn!(key = key.as_str(), message_id = %first.id, "enqueuing again a job whose first enqueue is unknown");
-                return self.enqueue_under(key, &first).await;
+                return self.enqueue_under(key, &me, &first, Attempt::Again).await;
             }
         }
         let job = match self.place(job, now).await {
             Ok(job) => job,
             Err(refusal) => {
-                self.release(key).await;
+                self.release(key, &me).await;
                 return Err(refusal);
             }
         };
-        match by(deadline(), self.keys.place(key, &job, lease_until_ms)).await {
-            Ok(true) => self.enqueue_under(key, &job).await,
+        match by(deadline(), self.keys.place(key, &me, &job)).await {
+            Ok(true) => self.enqueue_under(key, &me, &job, Attempt::First).await,
             Ok(false) => {
                 // Only a claim older than its lease is taken over: this publish ran past it.
                 self.forget(&job).await;
@@ -194,24 +205,32 @@ impl Publish<'_> {
             }
             Err(failure) => {
                 self.forget(&job).await;
-                self.release(key).await;
+                self.release(key, &me).await;
                 Err(store_failed(key, "record", &failure))
             }
         }
     }
 
     /// Enqueues the job placed under `key` and records how that ended.
-    async fn enqueue_under(&self, key: &IdempotencyKey, job: &Job) -> Result<Published, Refusal> {
+    async fn enqueue_under(
+        &self,
+        key: &IdempotencyKey,
+        me: &str,
+        job: &Job,
+        attempt: Attempt,
+    ) -> Result<Published, Refusal> {
         let settled = match self.enqueue(job).await {
             Ok(()) => Settled::Enqueued,
-            Err(failure) if failure.refused_for_certain => {
+            // Only a first enqueue refused for certain leaves nothing on the queue: an earlier
+            // one may have landed before this one was refused.
+            Err(failure) if failure.refused_for_certain && attempt == Attempt::First => {
                 self.forget(job).await;
-                self.release(key).await;
+                self.release(key, me).await;
                 return Err(unavailable().into());
             }
             Err(_) => Settled::Unsure,
         };
-        if let Err(failure) = by(deadline(), self.keys.settle(key, settled)).await {
+        if let Err(failure) = by(deadline(), self.keys.settle(key, me, settled)).await {
             // The key stays held until its lease ends; a try after that enqueues the job again.
             warn!(key = key.as_str(), error = %failure, "could not record how the publish ended");
         }
@@ -226,29 +245,17 @@ impl Publish<'_> {
             // `all` reaches every room: it is in no room's sequence.
             return Ok(job);
         };
-        timeout(
-            PublishConfig::CALL_TIMEOUT,
-            self.sequencer().place(&room, job, now),
-        )
-        .await
-        .unwrap_or_else(|_| Err(unavailable()))
-        .map_err(Refusal::from)
+        Ok(self.sequencer().place(&room, job, now).await?)
     }
 
     async fn forget(&self, job: &Job) {
         if let Target::Room(room) = &job.target {
-            let sequencer = self.sequencer();
-            if timeout(PublishConfig::CALL_TIMEOUT, sequencer.forget(room, job))
-                .await
-                .is_err()
-            {
-                warn!(%room, offset = ?job.offset, "a refused message stays in history: no answer in time");
-            }
+            self.sequencer().forget(room, job).await;
         }
     }
 
-    async fn release(&self, key: &IdempotencyKey) {
-        if let Err(failure) = by(deadline(), self.keys.release(key)).await {
+    async fn release(&self, key: &IdempotencyKey, me: &str) {
+        if let Err(failure) = by(deadline(), self.keys.release(key, me)).await {
             warn!(key = key.as_str(), error = %failure, "could not release an idempotency key; it frees itself when its lease ends");
         }
     }
@@ -276,13 +283,21 @@ impl Publish<'_> {
     }
 }
 
+/// Whether an enqueue is the job's first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    First,
+    /// Again after an enqueue whose answer was lost.
+    Again,
+}
+
 struct EnqueueFailed {
     /// The queue refused the job: it is not on the queue.
     refused_for_certain: bool,
 }
 
 fn deadline() -> Instant {
-    Instant::now() + PublishConfig::CALL_TIMEOUT
+    Instant::now() + CALL_TIMEOUT
 }
 
 fn millis(duration: Duration) -> i64 {

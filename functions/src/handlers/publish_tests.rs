@@ -280,7 +280,7 @@ async fn a_key_another_publish_holds_answers_in_progress_until_its_lease_ends() 
     // Another publish claimed the key and has not placed its message yet.
     assert!(matches!(
         f.keys
-            .claim(&key, now, lease, now / 1000 + 60)
+            .claim(&key, "another", now, lease, now / 1000 + 60)
             .await
             .unwrap(),
         KeyState::Claimed
@@ -382,4 +382,105 @@ async fn publishes_at_once_with_one_key_publish_one_message() {
     }
     assert_eq!(f.jobs().len(), 1);
     assert_eq!(f.kept("news").await, vec![1]);
+}
+
+#[tokio::test]
+async fn a_refused_enqueue_again_keeps_the_key_and_the_entry_of_the_job_that_may_have_landed() {
+    let f = Fixture::with_queue(Flaky::new(vec![
+        QueueError::Unavailable("timeout".into()),
+        QueueError::Full("full".into()),
+    ]));
+    let body = r#"{"room":"news","data":"hi","idempotencyKey":"k"}"#;
+    assert_eq!(f.publish(body).await.0, 503);
+    // The first job is on the queue; enqueuing it again is refused: the key and the history
+    // entry stay, for the job that landed.
+    assert_eq!(f.publish(body).await.0, 503);
+    assert_eq!(f.kept("news").await, vec![1]);
+    let (status, answer) = f.publish(body).await;
+    assert_eq!(
+        (status, answer["offset"].as_u64()),
+        (200, Some(1)),
+        "{answer}"
+    );
+    let ids: std::collections::BTreeSet<String> = f.jobs().into_iter().map(|j| j.id).collect();
+    assert_eq!(ids.len(), 1, "one message under one key");
+}
+
+#[tokio::test]
+async fn tries_at_once_after_a_lost_queue_answer_enqueue_the_job_once_more_not_once_each() {
+    let f = std::sync::Arc::new(Fixture::with_queue(Flaky::new(vec![
+        QueueError::Unavailable("timeout".into()),
+    ])));
+    let body = r#"{"room":"news","data":"hi","idempotencyKey":"k"}"#;
+    assert_eq!(f.publish(body).await.0, 503);
+    let tries = futures::future::join_all((0..8).map(|_| f.publish(body))).await;
+    for (status, answer) in &tries {
+        assert!(
+            *status == 200 && answer["offset"].as_u64() == Some(1) || *status == 409,
+            "{status} {answer}"
+        );
+    }
+    assert_eq!(f.jobs().len(), 2, "the first and one more");
+}
+
+/// A history whose appends land and then answer an error (a timeout, a lost answer).
+struct LostAppends(MemoryHistory);
+
+#[async_trait]
+impl History for LostAppends {
+    async fn next_position(
+        &self,
+        room: &RoomName,
+        now: i64,
+        keep_until: i64,
+    ) -> Result<crate::domain::Position, StoreError> {
+        self.0.next_position(room, now, keep_until).await
+    }
+    async fn position(
+        &self,
+        room: &RoomName,
+        now: i64,
+    ) -> Result<Option<crate::domain::Position>, StoreError> {
+        self.0.position(room, now).await
+    }
+    async fn append(
+        &self,
+        room: &RoomName,
+        entry: &crate::domain::HistoryEntry,
+    ) -> Result<(), StoreError> {
+        self.0.append(room, entry).await?;
+        Err(StoreError::Unavailable("no answer in time".into()))
+    }
+    async fn remove(&self, room: &RoomName, offset: u64) -> Result<(), StoreError> {
+        self.0.remove(room, offset).await
+    }
+    async fn read(
+        &self,
+        room: &RoomName,
+        epoch: &str,
+        range: (u64, u64),
+        limit: usize,
+        now_ms: i64,
+    ) -> Result<Vec<crate::domain::HistoryEntry>, StoreError> {
+        self.0.read(room, epoch, range, limit, now_ms).await
+    }
+}
+
+#[tokio::test]
+async fn a_history_write_that_landed_but_failed_is_taken_back_out() {
+    let f = Fixture::new();
+    let history = LostAppends(MemoryHistory::new(10));
+    let handler = Publish {
+        queue: &f.queue,
+        history: &history,
+        keys: &f.keys,
+        config: &f.config,
+        metrics: &f.outcomes,
+    };
+    let mut request = ApiGatewayV2httpRequest::default();
+    request.body = Some(r#"{"room":"news","data":"hi","idempotencyKey":"k"}"#.into());
+    let response = handler.handle(request, SystemTime::now()).await;
+    assert_eq!(response.status_code, 503);
+    assert_eq!(history.0.kept(&RoomName::parse("news").unwrap()), 0);
+    assert!(f.jobs().is_empty());
 }

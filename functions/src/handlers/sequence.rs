@@ -3,9 +3,14 @@
 
 use crate::domain::history::HistoryConfig;
 use crate::domain::{ClientError, ErrorCode, HistoryEntry, Job, RoomName, epoch_millis};
-use crate::ports::History;
-use std::time::SystemTime;
+use crate::ports::{History, by};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
 use tracing::{error, warn};
+
+/// How long each call to the history (and publish's to its keys and the queue) may take: a
+/// send stays well inside API Gateway's 29 s (WebSocket) and 30 s (HTTP) integration timeouts.
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) struct Sequencer<'a> {
     pub history: &'a dyn History,
@@ -15,7 +20,9 @@ pub(super) struct Sequencer<'a> {
 impl Sequencer<'_> {
     /// Takes the room's next offset for the message and keeps it in the room's history. A
     /// failure after the offset was taken leaves that offset unused: no one receives a message
-    /// under it, and recoveries pass over it.
+    /// under it, and recoveries pass over it. A history write that failed may have landed all
+    /// the same (an answer lost, a timeout): it is taken back out, so that no one recovers a
+    /// message its sender was told failed.
     pub async fn place(
         &self,
         room: &RoomName,
@@ -23,24 +30,26 @@ impl Sequencer<'_> {
         now: SystemTime,
     ) -> Result<Job, ClientError> {
         let now_ms = epoch_millis(now);
-        let position = self
-            .history
-            .next_position(
+        let position = by(
+            deadline(),
+            self.history.next_position(
                 room,
                 now_ms.div_euclid(1000),
                 self.config.sequence_expiry(now_ms),
-            )
-            .await
-            .map_err(|failure| {
-                error!(%room, error = %failure, "could not take the room's next offset");
-                unavailable()
-            })?;
+            ),
+        )
+        .await
+        .map_err(|failure| {
+            error!(%room, error = %failure, "could not take the room's next offset");
+            unavailable()
+        })?;
         let job = job.at(position);
         if self.config.size > 0
             && let Some(entry) = HistoryEntry::of(&job, self.config.entry_expiry(job.sent_at))
-            && let Err(failure) = self.history.append(room, &entry).await
+            && let Err(failure) = by(deadline(), self.history.append(room, &entry)).await
         {
             error!(%room, offset = entry.offset, error = %failure, "could not keep the message in history");
+            self.forget(room, &job).await;
             return Err(unavailable());
         }
         Ok(job)
@@ -54,11 +63,15 @@ impl Sequencer<'_> {
             return;
         }
         if let Some(offset) = job.offset
-            && let Err(failure) = self.history.remove(room, offset).await
+            && let Err(failure) = by(deadline(), self.history.remove(room, offset)).await
         {
             warn!(%room, offset, error = %failure, "a refused message stays in history");
         }
     }
+}
+
+fn deadline() -> Instant {
+    Instant::now() + CALL_TIMEOUT
 }
 
 /// A dependency failed; the sender may send again.

@@ -1,5 +1,5 @@
 //! Idempotency keys in memory, as the history table keeps them: a key expires, a claim that
-//! placed nothing is free once its lease ran out.
+//! placed nothing is free once its lease ran out, every write is fenced by its claimant.
 
 use crate::domain::{IdempotencyKey, Job};
 use crate::ports::{KeyState, PublishLog, Settled, StoreError};
@@ -20,6 +20,7 @@ struct State {
 }
 
 struct Record {
+    claimant: String,
     lease_until_ms: i64,
     /// Epoch seconds.
     expires_at: i64,
@@ -35,6 +36,18 @@ impl MemoryPublishLog {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// The key's record, if `claimant` holds it.
+    fn held<'a>(
+        state: &'a mut State,
+        key: &IdempotencyKey,
+        claimant: &str,
+    ) -> Option<&'a mut Record> {
+        state
+            .keys
+            .get_mut(key)
+            .filter(|record| record.claimant == claimant)
+    }
 }
 
 #[async_trait]
@@ -42,6 +55,7 @@ impl PublishLog for MemoryPublishLog {
     async fn claim(
         &self,
         key: &IdempotencyKey,
+        claimant: &str,
         now_ms: i64,
         lease_until_ms: i64,
         expires_at: i64,
@@ -64,6 +78,7 @@ impl PublishLog for MemoryPublishLog {
                         lease_until_ms: record.lease_until_ms,
                     });
                 }
+                None if record.claimant == claimant => return Ok(KeyState::Claimed),
                 None if record.lease_until_ms > now_ms => {
                     return Ok(KeyState::Held {
                         lease_until_ms: record.lease_until_ms,
@@ -75,6 +90,7 @@ impl PublishLog for MemoryPublishLog {
         state.keys.insert(
             key.clone(),
             Record {
+                claimant: claimant.to_owned(),
                 lease_until_ms,
                 expires_at,
                 job: None,
@@ -87,21 +103,50 @@ impl PublishLog for MemoryPublishLog {
     async fn place(
         &self,
         key: &IdempotencyKey,
+        claimant: &str,
         job: &Job,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        Ok(match Self::held(&mut state, key, claimant) {
+            Some(record) => match &record.job {
+                None => {
+                    record.job = Some(job.clone());
+                    true
+                }
+                Some(placed) => placed.id == job.id,
+            },
+            None => false,
+        })
+    }
+
+    async fn retake(
+        &self,
+        key: &IdempotencyKey,
+        claimant: &str,
+        now_ms: i64,
         lease_until_ms: i64,
     ) -> Result<bool, StoreError> {
         let mut state = self.lock();
-        match state.keys.get_mut(key) {
-            Some(record) if record.lease_until_ms == lease_until_ms && record.job.is_none() => {
-                record.job = Some(job.clone());
-                Ok(true)
+        Ok(match state.keys.get_mut(key) {
+            Some(record) if record.claimant == claimant => record.lease_until_ms == lease_until_ms,
+            Some(record)
+                if record.job.is_some() && !record.enqueued && record.lease_until_ms <= now_ms =>
+            {
+                record.claimant = claimant.to_owned();
+                record.lease_until_ms = lease_until_ms;
+                true
             }
-            _ => Ok(false),
-        }
+            _ => false,
+        })
     }
 
-    async fn settle(&self, key: &IdempotencyKey, how: Settled) -> Result<(), StoreError> {
-        if let Some(record) = self.lock().keys.get_mut(key) {
+    async fn settle(
+        &self,
+        key: &IdempotencyKey,
+        claimant: &str,
+        how: Settled,
+    ) -> Result<(), StoreError> {
+        if let Some(record) = Self::held(&mut self.lock(), key, claimant) {
             match how {
                 Settled::Enqueued => record.enqueued = true,
                 Settled::Unsure => record.lease_until_ms = 0,
@@ -110,8 +155,11 @@ impl PublishLog for MemoryPublishLog {
         Ok(())
     }
 
-    async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
-        self.lock().keys.remove(key);
+    async fn release(&self, key: &IdempotencyKey, claimant: &str) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if Self::held(&mut state, key, claimant).is_some() {
+            state.keys.remove(key);
+        }
         Ok(())
     }
 }
