@@ -9,7 +9,8 @@
 //! the test fails when `CI=true` and, elsewhere, passes after saying how to install them.
 //! `BROWSER_TEST_SCREENSHOT=page.png` saves what the first tab shows after the error.
 
-use e2e::{connection_path, options};
+use e2e::{connection_path, options, publisher};
+use fanout::domain::{IdempotencyKey, RoomName, Target};
 use fanout_local::LocalStack;
 use fanout_test_support::http::request;
 use fanout_test_support::net::{free_port, wait_for_port};
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio::time::{Instant, sleep, timeout};
+use wsfanout_ops::publish::{request_body, send};
 
 /// The longest the page may take to show any one thing.
 const WAIT: Duration = Duration::from_secs(15);
@@ -180,19 +182,29 @@ impl Drop for Chromedriver {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tabs_chat_reconnect_and_see_the_servers_errors() {
-    let Some(tools) = tools() else { return };
-    let started = Instant::now();
     let stack = LocalStack::start_with(
         options(&["--max-data-bytes", &MAX_DATA_BYTES.to_string()]),
         None,
     )
     .await
     .expect("start the local stack");
+    in_browser(|browser| async move { scenario(&browser, stack).await }).await;
+}
+
+/// Starts Chromium under its driver, runs `body` on a session within [`WHOLE`], and ends the
+/// session and the driver whatever happened. Without the tools, returns at once (`tools`).
+async fn in_browser<F, Fut>(body: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(tools) = tools() else { return };
+    let started = Instant::now();
     let driver = Chromedriver::start(&tools.chromedriver).await;
     let browser = driver.session(&tools.chromium).await;
     let browser_up = started.elapsed();
 
-    let outcome = AssertUnwindSafe(timeout(WHOLE, scenario(&browser, stack)))
+    let outcome = AssertUnwindSafe(timeout(WHOLE, body(browser.clone())))
         .catch_unwind()
         .await;
     // The session ends (Chromium quits) whatever happened, then chromedriver is killed.
@@ -206,6 +218,119 @@ async fn two_tabs_chat_reconnect_and_see_the_servers_errors() {
         Ok(Err(_)) => panic!("the browser scenario took longer than {WHOLE:?}"),
         Err(panic) => std::panic::resume_unwind(panic),
     }
+}
+
+/// API Gateway cuts idle connections and every connection at its maximum duration. With those
+/// set to seconds, a page in a room for a minute, sending now and then while a backend
+/// publishes four messages a second, is cut over and over: it shows every message once, in
+/// order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_rides_through_the_idle_and_duration_cuts_for_a_minute() {
+    const FOR: Duration = Duration::from_secs(60);
+    let stack = LocalStack::start_with(
+        options(&["--idle-timeout", "4s", "--max-connection-duration", "9s"]),
+        None,
+    )
+    .await
+    .expect("start the local stack");
+    in_browser(|browser| async move {
+        browser
+            .goto(&format!("http://{}/?room=cuts", stack.addr()))
+            .await
+            .expect("open the page");
+        until_state(&browser, "open", "the page is connected").await;
+        let sdk = aws_config::SdkConfig::builder()
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        let started = Instant::now();
+        let (mut published, mut sent) = (Vec::new(), 0_u32);
+        let mut next_page_send = started;
+        while started.elapsed() < FOR {
+            let data = format!("\"pub {}\"", published.len() + 1);
+            let key = IdempotencyKey::parse(&format!("cuts-{}", published.len() + 1)).unwrap();
+            let body =
+                request_body(&Target::Room(RoomName::parse("cuts").unwrap()), &data, &key).unwrap();
+            let answer = send(&sdk, Some(&publisher()), &stack.publish_url(), body)
+                .await
+                .expect("publish");
+            published.push(answer.offset.expect("an offset"));
+            if Instant::now() >= next_page_send {
+                // The page sends too, when it is connected (a send while it reconnects is
+                // refused by the page itself, and tried again at the next turn); spaced so
+                // that the idle timeout still cuts it between sends.
+                let went = browser
+                    .execute(
+                        "if (document.getElementById('state').dataset.state !== 'open') return false;
+                         const field = document.getElementById('message');
+                         field.value = arguments[0];
+                         document.getElementById('send').click();
+                         return field.value === '';",
+                        vec![json!(format!("page {}", sent + 1))],
+                    )
+                    .await
+                    .unwrap();
+                if went == json!(true) {
+                    sent += 1;
+                    next_page_send = Instant::now() + Duration::from_secs(6);
+                }
+            }
+            sleep(Duration::from_millis(250)).await;
+        }
+        let expected = published.len();
+        let shown = until(
+            &browser,
+            "the page shows every published message",
+            "const shown = [...document.querySelectorAll('#messages li.message .data')]
+               .map((d) => d.textContent);
+             const published = shown.filter((t) => t.startsWith('pub '));
+             return published.length >= arguments[0] ? shown : null;",
+            vec![json!(expected)],
+        )
+        .await;
+        let shown: Vec<String> = serde_json::from_value(shown).unwrap();
+        let pubs: Vec<&String> = shown.iter().filter(|t| t.starts_with("pub ")).collect();
+        let numbered: Vec<String> = (1..=expected).map(|n| format!("pub {n}")).collect();
+        assert_eq!(
+            pubs,
+            numbered.iter().collect::<Vec<_>>(),
+            "every published message, once, in order"
+        );
+        let pages: Vec<&String> = shown.iter().filter(|t| t.starts_with("page ")).collect();
+        let unique: std::collections::BTreeSet<&&String> = pages.iter().collect();
+        assert_eq!(
+            unique.len(),
+            pages.len(),
+            "the page's own messages once each: {pages:?}"
+        );
+        assert!(pages.len() <= sent as usize, "{pages:?} of {sent}");
+        assert!(published.windows(2).all(|w| w[0] < w[1]), "{published:?}");
+        let cuts = browser
+            .execute(
+                "return [...document.querySelectorAll('#log li')]
+                   .filter((e) => e.textContent.includes('(1001')).length;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(
+            cuts.as_u64().is_some_and(|n| n >= 5),
+            "cut at least 5 times in a minute: {cuts}"
+        );
+        let banner_hidden = browser
+            .execute(
+                "return document.getElementById('history-banner').hidden;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(banner_hidden, true, "nothing was lost");
+        eprintln!(
+            "{expected} published and {} of the page's {sent} shown across {cuts} cuts",
+            pages.len()
+        );
+        stack.shutdown().await;
+    })
+    .await;
 }
 
 /// Without a browser: `/` is the page for a plain GET and still the WebSocket API for an

@@ -291,3 +291,60 @@ async fn a_ping_keeps_the_connection_and_costs_no_fan_out() {
     );
     stack.shutdown().await;
 }
+
+/// A member whose post the fan-out gave up on (its id dead-lettered once the retry budget was
+/// spent) sees a gap in offsets on its next message, and recovers the missing one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_delivery_was_dead_lettered_sees_the_gap_and_recovers_it() {
+    const DEAD_LETTERED_WITHIN: Duration = Duration::from_secs(240);
+    let stack = embedded(&["--retry-budget", "60s"]).await;
+    let room = url(&stack, "dead-lettered");
+    let mut sender = Sender::connect(&room).await;
+    let mut member = Client::connect(&room).await;
+    sender.send(json!("before")).await;
+    let before = next_message(&mut member).await;
+    sender.settle().await;
+
+    // Every post fails until the message's deliveries are dead-lettered: the budget (60 s),
+    // spent on retries whose waits grow.
+    stack.inject_management_fault(FaultKind::InternalError, DEAD_LETTERED_WITHIN);
+    let lost = sender.send(json!("lost")).await;
+    let queue = stack.local_queue().expect("the in-memory queue");
+    let deadline = tokio::time::Instant::now() + DEAD_LETTERED_WITHIN;
+    while queue.dead_letters().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not dead-lettered within {DEAD_LETTERED_WITHIN:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let parked = queue.dead_letters();
+    assert!(
+        parked
+            .iter()
+            .any(|(body, _)| body.contains(lost["id"].as_str().unwrap())),
+        "{parked:?}"
+    );
+    stack.clear_management_faults();
+
+    let after = sender.send(json!("after")).await;
+    let next = next_message(&mut member).await;
+    assert_eq!(next["offset"], after["offset"]);
+    let gap = next["offset"].as_u64().unwrap() - before["offset"].as_u64().unwrap();
+    assert_eq!(gap, 2, "one offset missing: {before} then {next}");
+
+    let (messages, done) = recover(
+        &mut member,
+        json!({"offset": before["offset"], "epoch": before["epoch"]}),
+    )
+    .await;
+    assert_eq!(done["complete"], true, "{done}");
+    let missing: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["offset"] == lost["offset"])
+        .collect();
+    assert_eq!(missing.len(), 1, "{messages:?}");
+    assert_eq!(missing[0]["id"], lost["id"]);
+    assert_eq!(missing[0]["data"], "lost");
+    stack.shutdown().await;
+}

@@ -29,8 +29,11 @@ pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 5;
 /// done, so it is received once per invocation that holds it (about the retry budget over the
 /// worker timeout, plus 10 growing waits), and the messages of its room behind it in each batch
 /// are received with it. SQS's maximum is 1000.
-pub fn ordered_max_receive_count(batch_size: u16, worker_timeout: Duration) -> u32 {
-    let budget = fanout::engine::EngineConfig::default().retry_budget;
+pub fn ordered_max_receive_count(
+    batch_size: u16,
+    worker_timeout: Duration,
+    budget: Duration,
+) -> u32 {
     let timeout = worker_timeout.as_secs().max(1);
     let held = budget.as_secs().div_ceil(timeout) + 10;
     let batch = u64::from(batch_size.min(10));
@@ -176,6 +179,11 @@ pub struct Options {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub worker_concurrency: u16,
 
+    /// How long a message's deliveries that keep failing are retried before their connections
+    /// are dead-lettered, 1m to 24h (overrides RETRY_BUDGET_SECONDS; default 15m).
+    #[arg(long, value_name = "DURATION", value_parser = retry_budget)]
+    pub retry_budget: Option<Duration>,
+
     /// Posts in flight per invocation, 1 to 10000 (overrides FANOUT_CONCURRENCY).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=10_000))]
     pub fanout_concurrency: Option<u16>,
@@ -308,9 +316,12 @@ impl Options {
     pub fn max_receive_count(&self) -> u32 {
         self.max_receive_count.unwrap_or(match self.ordering {
             MessageOrder::None => DEFAULT_MAX_RECEIVE_COUNT,
-            MessageOrder::PerRoom => {
-                ordered_max_receive_count(self.batch_size, self.worker_timeout)
-            }
+            MessageOrder::PerRoom => ordered_max_receive_count(
+                self.batch_size,
+                self.worker_timeout,
+                self.retry_budget
+                    .unwrap_or(EngineConfig::default().retry_budget),
+            ),
         })
     }
 
@@ -378,6 +389,19 @@ fn duration_at_most(text: &str, max: Duration, why: &str) -> Result<Duration, St
 }
 
 /// `--history-ttl`: HISTORY_TTL_SECONDS's bounds.
+fn retry_budget(text: &str) -> Result<Duration, String> {
+    let bounds = EngineConfig::RETRY_BUDGET_SECONDS;
+    let budget = duration_at_most(
+        text,
+        Duration::from_secs(*bounds.end()),
+        "RETRY_BUDGET_SECONDS's limit",
+    )?;
+    if budget < Duration::from_secs(*bounds.start()) {
+        return Err(format!("at least {}s", bounds.start()));
+    }
+    Ok(budget)
+}
+
 fn history_ttl(text: &str) -> Result<Duration, String> {
     let ttl = duration_at_most(
         text,

@@ -123,6 +123,9 @@ impl LocalStack {
         // The worker and the recover handler post to this stack's own management API.
         let management_endpoint = format!("http://{addr}/{}", options.stage);
         engine_config.management_endpoint = Some(management_endpoint.clone());
+        if let Some(budget) = options.retry_budget {
+            engine_config.retry_budget = budget;
+        }
         if let Some(concurrency) = options.fanout_concurrency {
             engine_config.concurrency = usize::from(concurrency);
         }
@@ -357,6 +360,12 @@ impl LocalStack {
     pub fn inject_management_fault(&self, kind: FaultKind, duration: Duration) {
         info!(%kind, ?duration, "injecting a management API fault");
         self.app.faults.inject(kind, duration);
+    }
+
+    /// Ends every management API fault now.
+    pub fn clear_management_faults(&self) {
+        info!("management API faults cleared");
+        self.app.faults.clear();
     }
 
     /// Widens the window between a connection's 101 and the emulator serving its socket: posts

@@ -294,7 +294,7 @@ impl EngineConfig {
                 env,
                 "RETRY_BUDGET_SECONDS",
                 defaults.retry_budget.as_secs(),
-                60..=86_400,
+                EngineConfig::RETRY_BUDGET_SECONDS,
             )?,
             retry_delay_base: millis(
                 env,

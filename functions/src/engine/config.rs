@@ -49,6 +49,8 @@ pub struct EngineConfig {
 impl EngineConfig {
     /// The most parts a room is split into.
     pub const MAX_ROOM_SPLIT_WAYS: u32 = 256;
+    /// `RETRY_BUDGET_SECONDS`'s bounds: a minute to a day.
+    pub const RETRY_BUDGET_SECONDS: std::ops::RangeInclusive<u64> = 60..=86_400;
 
     /// Posts started between checkpoints.
     pub fn checkpoint_window(&self) -> usize {
