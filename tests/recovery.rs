@@ -348,3 +348,94 @@ async fn a_member_whose_delivery_was_dead_lettered_sees_the_gap_and_recovers_it(
     assert_eq!(missing[0]["data"], "lost");
     stack.shutdown().await;
 }
+
+/// A room sent to beyond its partition's write rate (emulated: `--room-write-rate`) refuses the
+/// excess as `unavailable`, retryable; what it accepts has one offset per message, reaches the
+/// room and is recovered as acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_beyond_its_write_rate_refuses_as_unavailable_and_never_reuses_an_offset() {
+    const SENDERS: usize = 4;
+    const EACH: usize = 50;
+    let stack = embedded(&["--room-write-rate", "40", "--rate-limit-per-second", "0"]).await;
+    let room = url(&stack, "busy");
+    let mut listener = Client::connect(&room).await;
+    let mut senders = Vec::new();
+    for _ in 0..SENDERS {
+        senders.push(Client::connect(&room).await);
+    }
+    for (s, sender) in senders.iter_mut().enumerate() {
+        for n in 0..EACH {
+            sender
+                .send_text(
+                    &json!({"action": "sendmessage", "data": format!("{s}-{n}")}).to_string(),
+                )
+                .await;
+        }
+    }
+    let (mut acked, mut refused) = (std::collections::BTreeMap::new(), 0);
+    for sender in &mut senders {
+        let mut answered = 0;
+        while answered < EACH {
+            let frame = sender.next_json(WAIT).await;
+            match frame["type"].as_str() {
+                Some("ack") => {
+                    let offset = frame["offset"].as_u64().unwrap();
+                    let id = frame["id"].as_str().unwrap().to_owned();
+                    assert!(acked.insert(offset, id).is_none(), "offset {offset} twice");
+                    answered += 1;
+                }
+                Some("error") => {
+                    assert_eq!(frame["code"], "unavailable", "{frame}");
+                    refused += 1;
+                    answered += 1;
+                }
+                Some("message") => {}
+                _ => panic!("{frame}"),
+            }
+        }
+    }
+    assert!(refused > 0, "beyond the rate, some are refused");
+    assert!(!acked.is_empty(), "within it, some are accepted");
+
+    // The listener gets each accepted message once per offset, and never one offset twice.
+    let mut heard = std::collections::BTreeMap::new();
+    while heard.len() < acked.len() {
+        let frame = next_message(&mut listener).await;
+        let offset = frame["offset"].as_u64().unwrap();
+        let id = frame["id"].as_str().unwrap().to_owned();
+        if let Some(earlier) = heard.insert(offset, id.clone()) {
+            assert_eq!(earlier, id, "two messages at offset {offset}");
+        }
+    }
+    assert_eq!(heard, acked);
+
+    // A member that joins recovers exactly the accepted ones (the refused took no place).
+    let mut late = Client::connect(&room).await;
+    let (messages, done) = recover(&mut late, json!({"last": 100})).await;
+    assert_eq!(done["complete"], true, "{done}");
+    let recovered: std::collections::BTreeMap<u64, String> = messages
+        .iter()
+        .map(|m| {
+            (
+                m["offset"].as_u64().unwrap(),
+                m["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(recovered, acked);
+
+    // Retryable: a moment later the room takes messages again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    senders[0]
+        .send_text(r#"{"action":"sendmessage","data":"again"}"#)
+        .await;
+    loop {
+        let frame = senders[0].next_json(WAIT).await;
+        match frame["type"].as_str() {
+            Some("ack") => break,
+            Some("message") => continue,
+            _ => panic!("{frame}"),
+        }
+    }
+    stack.shutdown().await;
+}

@@ -17,6 +17,7 @@
 //! - [`backend`]: in-memory store, queue and progress records, or DynamoDB and SQS through the
 //!   SDKs.
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format.
+//! - [`throttle`]: DynamoDB's write limit on one room's partition, emulated (`--room-write-rate`).
 //! - [`admin`]: the operators' API under `/admin` (status, rooms, dead-letter queue),
 //!   for the ops CLI `wsfanout --local URL`.
 //! - [`page`]: the browser page at `/` (`local/static/`, compiled in).
@@ -27,7 +28,7 @@
 //! Modules depend downward only: `stack` uses everything; `admin` uses `app`, `options` and
 //! `queue`; `page` uses `app` and `emulator`; `publish` uses `app` and `auth`; `emulator` and `management` use `app`,
 //! `connections` and `metrics`; `app` uses `auth`, `connections`, `faults`, `metrics` and `queue`;
-//! `options` uses `faults` and `queue`; nothing uses `stack`.
+//! `options` uses `faults` and `queue`; `throttle` uses nothing here; nothing uses `stack`.
 
 pub mod admin;
 pub mod app;
@@ -43,6 +44,7 @@ pub mod page;
 pub mod publish;
 pub mod queue;
 pub mod stack;
+pub mod throttle;
 pub mod worker;
 
 pub use options::Options;

@@ -124,6 +124,13 @@ pub struct Options {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=HistoryConfig::MAX_SIZE))]
     pub history_size: Option<u64>,
 
+    /// Emulates DynamoDB's limit on one partition: each room's history writes (an offset, a
+    /// message: a unit per KB) at most N a second; beyond, they are refused as DynamoDB
+    /// throttles them, and the sender is told `unavailable`. DynamoDB's is about 1000. Default:
+    /// no limit.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub room_write_rate: Option<u32>,
+
     /// How long a room keeps a message, e.g. 1h (HISTORY_TTL_SECONDS; 1m to 7d). Default:
     /// HISTORY_TTL_SECONDS from the environment, else 1h.
     #[arg(long, value_name = "DURATION", value_parser = history_ttl)]

@@ -14,6 +14,7 @@ use crate::options::{BackendKind, Options};
 use crate::page;
 use crate::publish;
 use crate::queue::LocalQueue;
+use crate::throttle::ThrottledHistory;
 use crate::worker::{self, Invocations, WorkerSettings};
 use aws_config::SdkConfig;
 use axum::Router;
@@ -159,6 +160,10 @@ impl LocalStack {
         } = match aws {
             Some(sdk) => backend::aws(&sdk, &options).await?,
             None => backend::memory(&options, &send.history),
+        };
+        let history: Arc<dyn fanout::ports::History> = match options.room_write_rate {
+            Some(rate) => Arc::new(ThrottledHistory::new(history, rate)),
+            None => history,
         };
 
         if let Some(max) = options.max_data_bytes {

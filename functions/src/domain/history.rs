@@ -235,10 +235,9 @@ pub struct Recovery {
 enum Rule {
     /// Complete as it stands.
     Known(bool),
-    /// Complete if the client's offset or the next one is among the entries read.
+    /// Complete if this offset or the next one is among the entries read: the client's own
+    /// last offset, or the one before the last messages asked for.
     Anchor(u64),
-    /// Complete if every offset of the range was read (the room's last messages).
-    EveryOffset,
 }
 
 impl Recovery {
@@ -281,10 +280,13 @@ impl Recovery {
                     recovery.rule = Rule::Known(true);
                     return recovery;
                 }
+                // Anchored like a client's offset, on the one before the first asked for
+                // (read when history may still keep it, not sent): an offset missing after it
+                // was a send that failed, not a message lost.
                 let from = top.offset - n + 1;
                 recovery.after = from - 1;
-                recovery.range = Some((from, top.offset));
-                recovery.rule = Rule::EveryOffset;
+                recovery.range = Some(((from - 1).max(floor).max(1), top.offset));
+                recovery.rule = Rule::Anchor(from - 1);
             }
         }
         recovery
@@ -317,9 +319,6 @@ impl Recovery {
         let complete = match self.rule {
             Rule::Known(complete) => complete,
             Rule::Anchor(_) => self.anchored,
-            Rule::EveryOffset => self
-                .range
-                .is_some_and(|(from, to)| self.sent == to - from + 1),
         };
         Recovered {
             room: room.clone(),
@@ -447,8 +446,21 @@ mod tests {
             (vec![1, 2], true),
             "fewer than asked"
         );
+        // 9 is a send that failed (never delivered): nothing is missing.
         let (sent, done) = run(at(10), Recover::Last(3), 100, &[8, 10]);
-        assert_eq!((sent, done.complete), (vec![8, 10], false));
+        assert_eq!((sent, done.complete), (vec![8, 10], true));
+        let (sent, done) = run(at(10), Recover::Last(3), 100, &[7, 9, 10]);
+        assert_eq!(
+            (sent, done.complete),
+            (vec![9, 10], true),
+            "7 anchors, not sent"
+        );
+        // 8 trimmed or expired, and 7 with it: history no longer reaches back.
+        let (sent, done) = run(at(10), Recover::Last(3), 100, &[9, 10]);
+        assert_eq!((sent, done.complete), (vec![9, 10], false));
+        // All that history keeps: the first one kept anchors it.
+        let (sent, done) = run(at(10), Recover::Last(3), 3, &[8, 9, 10]);
+        assert_eq!((sent, done.complete), (vec![8, 9, 10], true));
         let (sent, done) = run(None, Recover::Last(3), 100, &[]);
         assert_eq!((sent.len(), done.complete, done.to), (0, true, 0));
     }
