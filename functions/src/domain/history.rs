@@ -302,10 +302,18 @@ impl Recovery {
         self.top.as_ref().map(|top| top.epoch.as_str())
     }
 
-    /// Takes note of an entry read (in offset order); whether it goes to the client.
-    pub fn read(&mut self, offset: u64) -> bool {
+    /// Entries expire by their `sentAt`, taken before the offset: two sends racing can take
+    /// offsets in one order and times in the other, the few seconds a send takes at most
+    /// apart, so an entry may expire a little before the one under it. An anchor counts only
+    /// with this long left (epoch seconds), when every entry after it is surely still kept.
+    pub const ANCHOR_MARGIN_SECONDS: i64 = 60;
+
+    /// Takes note of an entry read (in offset order), kept until `expires_at`, at `now` (epoch
+    /// seconds); whether it goes to the client.
+    pub fn read(&mut self, offset: u64, expires_at: i64, now: i64) -> bool {
         if let Rule::Anchor(anchor) = self.rule
             && (offset == anchor || offset == anchor + 1)
+            && expires_at.saturating_sub(now) >= Self::ANCHOR_MARGIN_SECONDS
         {
             self.anchored = true;
         }
@@ -372,7 +380,7 @@ mod tests {
         let mut sent = Vec::new();
         if let Some((from, to)) = recovery.range() {
             for &offset in kept.iter().filter(|o| (from..=to).contains(*o)) {
-                if recovery.read(offset) {
+                if recovery.read(offset, i64::MAX, 0) {
                     sent.push(offset);
                 }
             }
@@ -433,6 +441,25 @@ mod tests {
         assert!(recovery.finish(&RoomName::parse("r").unwrap()).complete);
         let (sent, done) = run(at(3), since(0, "e1"), 100, &[1, 2, 3]);
         assert_eq!((sent, done.complete), (vec![1, 2, 3], true));
+    }
+
+    #[test]
+    fn an_anchor_about_to_expire_does_not_vouch_for_what_follows() {
+        let mut recovery = Recovery::plan(at(10), &since(6, "e1"), 100);
+        let margin = Recovery::ANCHOR_MARGIN_SECONDS;
+        assert!(
+            !recovery.read(6, 1_000 + margin - 1, 1_000),
+            "the anchor is not sent"
+        );
+        // 7 is gone: a send that failed, or one that raced 6 and expired just before it.
+        for offset in 8..=10 {
+            assert!(recovery.read(offset, 5_000, 1_000));
+        }
+        let done = recovery.finish(&RoomName::parse("r").unwrap());
+        assert!(!done.complete, "7 may have expired just before 6: {done:?}");
+        let mut recovery = Recovery::plan(at(10), &since(6, "e1"), 100);
+        recovery.read(6, 1_000 + margin, 1_000);
+        assert!(recovery.finish(&RoomName::parse("r").unwrap()).complete);
     }
 
     #[test]

@@ -160,7 +160,7 @@ impl RecoverMessages<'_> {
                     unavailable()
                 })?;
                 for entry in &entries {
-                    if recovery.read(entry.offset) {
+                    if recovery.read(entry.offset, entry.expires_at, now_ms.div_euclid(1000)) {
                         self.post(id, entry.frame(&room).into(), deadline).await?;
                     }
                 }
