@@ -304,7 +304,8 @@ pub trait ProgressStore: Send + Sync {
     /// Writes the checkpoint if `owner` still holds the record and no write of a higher `seq`
     /// has landed; [`StoreError::Conflict`] if not. `seq` grows with every write of a run, so
     /// a write that arrives late (an earlier attempt, delayed in the network) cannot undo a
-    /// later one, such as the hand-off or the finished marker.
+    /// later one, such as the hand-off or the finished marker; the same write twice (a retry
+    /// of one that landed) is harmless.
     async fn save(
         &self,
         key: &str,

@@ -157,7 +157,9 @@ impl ProgressStore for DynamoProgress {
             .table_name(&self.config.table)
             .key("key", AttributeValue::S(key.to_owned()))
             .update_expression("SET checkpoint = :checkpoint, expiresAt = :expires, seq = :seq")
-            .condition_expression("#owner = :owner AND (attribute_not_exists(seq) OR seq < :seq)")
+            // `<=`: the SDK's retry of a write that landed (its answer lost) writes the same
+            // seq again, harmlessly; a run numbers each of its writes anew.
+            .condition_expression("#owner = :owner AND (attribute_not_exists(seq) OR seq <= :seq)")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
             .expression_attribute_values(":seq", AttributeValue::N(seq.to_string()))

@@ -103,7 +103,7 @@ impl ProgressStore for MemoryProgress {
     ) -> Result<(), StoreError> {
         self.wait().await;
         match self.lock().get_mut(key) {
-            Some(record) if record.owner == owner && record.seq < seq => {
+            Some(record) if record.owner == owner && record.seq <= seq => {
                 record.seq = seq;
                 record.checkpoint = Some(checkpoint.clone());
                 Ok(())
