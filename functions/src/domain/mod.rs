@@ -21,7 +21,7 @@ pub use grants::{Grant, InvalidGrants, RoomGrants};
 pub use history::{HistoryEntry, Position, Recover, RecoverRequest, Recovery};
 pub use job::{DeliveryMode, Job, Segment, Target};
 pub use message::{ClientError, parse_send_message};
-pub use progress::{Checkpoint, Handoff, Rest, Retries};
+pub use progress::{Checkpoint, Handoff, Rest, Retries, Split};
 pub use publish::{IdempotencyKey, PublishRequest, Published, parse_publish};
 pub use room::{InvalidRoom, RoomName};
 pub use time::{epoch_millis, now_epoch_millis};

@@ -21,6 +21,11 @@ pub struct Checkpoint {
     /// enqueued, so a run that dies while enqueueing is redone from here, to the same jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handoff: Option<Handoff>,
+    /// The job splits into parts, planned so: written before the first part is enqueued, so a
+    /// job redelivered mid-split enqueues exactly these parts again (whatever the settings are
+    /// now, and whatever its first page now says), never posts itself beside them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Split>,
     /// Everything is handed off: a redelivered job has nothing left to do.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub finished: bool,
@@ -31,6 +36,16 @@ pub struct Checkpoint {
     /// On a queue that keeps order, the failures the job carries from one receive to the next.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retries>,
+}
+
+/// How a job was split into parts that run side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Split {
+    /// An `all` job, into Scan segments.
+    Scan { total: u32 },
+    /// A room, into ranges of ids.
+    Room { ways: u32 },
 }
 
 /// A held job's failures: since when each id has been failing (kept while it is not done,
@@ -126,6 +141,7 @@ mod tests {
                 transient: vec!["b".into()],
                 ..Handoff::default()
             }),
+            split: Some(Split::Room { ways: 4 }),
             finished: false,
             read_all: true,
             retry: Some(Retries {
@@ -136,5 +152,10 @@ mod tests {
         };
         let again: Checkpoint = serde_json::from_str(&checkpoint.to_json()).unwrap();
         assert_eq!(again, checkpoint);
+        assert!(
+            checkpoint
+                .to_json()
+                .contains(r#""split":{"kind":"room","ways":4}"#)
+        );
     }
 }

@@ -10,7 +10,7 @@ use super::handoff::{self, Planned, Policy, by, with_retries};
 use super::hold;
 use super::stats::FanoutStats;
 use crate::domain::frame::MAX_FRAME_BYTES;
-use crate::domain::{Checkpoint, Handoff, Job, Rest, Segment, Target, now_epoch_millis};
+use crate::domain::{Checkpoint, Handoff, Job, Rest, Segment, Split, Target, now_epoch_millis};
 use crate::ports::{Claim, Page, QueueError, StoreError};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -103,11 +103,21 @@ impl Engine {
             checkpoint = hold::resume(held, checkpoint.retry);
         }
         let retries = checkpoint.retry.clone().unwrap_or_default();
+        if checkpoint.handoff.is_none()
+            && let Some(plan) = checkpoint.split
+        {
+            // An earlier run died splitting the job: enqueue exactly its parts again.
+            stats += self.split(batch, owner, &key, &job, plan).await?;
+            return Ok(stats.into());
+        }
         let handoff = match checkpoint.handoff {
             // An earlier run died handing off: hand off exactly that again.
             Some(handoff) => handoff,
             None if self.splits_scan(&job) => {
-                stats += self.split_scan(batch, owner, &key, &job).await?;
+                let plan = Split::Scan {
+                    total: self.config.scan_segments,
+                };
+                stats += self.split(batch, owner, &key, &job, plan).await?;
                 return Ok(stats.into());
             }
             None => {
@@ -116,7 +126,10 @@ impl Engine {
                     match self.fetch_by(batch, &job, None).await {
                         Ok(page) if page.next.is_some() => {
                             stats.pages += 1;
-                            stats += self.split_room(batch, owner, &key, &job).await?;
+                            let plan = Split::Room {
+                                ways: self.config.room_split_ways.max(1),
+                            };
+                            stats += self.split(batch, owner, &key, &job, plan).await?;
                             return Ok(stats.into());
                         }
                         Ok(page) => first = Some(page),

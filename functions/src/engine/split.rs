@@ -16,7 +16,7 @@
 use super::batch::{Batch, Engine, JobFailure};
 use super::stats::FanoutStats;
 use crate::domain::connection::CONNECTION_ID_ALPHABET as ID_ALPHABET;
-use crate::domain::{Checkpoint, Job, Segment, Target};
+use crate::domain::{Checkpoint, Job, Segment, Split, Target};
 use std::time::Duration;
 
 /// The `ways - 1` bounds that cut the connection-id space into `ways` ranges of about equal
@@ -58,38 +58,43 @@ impl Engine {
             && checkpoint.pending.is_empty()
     }
 
-    /// Enqueues one `all` job per Scan segment, each a hop of its own.
-    pub(super) async fn split_scan(
+    /// Splits the job as `plan` says: one `all` job per Scan segment, or the room's ranges.
+    pub(super) async fn split(
         &self,
         batch: &Batch,
         owner: &str,
         key: &str,
         job: &Job,
+        plan: Split,
     ) -> Result<FanoutStats, JobFailure> {
-        let total = self.config.scan_segments;
-        let parts = (0..total).map(|index| Job {
-            segment: Some(Segment { index, total }),
-            hop: Some(job.child_hop(&format!("s{index}"))),
-            ..job.clone()
-        });
-        self.hand_on_parts(batch, owner, key, parts).await
+        let parts: Vec<Job> = match plan {
+            Split::Scan { total } => (0..total)
+                .map(|index| Job {
+                    segment: Some(Segment { index, total }),
+                    // The number of segments in the name: segments of another split are
+                    // other jobs.
+                    hop: Some(job.child_hop(&format!("s{total}x{index}"))),
+                    ..job.clone()
+                })
+                .collect(),
+            Split::Room { ways } => self.room_parts(job, ways),
+        };
+        let stats = self.hand_on_parts(batch, owner, key, plan, parts).await?;
+        Ok(FanoutStats {
+            rooms_split: u64::from(matches!(plan, Split::Room { .. })),
+            ..stats
+        })
     }
 
-    /// Enqueues the room's parts, each a range of ids with its share of the account's rate.
-    pub(super) async fn split_room(
-        &self,
-        batch: &Batch,
-        owner: &str,
-        key: &str,
-        job: &Job,
-    ) -> Result<FanoutStats, JobFailure> {
+    /// The room's parts, each a range of ids with its share of the account's rate.
+    fn room_parts(&self, job: &Job, ways: u32) -> Vec<Job> {
         let room = job.target.room();
-        let ways = self.config.room_split_ways.max(1);
+        let ways = ways.max(1);
         let pace = (self.config.account_post_rate / ways).max(1);
         let bounds = room_bounds(ways);
         let starts = std::iter::once(None).chain(bounds.iter().map(Some));
         let ends = bounds.iter().map(Some).chain(std::iter::once(None));
-        let parts = starts
+        starts
             .zip(ends)
             .enumerate()
             .map(|(index, (from, until))| Job {
@@ -99,26 +104,29 @@ impl Engine {
                 // The number of parts in the name: parts of another split are other jobs.
                 hop: Some(job.child_hop(&format!("p{ways}x{index}"))),
                 ..job.clone()
-            });
-        let stats = self.hand_on_parts(batch, owner, key, parts).await?;
-        Ok(FanoutStats {
-            rooms_split: 1,
-            ..stats
-        })
+            })
+            .collect()
     }
 
-    /// Enqueues a split's parts, then marks the split job finished (a split redone before
-    /// that enqueues the same parts, which their hops make no-ops).
+    /// Saves the plan, enqueues its parts, then marks the split job finished. A split redone
+    /// before that (the job redelivered) replays the saved plan: the same parts, which their
+    /// hops make no-ops.
     async fn hand_on_parts(
         &self,
         batch: &Batch,
         owner: &str,
         key: &str,
-        parts: impl Iterator<Item = Job>,
+        plan: Split,
+        parts: Vec<Job>,
     ) -> Result<FanoutStats, JobFailure> {
+        let planned = Checkpoint {
+            split: Some(plan),
+            ..Checkpoint::default()
+        };
+        self.save_by(batch, owner, key, &planned).await?;
         let mut continuations = 0;
-        for part in parts {
-            self.enqueue_by(batch, &part, Duration::ZERO).await?;
+        for part in &parts {
+            self.enqueue_by(batch, part, Duration::ZERO).await?;
             continuations += 1;
         }
         self.mark_finished(batch, owner, key).await;

@@ -1,6 +1,8 @@
 //! Big rooms split into ranges of ids for parallel workers (see `engine::split`).
 
 use super::*;
+use crate::domain::{Checkpoint, Split};
+use crate::ports::ProgressStore;
 use base64::Engine as _;
 
 /// Members with ids shaped like API Gateway's (16 characters of base64), pseudo-random but
@@ -206,4 +208,99 @@ async fn a_part_whose_cursor_is_past_its_end_posts_nothing_and_finishes() {
     assert!(report.failed_message_ids.is_empty());
     assert_eq!(report.stats.delivered, 0);
     assert!(f.queue.is_empty());
+}
+
+/// A job that died splitting (its plan saved, some parts enqueued, not marked finished) comes
+/// back to a deploy with other settings: `engine` with `config`, on the fixture's store and
+/// queue and a progress store holding just that plan (the dead run's lease over).
+async fn redeliver_mid_split(
+    f: &Fixture,
+    body: &str,
+    plan: Split,
+    config: EngineConfig,
+) -> BatchReport {
+    let key = Job::parse(body).unwrap().progress_key();
+    let progress = Arc::new(MemoryProgress::new());
+    progress.claim(&key, "dead", 0, 1).await.unwrap();
+    let planned = Checkpoint {
+        split: Some(plan),
+        ..Checkpoint::default()
+    };
+    progress.save(&key, "dead", 1, &planned).await.unwrap();
+    let engine = Engine::new(
+        f.store.clone(),
+        f.gateway.clone(),
+        f.queue.clone(),
+        progress,
+        config,
+    );
+    engine
+        .run_batch(
+            vec![BatchItem {
+                message_id: "again".into(),
+                body: body.to_owned(),
+                ..BatchItem::default()
+            }],
+            Instant::now() + Duration::from_secs(60),
+        )
+        .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_room_split_redelivered_mid_split_replays_its_plan_whatever_the_settings_now() {
+    let f = fixture(100, split_config(4));
+    let members = join_like_api_gateway(&f, "big", 1_200).await;
+    let body = job("m1", json!({"room":"big"}));
+    f.run(std::slice::from_ref(&body)).await;
+    let quarters: Vec<String> = f.queue.drain().iter().map(Job::to_json).collect();
+    assert_eq!(quarters.len(), 4);
+
+    // Two quarters were enqueued before the crash; the deploy since splits in two.
+    let report = redeliver_mid_split(&f, &body, Split::Room { ways: 4 }, split_config(2)).await;
+    assert!(report.failed_message_ids.is_empty());
+    assert_eq!(
+        report.stats.delivered, 0,
+        "the planner never posts beside its parts"
+    );
+    let replayed: Vec<String> = f.queue.drain().iter().map(Job::to_json).collect();
+    assert_eq!(replayed, quarters, "exactly the saved plan's parts");
+    f.run(&quarters[..2]).await;
+    f.run(&replayed).await;
+    assert_exactly_once(&f, &members);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scan_split_redelivered_after_scan_segments_changed_replays_its_segments() {
+    let segments = |total| EngineConfig {
+        scan_segments: total,
+        ..config(16)
+    };
+    let f = fixture(50, segments(4));
+    let mut everyone = join_like_api_gateway(&f, "a", 300).await;
+    everyone.extend(join_like_api_gateway(&f, "b", 200).await);
+    let body = job("m1", json!({"all":true}));
+    f.run(std::slice::from_ref(&body)).await;
+    let fourths: Vec<Job> = f.queue.drain();
+    // Segments of another count are other jobs: none shares a hop (a progress record).
+    let halves = fixture(50, segments(2));
+    halves.run(std::slice::from_ref(&body)).await;
+    let hops =
+        |jobs: &[Job]| -> BTreeSet<String> { jobs.iter().filter_map(|j| j.hop.clone()).collect() };
+    assert!(hops(&fourths).is_disjoint(&hops(&halves.queue.drain())));
+
+    // One segment ran before the crash; the deploy since scans in two segments.
+    f.run(&[fourths[0].to_json()]).await;
+    let report = redeliver_mid_split(&f, &body, Split::Scan { total: 4 }, segments(2)).await;
+    assert!(report.failed_message_ids.is_empty());
+    let replayed: Vec<Job> = f.queue.drain();
+    assert_eq!(replayed.len(), 4);
+    assert_eq!(
+        replayed.iter().map(Job::to_json).collect::<Vec<_>>(),
+        fourths.iter().map(Job::to_json).collect::<Vec<_>>()
+    );
+    f.run(&replayed.iter().map(Job::to_json).collect::<Vec<_>>())
+        .await;
+    f.run(&fourths[1..].iter().map(Job::to_json).collect::<Vec<_>>())
+        .await;
+    assert_exactly_once(&f, &everyone);
 }
