@@ -12,6 +12,9 @@
 //! of its own (`--create-resources`); without it, on the embedded default. Prints, per stack
 //! and round, the median, 90th and 99th percentiles and the largest, in milliseconds.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use clap::Parser;
 use fanout_test_support::net::{free_port, wait_for_port};
 use fanout_test_support::ws::Client;
@@ -52,28 +55,8 @@ fn start(binary: &PathBuf, port: u16, endpoint: Option<&str>, run: usize) -> Sta
         .args(["--rate-limit-per-second", "0"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null());
-    match endpoint {
-        Some(url) => {
-            let suffix = format!("{}-{run}", std::process::id());
-            command
-                .args([
-                    "--backend",
-                    "aws",
-                    "--endpoint-url",
-                    url,
-                    "--create-resources",
-                ])
-                .args(["--table", &format!("ack-connections-{suffix}")])
-                .args(["--progress-table", &format!("ack-progress-{suffix}")])
-                .args(["--queue-name", &format!("ack-{suffix}")])
-                .env("AWS_ACCESS_KEY_ID", "testing")
-                .env("AWS_SECRET_ACCESS_KEY", "testing")
-                .env("AWS_REGION", "us-east-1");
-        }
-        None => {
-            command.args(["--backend", "memory"]);
-        }
-    }
+    let prefix = format!("ack-{}-{run}", std::process::id());
+    common::backend(&mut command, endpoint, &prefix);
     let stack = Stack(command.spawn().expect("start fanout-local"));
     wait_for_port(port, Duration::from_secs(60)).expect("fanout-local listens");
     stack
