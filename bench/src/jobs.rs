@@ -595,8 +595,15 @@ mod tests {
             ..claim()
         };
         assert_eq!(call("/progress/save", save).await.0, 200);
-        let stale = ProgressCall {
+        // The same write again (a retry whose answer was lost) lands; an earlier one does not.
+        let again = ProgressCall {
             seq: 1,
+            checkpoint: Some(checkpoint.clone()),
+            ..claim()
+        };
+        assert_eq!(call("/progress/save", again).await.0, 200);
+        let stale = ProgressCall {
+            seq: 0,
             checkpoint: Some(Checkpoint::default()),
             ..claim()
         };
