@@ -41,6 +41,17 @@ fn store() -> &'static MemoryStore {
     })
 }
 
+/// The handlers bound their calls with tokio's timers: they run on a runtime, as in Lambda.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a current-thread runtime")
+    })
+}
+
 fn frame(response: &ApiGatewayProxyResponse) -> serde_json::Value {
     assert_eq!(response.status_code, 200);
     let Some(Body::Text(text)) = &response.body else {
@@ -110,9 +121,7 @@ fuzz_target!(|input: &[u8]| {
         config: &config,
         metrics: &metrics,
     };
-    let answer = frame(&futures::executor::block_on(
-        handler.handle(request, SystemTime::now()),
-    ));
+    let answer = frame(&runtime().block_on(handler.handle(request, SystemTime::now())));
     let jobs = queue.drain();
     match (&parsed, answer["type"].as_str()) {
         (Ok(data), Some("ack")) => {
