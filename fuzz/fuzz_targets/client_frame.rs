@@ -73,7 +73,10 @@ fuzz_target!(|input: &[u8]| {
     if let Ok(data) = &parsed {
         assert!(data.get().len() <= MAX_DATA_BYTES);
         assert_ne!(data.get(), "null");
-        assert!(data.get().chars().all(queueable), "only what a queue message may hold");
+        assert!(
+            data.get().chars().all(queueable),
+            "only what a queue message may hold"
+        );
     }
     // The same text as a backend's publish request.
     if let Ok(publish) = parse_publish(Some(body), MAX_DATA_BYTES) {
