@@ -1,7 +1,7 @@
 //! The local stack end to end: real WebSocket clients on 127.0.0.1, the same handlers as the
 //! Lambdas, the worker posting through the real management API client.
 
-use e2e::{connection_path, embedded, join, options};
+use e2e::{connection_path, embedded, join, on_moto, options};
 use fanout::domain::{Connection, RoomName};
 use fanout_local::LocalStack;
 use fanout_test_support::http::{Response, request};
@@ -15,22 +15,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 const WAIT: Duration = Duration::from_secs(20);
 const QUIET: Duration = Duration::from_millis(500);
-
-/// On DynamoDB and SQS in moto, with fresh resources.
-async fn on_moto() -> LocalStack {
-    let (table, queue) = (unique("connections"), unique("fanout"));
-    let mut options = options(&[
-        "--create-resources",
-        "--table",
-        &table,
-        "--queue-name",
-        &queue,
-    ]);
-    options.backend = fanout_local::options::BackendKind::Aws;
-    LocalStack::start_with(options, Some(moto_sdk_config().await))
-        .await
-        .expect("start on moto")
-}
 
 /// Each client receives nothing for a while (all waited for at once).
 async fn expect_silence(clients: &mut [Client], who: &str) {
@@ -104,7 +88,7 @@ async fn rooms_get_exactly_their_messages_on_the_embedded_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_get_exactly_their_messages_on_dynamodb_and_sqs() {
-    let stack = on_moto().await;
+    let stack = on_moto(&[]).await;
     rooms_get_exactly_their_messages(&stack).await;
     stack.shutdown().await;
 }

@@ -2,11 +2,10 @@
 //! message to a room takes the room's sequence with its members' messages, is delivered with
 //! the offset its answer gave, and is recoverable; the same idempotency key publishes once.
 
-use e2e::{embedded, options, publisher};
+use e2e::{embedded, on_moto, publisher};
 use fanout::domain::{IdempotencyKey, Published, RoomName, Target};
 use fanout_local::LocalStack;
 use fanout_test_support::http::request;
-use fanout_test_support::moto::{moto_sdk_config, unique};
 use fanout_test_support::ws::{Client, Event};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -14,21 +13,6 @@ use wsfanout_ops::publish::{request_body, send};
 
 const WAIT: Duration = Duration::from_secs(20);
 const QUIET: Duration = Duration::from_millis(500);
-
-async fn on_moto() -> LocalStack {
-    let (table, queue) = (unique("connections"), unique("fanout"));
-    let mut options = options(&[
-        "--create-resources",
-        "--table",
-        &table,
-        "--queue-name",
-        &queue,
-    ]);
-    options.backend = fanout_local::options::BackendKind::Aws;
-    LocalStack::start_with(options, Some(moto_sdk_config().await))
-        .await
-        .expect("start on moto")
-}
 
 fn key(text: &str) -> IdempotencyKey {
     IdempotencyKey::parse(text).unwrap()
@@ -168,7 +152,7 @@ async fn the_publish_door_on_the_embedded_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_publish_door_on_dynamodb_and_sqs() {
-    let stack = on_moto().await;
+    let stack = on_moto(&[]).await;
     the_door_is_signed_idempotent_and_in_the_rooms_sequence(&stack).await;
     stack.shutdown().await;
 }

@@ -2,34 +2,15 @@
 //! frames, recovery of what a client missed while away, the room's last messages on joining,
 //! and a recovery that history cannot complete.
 
-use e2e::{embedded, options};
+use e2e::{embedded, on_moto};
 use fanout_local::LocalStack;
 use fanout_local::faults::FaultKind;
-use fanout_test_support::moto::{moto_sdk_config, unique};
 use fanout_test_support::prometheus::metric;
 use fanout_test_support::ws::{Client, Event};
 use serde_json::{Value, json};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn on_moto(extra: &[&str]) -> LocalStack {
-    let table = unique("connections");
-    let queue = unique("fanout");
-    let mut args = vec![
-        "--create-resources",
-        "--table",
-        &table,
-        "--queue-name",
-        &queue,
-    ];
-    args.extend_from_slice(extra);
-    let mut options = options(&args);
-    options.backend = fanout_local::options::BackendKind::Aws;
-    LocalStack::start_with(options, Some(moto_sdk_config().await))
-        .await
-        .expect("start on moto")
-}
 
 fn url(stack: &LocalStack, room: &str) -> String {
     format!("{}?room={room}", stack.websocket_url())

@@ -3,6 +3,7 @@
 //! clients, reading Prometheus metrics) is in `fanout-test-support`.
 
 use fanout_local::{LocalStack, Options};
+use fanout_test_support::moto::{moto_sdk_config, unique};
 use fanout_test_support::ws::Client;
 
 /// The local stack on the embedded backend and a free port, with `extra` flags.
@@ -34,6 +35,24 @@ pub async fn embedded(extra: &[&str]) -> LocalStack {
     LocalStack::start_with(options(extra), None)
         .await
         .expect("start the local stack")
+}
+
+/// The local stack on DynamoDB and SQS in moto, on fresh tables and queues, with `extra` flags.
+pub async fn on_moto(extra: &[&str]) -> LocalStack {
+    let (table, queue) = (unique("connections"), unique("fanout"));
+    let mut args = vec![
+        "--create-resources",
+        "--table",
+        &table,
+        "--queue-name",
+        &queue,
+    ];
+    args.extend_from_slice(extra);
+    let mut options = options(&args);
+    options.backend = fanout_local::options::BackendKind::Aws;
+    LocalStack::start_with(options, Some(moto_sdk_config().await))
+        .await
+        .expect("start the local stack on moto")
 }
 
 /// `count` clients connected to `room`, one after the other; panics if one is refused.
