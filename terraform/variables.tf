@@ -183,8 +183,8 @@ variable "fanout_concurrency" {
   default     = 256
 
   validation {
-    condition     = var.fanout_concurrency >= 1 && var.fanout_concurrency <= 10000
-    error_message = "fanout_concurrency must be between 1 and 10000."
+    condition     = var.fanout_concurrency >= 1 && var.fanout_concurrency <= 1000
+    error_message = "fanout_concurrency must be between 1 and 1000 (a Lambda may open 1,024 files)."
   }
 }
 

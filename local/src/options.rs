@@ -191,9 +191,9 @@ pub struct Options {
     #[arg(long, value_name = "DURATION", value_parser = retry_budget)]
     pub retry_budget: Option<Duration>,
 
-    /// Posts in flight per invocation, 1 to 10000 (overrides FANOUT_CONCURRENCY).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=10_000))]
-    pub fanout_concurrency: Option<u16>,
+    /// Posts in flight per invocation, 1 to 1000 (overrides FANOUT_CONCURRENCY).
+    #[arg(long, value_parser = fanout_concurrency)]
+    pub fanout_concurrency: Option<usize>,
 
     /// Connection ids per page of a room or Scan (as the Lambdas' PAGE_LIMIT); default: what a
     /// 1 MB DynamoDB page holds.
@@ -395,7 +395,16 @@ fn duration_at_most(text: &str, max: Duration, why: &str) -> Result<Duration, St
     Ok(duration)
 }
 
-/// `--history-ttl`: HISTORY_TTL_SECONDS's bounds.
+/// `--fanout-concurrency`: FANOUT_CONCURRENCY's bounds.
+fn fanout_concurrency(text: &str) -> Result<usize, String> {
+    let bounds = EngineConfig::CONCURRENCY;
+    text.parse()
+        .ok()
+        .filter(|n| bounds.contains(n))
+        .ok_or_else(|| format!("a number from {} to {}", bounds.start(), bounds.end()))
+}
+
+/// `--retry-budget`: RETRY_BUDGET_SECONDS's bounds.
 fn retry_budget(text: &str) -> Result<Duration, String> {
     let bounds = EngineConfig::RETRY_BUDGET_SECONDS;
     let budget = duration_at_most(
@@ -409,6 +418,7 @@ fn retry_budget(text: &str) -> Result<Duration, String> {
     Ok(budget)
 }
 
+/// `--history-ttl`: HISTORY_TTL_SECONDS's bounds.
 fn history_ttl(text: &str) -> Result<Duration, String> {
     let ttl = duration_at_most(
         text,
@@ -555,12 +565,13 @@ mod tests {
         }
         let bounds = parse(&[
             "--fanout-concurrency",
-            "10000",
+            "1000",
             "--max-data-bytes",
             &SendConfig::LIMIT_MAX_DATA_BYTES.to_string(),
         ])
         .unwrap();
-        assert_eq!(bounds.fanout_concurrency, Some(10_000));
+        assert_eq!(bounds.fanout_concurrency, Some(1_000));
+        assert!(parse(&["--fanout-concurrency", "1001"]).is_err());
     }
 
     #[test]

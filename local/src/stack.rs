@@ -128,7 +128,7 @@ impl LocalStack {
             engine_config.retry_budget = budget;
         }
         if let Some(concurrency) = options.fanout_concurrency {
-            engine_config.concurrency = usize::from(concurrency);
+            engine_config.concurrency = concurrency;
         }
         if let Some(ways) = options.room_split_ways {
             engine_config.room_split_ways = ways;

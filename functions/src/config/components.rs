@@ -237,7 +237,12 @@ impl EngineConfig {
         let defaults = EngineConfig::default();
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let mut config = EngineConfig {
-            concurrency: number(env, "FANOUT_CONCURRENCY", defaults.concurrency, 1..=10_000)?,
+            concurrency: number(
+                env,
+                "FANOUT_CONCURRENCY",
+                defaults.concurrency,
+                EngineConfig::CONCURRENCY,
+            )?,
             post_timeout: millis(
                 env,
                 "POST_TIMEOUT_MS",
@@ -375,7 +380,7 @@ mod tests {
         );
 
         let zero = EngineConfig::from_env(&[("FANOUT_CONCURRENCY", "0")]).unwrap_err();
-        assert!(zero.to_string().contains("from 1 to 10000"), "{zero}");
+        assert!(zero.to_string().contains("from 1 to 1000"), "{zero}");
 
         let mode = EngineConfig::from_env(&[("DELIVERY_MODE", "loud")]).unwrap_err();
         assert!(mode.to_string().contains("DELIVERY_MODE"), "{mode}");

@@ -229,6 +229,10 @@ pub enum InvalidJob {
     Hop(String),
     #[error("a cursor of a \"connections\" target must be one of its ids")]
     CursorNotAnId,
+    #[error(
+        "a \"connections\" target has an id of {0} bytes; ids are 1 to {MAX_CONNECTION_ID_BYTES}"
+    )]
+    ConnectionId(usize),
     #[error("\"until\" only applies to a \"room\" target, and is 1 to {MAX_ID_BYTES} bytes")]
     Until,
     #[error("\"pace\" is posts per second, at least 1")]
@@ -242,6 +246,11 @@ pub enum InvalidJob {
 /// The longest message id accepted: it names the job's progress record, whose DynamoDB key
 /// is limited to 2,048 bytes.
 pub const MAX_ID_BYTES: usize = 1024;
+
+/// The longest connection id a `connections` target may name (API Gateway's are 16
+/// characters): what a run hands back is held in its progress record, which DynamoDB limits to
+/// 400 KB (see `Checkpoint`).
+pub const MAX_CONNECTION_ID_BYTES: usize = 32;
 
 /// The longest hop name accepted.
 pub const MAX_HOP_BYTES: usize = 64;
@@ -286,6 +295,12 @@ impl Job {
             _ => return Err(InvalidJob::Position),
         }
         if let Target::Connections { ids, .. } = &mut job.target {
+            if let Some(bad) = ids
+                .iter()
+                .find(|id| id.is_empty() || id.len() > MAX_CONNECTION_ID_BYTES)
+            {
+                return Err(InvalidJob::ConnectionId(bad.len()));
+            }
             // A repeated id is posted once.
             let mut seen = std::collections::HashSet::with_capacity(ids.len());
             ids.retain(|id| seen.insert(id.clone()));
@@ -533,6 +548,21 @@ mod tests {
         job.until = None;
         job.pace = Some(0);
         assert!(matches!(Job::parse(&job.to_json()), Err(InvalidJob::Pace)));
+        for (id, bytes) in [
+            (String::new(), 0),
+            (
+                "x".repeat(MAX_CONNECTION_ID_BYTES + 1),
+                MAX_CONNECTION_ID_BYTES + 1,
+            ),
+        ] {
+            let target = json!({"connections": ["ok", id]});
+            assert!(matches!(
+                Job::parse(&body(target)),
+                Err(InvalidJob::ConnectionId(n)) if n == bytes
+            ));
+        }
+        let longest = "x".repeat(MAX_CONNECTION_ID_BYTES);
+        assert!(Job::parse(&body(json!({"connections": [longest]}))).is_ok());
     }
 
     #[test]

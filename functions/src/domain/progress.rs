@@ -50,7 +50,9 @@ pub enum Split {
 
 /// A held job's failures: since when each id has been failing (kept while it is not done,
 /// tried again or not), and its pages; the retry budget runs per id from there. At most the
-/// ids a run hands back (`MAX_HANDED_BACK`), so the record stays well under DynamoDB's 400 KB.
+/// ids a run hands back (`MAX_HANDED_BACK`, and its bytes) and those in flight when it ended
+/// (`FANOUT_CONCURRENCY`), so the record stays well under DynamoDB's 400 KB (a test in
+/// engine/feed.rs computes the largest).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Retries {

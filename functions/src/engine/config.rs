@@ -49,6 +49,9 @@ pub struct EngineConfig {
 impl EngineConfig {
     /// The most parts a room is split into.
     pub const MAX_ROOM_SPLIT_WAYS: u32 = 256;
+    /// `FANOUT_CONCURRENCY`'s bounds. A Lambda may open 1,024 files, and each post in flight
+    /// holds a connection; the progress record holds at most this many ids in flight.
+    pub const CONCURRENCY: std::ops::RangeInclusive<usize> = 1..=1_000;
     /// `RETRY_BUDGET_SECONDS`'s bounds: a minute to a day.
     pub const RETRY_BUDGET_SECONDS: std::ops::RangeInclusive<u64> = 60..=86_400;
 

@@ -16,8 +16,11 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 
 /// Ids waiting to be handed back before the run stops taking more: an outage ends the run
-/// early instead of growing checkpoints and the hand-off (4,096 ids is about 100 KB).
+/// early instead of growing checkpoints and the hand-off (4,096 of API Gateway's ids is about
+/// 80 KB). The progress record holds them twice (in a list, and with the time each began to
+/// fail), so their bytes are bounded too, for longer ids.
 pub(super) const MAX_HANDED_BACK: usize = 4_096;
+pub(super) const MAX_HANDED_BACK_BYTES: usize = 64 * 1024;
 
 pub(super) struct Feed {
     state: Mutex<State>,
@@ -43,6 +46,8 @@ struct State {
     later: Vec<String>,
     throttled: Vec<String>,
     transient: Vec<String>,
+    /// The bytes of `later`, `throttled` and `transient`.
+    handed_back_bytes: usize,
     /// No more ids will be pushed.
     closed: bool,
     /// Lanes take nothing more (deadline, lost lease, too much to hand back).
@@ -240,13 +245,17 @@ impl Feed {
     pub fn settle(&self, id: String, settled: Settled) {
         let mut state = self.lock();
         state.in_flight.remove(&id);
+        if settled != Settled::Done {
+            state.handed_back_bytes += id.len();
+        }
         match settled {
             Settled::Done => return,
             Settled::Later => state.later.push(id),
             Settled::Throttled => state.throttled.push(id),
             Settled::Transient => state.transient.push(id),
         }
-        if state.later.len() + state.throttled.len() + state.transient.len() >= MAX_HANDED_BACK {
+        let handed_back = state.later.len() + state.throttled.len() + state.transient.len();
+        if handed_back >= MAX_HANDED_BACK || state.handed_back_bytes >= MAX_HANDED_BACK_BYTES {
             drop(state);
             self.halt();
         }
@@ -296,6 +305,21 @@ mod tests {
         names.iter().map(|name| (*name).to_owned()).collect()
     }
 
+    #[test]
+    fn handing_back_too_many_ids_or_bytes_halts_the_feed() {
+        for (id_bytes, halts_at) in [(4, MAX_HANDED_BACK), (32, MAX_HANDED_BACK_BYTES / 32)] {
+            let feed = Feed::new(Vec::new(), 1);
+            for i in 1..=halts_at {
+                assert!(!feed.halted(), "{id_bytes}-byte ids: halted at {i}");
+                feed.settle(format!("{i:0id_bytes$}"), Settled::Transient);
+            }
+            assert!(
+                feed.halted(),
+                "{id_bytes}-byte ids: not halted at {halts_at}"
+            );
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn replays_first_then_takes_pages_up_to_the_allowed_window() {
         let feed = Feed::new(ids(&["old"]), 3);
@@ -341,5 +365,54 @@ mod tests {
         assert!(!feed.drained(stop).await);
         assert!(Instant::now() < stop, "returned without waiting");
         assert_eq!(feed.leftovers().untaken, ids(&["a"]));
+    }
+}
+
+#[cfg(test)]
+mod record_size {
+    use super::*;
+    use crate::domain::job::MAX_CONNECTION_ID_BYTES;
+    use crate::domain::{Checkpoint, Handoff, Rest, Retries};
+    use crate::engine::EngineConfig;
+
+    /// The largest record a held job writes: the ids in flight when its run ended (at most
+    /// `FANOUT_CONCURRENCY`) and all it may hand back, each in a list and with its failure
+    /// clock, at API Gateway's id length and at the longest a job accepts.
+    #[test]
+    fn the_largest_held_record_fits_in_a_dynamodb_item() {
+        const DYNAMODB_ITEM_BYTES: usize = 400 * 1024;
+        for id_bytes in [16, MAX_CONNECTION_ID_BYTES] {
+            let in_flight = *EngineConfig::CONCURRENCY.end();
+            let handed_back = MAX_HANDED_BACK.min(MAX_HANDED_BACK_BYTES.div_ceil(id_bytes));
+            let ids: Vec<String> = (0..in_flight + handed_back)
+                .map(|i| format!("{i:0id_bytes$}"))
+                .collect();
+            let cursor = Some("c".repeat(2_048));
+            let record = Checkpoint {
+                cursor: cursor.clone(),
+                handoff: Some(Handoff {
+                    rest: Some(Rest {
+                        cursor,
+                        after_failure: true,
+                    }),
+                    later: ids[..in_flight].to_vec(),
+                    transient: ids[in_flight..].to_vec(),
+                    forbidden: true,
+                    planned_at: i64::MAX,
+                    ..Handoff::default()
+                }),
+                retry: Some(Retries {
+                    attempt: u32::MAX,
+                    failing: ids.iter().map(|id| (id.clone(), i64::MAX)).collect(),
+                    pages_since: Some(i64::MAX),
+                }),
+                ..Checkpoint::default()
+            };
+            let bytes = record.to_json().len();
+            assert!(
+                bytes < DYNAMODB_ITEM_BYTES * 3 / 4,
+                "{id_bytes}-byte ids: {bytes} bytes"
+            );
+        }
     }
 }

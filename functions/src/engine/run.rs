@@ -276,10 +276,7 @@ impl Engine {
         let mut next = None;
         // A held job read to its end has only its pending ids left, whatever the time.
         let mut all_read = checkpoint.read_all;
-        // A connections job's ids are in the job: read them even with no time left, so that
-        // they are handed back rather than lost.
-        let own_ids = matches!(job.target, Target::Connections { .. });
-        if !all_read && (own_ids || !batch.stopping()) {
+        if !all_read && !batch.stopping() {
             let page = match first {
                 Some(page) => Ok(page),
                 None => self.fetch_by(batch, job, start.as_deref()).await,
@@ -384,9 +381,9 @@ impl Engine {
             forbidden,
             planned_at: self.now_ms(),
         };
-        if let Target::Connections { .. } = job.target {
-            handoff.later.extend(left.untaken);
-        } else if !(all_read && left.untaken.is_empty()) {
+        // A `connections` job's untaken ids stay in the job, behind a cursor like a room's:
+        // handing them back by name could pass DynamoDB's 400 KB item limit in a held record.
+        if !(all_read && left.untaken.is_empty()) {
             let cursor = match &left.last_taken {
                 Some(id) => Some(self.cursor_after(job, id)),
                 None => start,

@@ -462,3 +462,67 @@ async fn a_hold_that_cannot_be_written_resumes_from_the_last_checkpoint_in_order
     );
     assert_eq!(sqs.handed_on, 0);
 }
+
+/// A held `connections` job as big as a queue message, whose first run fails every post until
+/// it has handed back all it may: what is left untaken stays in the job (the record keeps a
+/// cursor into it, not the ids), so the progress record stays far from DynamoDB's 400 KB item
+/// limit, and the next receives deliver everything once.
+#[tokio::test(start_paused = true)]
+async fn a_held_connections_job_keeps_its_record_small_and_delivers_all() {
+    let f = fixture_on(MemoryQueue::keeping_order(), 50, config(16));
+    // API Gateway's connection ids are 16 characters.
+    let all: Vec<String> = (0..20_000).map(|i| format!("Cx{i:012}A=")).collect();
+    let template = Job::parse(&job("m1", json!({"connections": ["x"], "room": "room-a"}))).unwrap();
+    let ids = chunk_for_queue(&template, all).swap_remove(0);
+    assert!(ids.len() > 10_000, "{}", ids.len());
+    for id in &ids {
+        f.gateway
+            .script(id, std::iter::repeat_n(PostError::Server(503), 5));
+    }
+    let body = job("m1", json!({"connections": ids, "room": "room-a"}));
+    let key = Job::parse(&body).unwrap().progress_key();
+    let item = BatchItem {
+        message_id: "sqs-m1".into(),
+        body,
+        receipt_handle: Some("receipt".into()),
+        receive_count: 1,
+        group: Some("room-a".into()),
+    };
+
+    let report = f
+        .engine
+        .run_batch(
+            vec![item.clone()],
+            Instant::now() + Duration::from_secs(900),
+        )
+        .await;
+    assert_eq!(report.stats.held, 1, "{:?}", report.stats);
+    let record = f.progress.checkpoint(&key).unwrap();
+    let bytes = serde_json::to_vec(&record).unwrap().len();
+    assert!(bytes < 300 * 1024, "the held record is {bytes} bytes");
+
+    for receive in 2..=10 {
+        if f.progress.checkpoint(&key).is_some_and(|c| c.finished) {
+            break;
+        }
+        tokio::time::advance(Duration::from_secs(60)).await;
+        f.engine
+            .run_batch(
+                vec![BatchItem {
+                    receive_count: receive,
+                    ..item.clone()
+                }],
+                Instant::now() + Duration::from_secs(900),
+            )
+            .await;
+        let bytes = serde_json::to_vec(&f.progress.checkpoint(&key))
+            .unwrap()
+            .len();
+        assert!(
+            bytes < 300 * 1024,
+            "receive {receive}: the record is {bytes} bytes"
+        );
+    }
+    assert!(f.progress.checkpoint(&key).unwrap().finished);
+    assert_exactly_once(&f, &ids.into_iter().collect());
+}
