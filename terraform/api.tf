@@ -135,6 +135,17 @@ resource "aws_apigatewayv2_stage" "this" {
     detailed_metrics_enabled = var.detailed_metrics_enabled
   }
 
+  # Each new connection runs the authorizer and connect functions, and the account's quota of
+  # new connections is shared by every WebSocket API in the region: a limit of its own, below it.
+  route_settings {
+    route_key                = aws_apigatewayv2_route.this["$connect"].route_key
+    throttling_burst_limit   = var.connect_throttling_burst_limit
+    throttling_rate_limit    = var.connect_throttling_rate_limit
+    logging_level            = var.api_execution_logging_level
+    data_trace_enabled       = false
+    detailed_metrics_enabled = var.detailed_metrics_enabled
+  }
+
   # Each sendmessage becomes a fan-out job of up to a whole room: its own, lower limit.
   route_settings {
     route_key                = aws_apigatewayv2_route.this["sendmessage"].route_key

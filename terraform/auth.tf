@@ -15,6 +15,13 @@ locals {
   jwt_creates_secret = local.jwt_uses_secret && var.jwt_secret_arn == null
   jwt_secret_arn     = local.jwt_creates_secret ? aws_secretsmanager_secret.jwt[0].arn : var.jwt_secret_arn
 
+  # API Gateway refuses (401) a handshake missing an identity source without invoking the
+  # authorizer; it requires every source listed, so "either" lists none.
+  connect_identity_source = {
+    query  = "route.request.querystring.token"
+    header = "route.request.header.Authorization"
+  }
+
   authorizer_function = {
     authorizer = {
       description = "WebSocket $connect authorizer: verifies the JWT and its room claims."
@@ -63,10 +70,10 @@ resource "aws_apigatewayv2_authorizer" "connect" {
   name            = "${local.name_prefix}-connect"
   authorizer_type = "REQUEST"
   authorizer_uri  = aws_lambda_function.this["authorizer"].invoke_arn
-  # No identity sources: the token may be a query parameter or a header, and API
-  # Gateway answers 401 by itself when a listed source is missing. WebSocket APIs
-  # do not cache Lambda authorizer results (the TTL is for HTTP APIs): the
-  # authorizer runs on every $connect and caches the issuer's keys itself.
+  # Where the token must be (var.connect_token_source). WebSocket APIs do not cache Lambda
+  # authorizer results (the TTL is for HTTP APIs): the authorizer runs on every $connect that
+  # has it and caches the issuer's keys itself.
+  identity_sources = var.connect_token_source == "either" ? null : [local.connect_identity_source[var.connect_token_source]]
 }
 
 resource "aws_lambda_permission" "authorizer" {

@@ -134,7 +134,7 @@ resource "aws_cloudwatch_log_group" "function" {
 
 resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_116:Invoked synchronously only (API Gateway, SQS event source mapping): a Lambda DLQ applies to async invocations; failed fan-out jobs land in the SQS dead-letter queue.
-  #checkov:skip=CKV_AWS_115:Concurrency is bounded upstream: stage and route throttling for the API functions (the publish API's stage throttling for publish), scaling_config.maximum_concurrency for the worker; reserving account concurrency per function would only take it from the pool.
+  #checkov:skip=CKV_AWS_115:Concurrency is bounded upstream: stage and route throttling for the API functions (the publish API's stage throttling for publish), scaling_config.maximum_concurrency for the worker; reserving account concurrency per function would only take it from the pool (docs/deploy.md, "Production": when to reserve it by hand).
   #checkov:skip=CKV_AWS_117:Talks only to public AWS endpoints (DynamoDB, SQS, API Gateway management API); a VPC would add NAT gateways or endpoints and cold-start cost for no isolation gain.
   #checkov:skip=CKV_AWS_272:Zips are built from source by cargo lambda in CI and deployed by Terraform directly; code signing needs an AWS Signer profile and a signed S3 artifact flow this stack does not have.
   #checkov:skip=CKV_AWS_173:Environment holds no secrets (names, URLs, tuning); it is encrypted with the AWS-managed Lambda key by default, and var.kms_key_arn switches to a customer-managed key.

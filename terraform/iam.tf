@@ -82,12 +82,27 @@ data "aws_iam_policy_document" "sendmessage" {
     resources = [aws_dynamodb_table.connections.arn]
   }
 
-  # The per-connection rate limit: a conditional update of the sender's allowance.
+  # The per-connection rate limit: a conditional update of the sender's allowance, and of nothing
+  # else of the connection (its room, principal and expiry are $connect's). dynamodb:Attributes
+  # lists every top-level attribute a request names, its key included; returning values would
+  # read attributes the list does not name.
   statement {
     sid       = "SpendSenderAllowance"
     effect    = "Allow"
     actions   = ["dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.connections.arn]
+
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "dynamodb:Attributes"
+      values   = [aws_dynamodb_table.connections.hash_key, "allowance"]
+    }
+
+    condition {
+      test     = "StringEqualsIfExists"
+      variable = "dynamodb:ReturnValues"
+      values   = ["NONE"]
+    }
   }
 
   statement {

@@ -19,6 +19,25 @@ locals {
   ordered_max_receive_count = var.ordered_max_receive_count != null ? var.ordered_max_receive_count : min(1000, local.ordered_receives_needed)
 
   max_receive_count = local.ordered ? local.ordered_max_receive_count : var.max_receive_count
+
+  # AWS guidance for Lambda event sources: at least six times the function timeout,
+  # so a job is not redelivered while a (retried) invocation still holds it.
+  fanout_visibility_timeout_seconds = 6 * var.worker_timeout_seconds
+
+  # SQS's longest DelaySeconds, and the longest retry delay the worker gives a job or a failed
+  # record (fanout::ports::MAX_QUEUE_DELAY).
+  max_queue_delay_seconds = 900
+
+  # SQS deletes a message older than its retention without moving it to the DLQ, so a job must
+  # reach the DLQ within it. Its clock starts at the send: a standard queue's retry job is sent
+  # with a delay of up to max_queue_delay_seconds (a FIFO queue takes none). Then each of its
+  # max_receive_count receives lasts at most the batching window, the invocation and a retry
+  # delay (a failed record, or a held per_room job), or the visibility timeout when the
+  # invocation dies; the receive after the last moves it.
+  fanout_retention_needed = (local.ordered ? 0 : local.max_queue_delay_seconds) + local.max_receive_count * max(
+    local.fanout_visibility_timeout_seconds,
+    var.worker_batching_window_seconds + var.worker_timeout_seconds + local.max_queue_delay_seconds,
+  )
 }
 
 # Changing var.ordering replaces both queues (fifo_queue and name force a new queue) and deletes
@@ -45,9 +64,7 @@ resource "aws_sqs_queue" "fanout" {
   deduplication_scope         = local.ordered ? "messageGroup" : null
   fifo_throughput_limit       = local.ordered ? "perMessageGroupId" : null
 
-  # AWS guidance for Lambda event sources: at least six times the function timeout,
-  # so a job is not redelivered while a (retried) invocation still holds it.
-  visibility_timeout_seconds = 6 * var.worker_timeout_seconds
+  visibility_timeout_seconds = local.fanout_visibility_timeout_seconds
 
   message_retention_seconds = var.fanout_message_retention_seconds
   max_message_size          = 262144
@@ -60,6 +77,13 @@ resource "aws_sqs_queue" "fanout" {
     deadLetterTargetArn = aws_sqs_queue.fanout_dlq.arn
     maxReceiveCount     = local.max_receive_count
   })
+
+  lifecycle {
+    precondition {
+      condition     = var.fanout_message_retention_seconds >= local.fanout_retention_needed
+      error_message = "fanout_message_retention_seconds = ${var.fanout_message_retention_seconds} is shorter than a job can take to reach the dead-letter queue, and SQS would delete it unseen: it needs (${local.ordered ? 0 : local.max_queue_delay_seconds} s of a retry's delay) + ${local.max_receive_count} receives x max(visibility timeout ${local.fanout_visibility_timeout_seconds} s, batching window + worker timeout + ${local.max_queue_delay_seconds} s of retry delay) = ${local.fanout_retention_needed} s. Raise it (SQS keeps at most 1209600), or lower max_receive_count (ordered_max_receive_count with per_room) or worker_timeout_seconds."
+    }
+  }
 }
 
 # Only the fan-out queue may dead-letter into the DLQ.
@@ -101,6 +125,44 @@ data "aws_iam_policy_document" "fanout_queue" {
 resource "aws_sqs_queue_policy" "fanout" {
   queue_url = aws_sqs_queue.fanout.id
   policy    = data.aws_iam_policy_document.fanout_queue.json
+}
+
+# The same boundary on the DLQ: what is parked there is redriven into the fan-out queue, so a job
+# sent to the DLQ would reach the rooms without passing the fan-out queue's policy. Only the
+# worker parks jobs there itself. SQS's own dead-lettering (after maxReceiveCount) is not a send
+# by a principal: the Deny applies only to requests that carry a principal ARN, so it cannot
+# catch SQS, and an anonymous request is allowed by nothing anyway. Operators' redrives only
+# receive and delete here (StartMessageMoveTask, `wsfanout dlq redrive --max`): they send to the
+# fan-out queue, as a role of var.producer_role_arns.
+data "aws_iam_policy_document" "fanout_dlq" {
+  statement {
+    sid       = "OnlyTheWorkerParks"
+    effect    = "Deny"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.fanout_dlq.arn]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "ArnNotEquals"
+      variable = "aws:PrincipalArn"
+      values   = [aws_iam_role.function["worker"].arn]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "aws:PrincipalArn"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "fanout_dlq" {
+  queue_url = aws_sqs_queue.fanout_dlq.id
+  policy    = data.aws_iam_policy_document.fanout_dlq.json
 }
 
 locals {

@@ -302,7 +302,7 @@ variable "ordered_max_receive_count" {
 }
 
 variable "fanout_message_retention_seconds" {
-  description = "Retention of jobs in the fan-out queue, in seconds (the dead-letter queue always keeps 14 days)."
+  description = "Retention of jobs in the fan-out queue, in seconds (the dead-letter queue always keeps 14 days). SQS deletes a job past it without dead-lettering it, so the plan refuses less than a job can take to reach the dead-letter queue: (900, or 0 with per_room) + receives x max(6 x worker_timeout_seconds, worker_batching_window_seconds + worker_timeout_seconds + 900), 11460 with the defaults (local.fanout_retention_needed, queue.tf; docs/deploy.md)."
   type        = number
   default     = 345600
 
@@ -422,6 +422,39 @@ variable "throttling_rate_limit" {
   validation {
     condition     = var.throttling_rate_limit >= 0
     error_message = "throttling_rate_limit must be non-negative."
+  }
+}
+
+variable "account_connection_rate" {
+  description = "The account's API Gateway WebSocket quota of new connections a second in this region (500 unless AWS raised it), shared by every WebSocket API of the account there. connect_throttling_rate_limit must stay below it."
+  type        = number
+  default     = 500
+
+  validation {
+    condition     = var.account_connection_rate >= 1 && var.account_connection_rate <= 1000000 && floor(var.account_connection_rate) == var.account_connection_rate
+    error_message = "account_connection_rate must be a whole number between 1 and 1000000."
+  }
+}
+
+variable "connect_throttling_rate_limit" {
+  description = "Throttling of the $connect route: steady-state new connections a second (each runs the authorizer and connect functions). Below account_connection_rate, so a flood on this stack gets 429s from its own stage before it takes the account's quota from every other WebSocket API in the region; a reconnect storm of N clients takes at least N / this seconds."
+  type        = number
+  default     = 250
+
+  validation {
+    condition     = var.connect_throttling_rate_limit >= 1 && var.connect_throttling_rate_limit < var.account_connection_rate
+    error_message = "connect_throttling_rate_limit must be at least 1 and below account_connection_rate (the account's new-connection quota in the region, 500 by default): at or above it, a $connect flood takes the quota from the account's other WebSocket APIs before this stage throttles it."
+  }
+}
+
+variable "connect_throttling_burst_limit" {
+  description = "Throttling of the $connect route: burst of new connections, at most account_connection_rate."
+  type        = number
+  default     = 250
+
+  validation {
+    condition     = var.connect_throttling_burst_limit >= 1 && var.connect_throttling_burst_limit <= var.account_connection_rate && floor(var.connect_throttling_burst_limit) == var.connect_throttling_burst_limit
+    error_message = "connect_throttling_burst_limit must be a whole number from 1 to account_connection_rate (500 by default)."
   }
 }
 
@@ -576,6 +609,13 @@ variable "producer_role_arns" {
     condition     = alltrue([for arn in var.producer_role_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$", arn))])
     error_message = "producer_role_arns must be IAM role ARNs (arn:aws:iam::123456789012:role/NAME)."
   }
+
+  # The queue policy compares them with ArnNotEquals, where * and ? are wildcards: role/* would
+  # let every role of the account send jobs.
+  validation {
+    condition     = alltrue([for arn in var.producer_role_arns : !strcontains(arn, "*") && !strcontains(arn, "?")])
+    error_message = "producer_role_arns must name roles exactly: * and ? are wildcards in the queue policy's ARN condition, and would let every matching role send jobs."
+  }
 }
 
 variable "rate_limit_per_second" {
@@ -612,6 +652,17 @@ variable "auth_mode" {
   validation {
     condition     = contains(["jwt", "none"], var.auth_mode)
     error_message = "auth_mode must be \"jwt\" or \"none\"."
+  }
+}
+
+variable "connect_token_source" {
+  description = "Where clients put their JWT at $connect, which the authorizer's identity source requires: \"query\" (the default; `?token=`, as browsers must, and as every client of this project does) or \"header\" (`Authorization: Bearer`): API Gateway answers 401 to a handshake without it before invoking the authorizer, so a token-less flood costs no Lambda. \"either\": no identity source, both are accepted, and every handshake invokes the authorizer."
+  type        = string
+  default     = "query"
+
+  validation {
+    condition     = contains(["query", "header", "either"], var.connect_token_source)
+    error_message = "connect_token_source must be \"query\", \"header\" or \"either\"."
   }
 }
 

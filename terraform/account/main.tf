@@ -44,6 +44,14 @@ data "aws_iam_policy_document" "apigateway_assume_role" {
       type        = "Service"
       identifiers = ["apigateway.amazonaws.com"]
     }
+
+    # Only on behalf of this account's API Gateway (the confused deputy): API Gateway acting for
+    # another account cannot be made to write with this role.
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
   }
 }
 

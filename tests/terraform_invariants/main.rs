@@ -9,7 +9,9 @@
 //!   functions/Cargo.toml, which are those of `fanout::config::Function::ALL`), and every
 //!   binary is deployed;
 //! - no IAM statement uses a wildcard action, and `*` resources appear only for the X-Ray
-//!   actions that have no resource-level permissions;
+//!   actions that have no resource-level permissions; sendmessage may update only the key and
+//!   the allowance of a connection (`dynamodb:Attributes`), and the API Gateway logging role
+//!   (terraform/account) trusts API Gateway only for this account (`aws:SourceAccount`);
 //! - every resource name includes the workspace (an HTTP API's `$default` stage is named within
 //!   its API, which does);
 //! - with `ordering = "per_room"` the fan-out queue and its dead-letter queue are FIFO (named,
@@ -18,10 +20,16 @@
 //!   default), rooms are not split, and Terraform refuses a room split, a batch or batching window
 //!   Lambda's FIFO event source would refuse, an explicit receive count below that need, and a
 //!   need above SQS's 1000; with `"none"` none of it applies;
+//! - the fan-out queue's retention covers the longest a job can take to reach the dead-letter
+//!   queue (`(FIFO ? 0 : 900) + maxReceiveCount * max(visibility timeout, batching window + worker
+//!   timeout + 900)`), and Terraform refuses a shorter one;
 //! - the fan-out queue's policy lets exactly sendmessage, publish, the worker and the named
-//!   producer roles send jobs;
+//!   producer roles send jobs, the dead-letter queue's only the worker (never catching SQS's own
+//!   dead-lettering), and a producer role ARN with a wildcard is refused;
 //! - `$connect` (only it, of the WebSocket API's routes) goes through the JWT authorizer unless
-//!   `auth_mode = "none"`, every route of an HTTP API (`POST /publish`) is IAM-authorized, and a
+//!   `auth_mode = "none"`, which requires the token where `connect_token_source` says (so a
+//!   token-less handshake is refused before it costs a Lambda), `$connect` has a throttle of its
+//!   own below the account's new-connection quota, every route of an HTTP API (`POST /publish`) is IAM-authorized, and a
 //!   customer-managed key is granted to each role that uses what it encrypts;
 //! - each function sets every variable its binary requires and only variables it reads, as
 //!   `fanout::config::Function::env_vars` lists them, and none that Lambda reserves;
@@ -67,11 +75,13 @@ use checks::auth::{check_authorizer, check_kms_grants};
 use checks::dashboard::{check_options, check_rendered, emitted_metrics};
 use checks::declarations::{check_documented, check_references, check_tfvars};
 use checks::environment::check_environment;
-use checks::iam::check_iam;
+use checks::iam::{check_connection_writes, check_iam, check_service_trust};
 use checks::naming::check_names_include_workspace;
 use checks::ordering::check_ordering;
 use checks::queue_policy::check_queue_policy;
+use checks::retention::check_retention;
 use checks::runbooks::check_runbooks;
+use checks::throttling::{check_connect_throttle, example_var_files};
 use checks::visibility::check_visibility_timeout;
 use fixtures::assert_clean;
 use model::{Module, cargo_bins, files_with_extension, repo_root};
@@ -114,8 +124,29 @@ fn iam_has_no_wildcard_actions_or_scopable_wildcard_resources() {
 }
 
 #[test]
+fn sendmessage_writes_only_the_allowance_of_a_connection() {
+    assert_clean("connection writes", check_connection_writes(&terraform()));
+}
+
+#[test]
+fn the_api_gateway_logging_role_serves_only_this_account() {
+    assert_clean(
+        "API Gateway logging role trust",
+        check_service_trust(&Module::from_dir(&repo_root().join("terraform/account"))),
+    );
+}
+
+#[test]
 fn connect_goes_through_the_jwt_authorizer_unless_auth_is_off() {
     assert_clean("$connect authorizer", check_authorizer(&terraform()));
+}
+
+#[test]
+fn connect_is_throttled_below_the_accounts_new_connection_quota() {
+    assert_clean(
+        "$connect throttle",
+        check_connect_throttle(&terraform(), &example_var_files()),
+    );
 }
 
 #[test]
@@ -126,6 +157,11 @@ fn a_customer_managed_key_is_granted_to_each_role_that_needs_it() {
 #[test]
 fn only_sendmessage_publish_the_worker_and_named_producers_may_send_jobs() {
     assert_clean("fan-out queue policy", check_queue_policy(&terraform()));
+}
+
+#[test]
+fn the_fanout_queue_keeps_a_job_until_it_is_dead_lettered() {
+    assert_clean("fan-out queue retention", check_retention(&terraform()));
 }
 
 #[test]

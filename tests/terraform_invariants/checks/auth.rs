@@ -1,8 +1,9 @@
 //! The security wiring, as Terraform evaluates it: with `auth_mode = "jwt"` (the default) the
 //! `$connect` route, and only it, goes through a REQUEST authorizer that invokes the authorizer
-//! function, with no identity source (a token may come as the `token` query parameter or an
-//! `Authorization` header, and a listed source API Gateway does not find is a 401 before the
-//! authorizer runs); with `"none"` nothing is authorized and no authorizer is deployed. Every
+//! function, whose identity source is where `connect_token_source` says the token is (the `token`
+//! query parameter by default, or the `Authorization` header; none with `"either"`), since API
+//! Gateway answers 401 without invoking the authorizer when a listed source is missing; with
+//! `"none"` nothing is authorized and no authorizer is deployed. Every
 //! route of an HTTP API (the backends' `POST /publish`) is IAM-authorized whatever `auth_mode`
 //! says: its callers sign with SigV4. With a customer-managed key, every function that uses a
 //! table encrypted with it (and the authorizer reading its secret) gets a key policy.
@@ -10,6 +11,8 @@
 use std::collections::BTreeSet;
 
 use serde_json::Value;
+
+use fanout::handlers::authorizer::TOKEN_PARAMETER;
 
 use crate::model::{Module, attr, nested, show};
 use crate::render::{RenderOptions, instance_values, render_module};
@@ -114,18 +117,7 @@ pub fn check_authorizer(module: &Module) -> Vec<String> {
             {
                 violations.push(format!("{address}: authorizer_uri must invoke {function}"));
             }
-            for authorizer in module
-                .resources()
-                .into_iter()
-                .filter(|r| r.kind == "aws_apigatewayv2_authorizer" && r.sets("identity_sources"))
-            {
-                violations.push(format!(
-                    "{}: identity_sources set: a token may come from the query string or a \
-                     header, and a listed source that is missing is a 401 before the authorizer \
-                     runs",
-                    authorizer.address()
-                ));
-            }
+            check_identity_sources(module, address, &mut violations);
         }
     }
     match rendered(module, &[("auth_mode", "none")]) {
@@ -143,6 +135,69 @@ pub fn check_authorizer(module: &Module) -> Vec<String> {
         }
     }
     violations
+}
+
+/// The identity source the authorizer must require for each `connect_token_source` (`None`: none,
+/// for "either"): where the authorizer function reads the token, so that API Gateway refuses a
+/// handshake without it (401) before invoking the function, and never one the function accepts.
+fn expected_identity_sources() -> [(&'static str, Option<Vec<String>>); 3] {
+    [
+        (
+            "query",
+            Some(vec![format!("route.request.querystring.{TOKEN_PARAMETER}")]),
+        ),
+        (
+            "header",
+            Some(vec!["route.request.header.Authorization".to_owned()]),
+        ),
+        ("either", None),
+    ]
+}
+
+/// The authorizer's rendered identity sources, with its default and with each
+/// `connect_token_source`: the default requires the query parameter (what browsers send).
+fn check_identity_sources(module: &Module, address: &str, violations: &mut Vec<String>) {
+    let sets = module
+        .resources()
+        .into_iter()
+        .any(|r| r.kind == "aws_apigatewayv2_authorizer" && r.sets("identity_sources"));
+    let spec = "aws_apigatewayv2_authorizer.identity_sources";
+    let sources = |vars: &[(&str, &str)]| -> Result<Option<Vec<String>>, String> {
+        if !sets {
+            return Ok(None);
+        }
+        let mut options = RenderOptions::attributes("dev", vec![spec.to_owned()]);
+        options.vars = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let r = render_module(module, &options)?;
+        Ok(value(&r, spec, address).as_array().map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        }))
+    };
+    let expected = expected_identity_sources();
+    let mut runs = vec![("the default".to_owned(), Vec::new(), expected[0].1.clone())];
+    for (source, want) in &expected {
+        runs.push((
+            format!("connect_token_source = \"{source}\""),
+            vec![("connect_token_source", *source)],
+            want.clone(),
+        ));
+    }
+    for (scenario, vars, want) in runs {
+        match sources(&vars) {
+            Ok(got) if got == want => {}
+            Ok(got) => violations.push(format!(
+                "{address}: identity_sources render to {got:?} with {scenario}, not {want:?}: \
+                 API Gateway answers 401 without invoking the authorizer when a listed source is \
+                 missing, so it must list where the token is, and nothing with \"either\""
+            )),
+            Err(e) => violations.push(format!("{scenario} does not render: {e}")),
+        }
+    }
 }
 
 /// The functions whose policy document grants DynamoDB actions (they use the tables the key
@@ -209,7 +264,12 @@ variable "auth_mode" {
   type    = string
   default = "jwt"
 }
+variable "connect_token_source" {
+  type    = string
+  default = "query"
+}
 locals {
+  sources      = { query = "route.request.querystring.token", header = "route.request.header.Authorization" }
   auth_enabled = var.auth_mode == "jwt"
   routes       = toset(["$connect", "sendmessage"])
   functions    = local.auth_enabled ? toset(["connect", "sendmessage", "authorizer"]) : toset(["connect", "sendmessage"])
@@ -265,19 +325,23 @@ resource "aws_apigatewayv2_route" "this" {
 
     const GOOD_TYPE: &str = r#"each.key == "$connect" && local.auth_enabled ? "CUSTOM" : "NONE""#;
     const GOOD_URI: &str = r#"aws_lambda_function.this["authorizer"].invoke_arn"#;
+    const GOOD_SOURCES: &str = r#"identity_sources = var.connect_token_source == "either" ? null : [local.sources[var.connect_token_source]]"#;
 
     #[test]
     fn a_miswired_authorizer_is_reported() {
-        assert_clean("wired", check_authorizer(&module(GOOD_TYPE, GOOD_URI, "")));
+        assert_clean(
+            "wired",
+            check_authorizer(&module(GOOD_TYPE, GOOD_URI, GOOD_SOURCES)),
+        );
         assert_reports(
-            &check_authorizer(&module(r#""NONE""#, GOOD_URI, "")),
+            &check_authorizer(&module(r#""NONE""#, GOOD_URI, GOOD_SOURCES)),
             &["aws_apigatewayv2_route.this[\"$connect\"] is not authorized"],
         );
         assert_reports(
             &check_authorizer(&module(
                 r#"local.auth_enabled ? "CUSTOM" : "NONE""#,
                 GOOD_URI,
-                "",
+                GOOD_SOURCES,
             )),
             &["aws_apigatewayv2_route.this[\"sendmessage\"]: authorization_type \"CUSTOM\""],
         );
@@ -285,9 +349,17 @@ resource "aws_apigatewayv2_route" "this" {
             &check_authorizer(&module(
                 GOOD_TYPE,
                 r#"aws_lambda_function.this["connect"].invoke_arn"#,
-                "",
+                GOOD_SOURCES,
             )),
             &["authorizer_uri must invoke aws_lambda_function.this[\"authorizer\"]"],
+        );
+        // No identity source (the issue's finding): a token-less handshake invokes the
+        // authorizer. One for every setting: header clients locked out.
+        assert_reports(
+            &check_authorizer(&module(GOOD_TYPE, GOOD_URI, "")),
+            &[
+                "identity_sources render to None with the default, not Some([\"route.request.querystring.token\"])",
+            ],
         );
         assert_reports(
             &check_authorizer(&module(
@@ -295,21 +367,29 @@ resource "aws_apigatewayv2_route" "this" {
                 GOOD_URI,
                 r#"identity_sources = ["route.request.querystring.token"]"#,
             )),
-            &["identity_sources set"],
+            &[
+                "with connect_token_source = \"header\", not Some([\"route.request.header.Authorization\"])",
+                "with connect_token_source = \"either\", not None",
+            ],
         );
     }
 
     #[test]
     fn an_http_route_without_iam_authorization_is_reported() {
         assert_reports(
-            &check_authorizer(&module_with_http(GOOD_TYPE, GOOD_URI, "", r#""NONE""#)),
+            &check_authorizer(&module_with_http(
+                GOOD_TYPE,
+                GOOD_URI,
+                GOOD_SOURCES,
+                r#""NONE""#,
+            )),
             &["aws_apigatewayv2_route.publish: authorization_type \"NONE\"; the HTTP API's routes"],
         );
         // IAM-authorized with the JWT authorizer only: open with auth_mode = "none".
         let violations = check_authorizer(&module_with_http(
             GOOD_TYPE,
             GOOD_URI,
-            "",
+            GOOD_SOURCES,
             r#"local.auth_enabled ? "AWS_IAM" : "NONE""#,
         ));
         assert_reports(

@@ -2,10 +2,13 @@
 //! resource-level permissions, no NotAction/NotResource, no `*` principal in what a statement
 //! allows (a Deny to `*` with a condition, as the fan-out queue's policy has, narrows access).
 
+use std::collections::BTreeSet;
+
 use hcl::{Expression, ObjectKey};
 
 use crate::fixtures::{assert_clean, assert_reports};
 use crate::model::{Module, attr, key_name, literal_str, nested, show};
+use crate::render::{RenderOptions, render_module};
 
 /// Actions that have no resource-level permissions, so "*" is their only valid resource.
 const RESOURCE_WILDCARD_ONLY: &[&str] = &["xray:PutTraceSegments", "xray:PutTelemetryRecords"];
@@ -229,6 +232,188 @@ pub fn check_iam(module: &Module) -> Vec<String> {
     violations
 }
 
+/// The statements of the module's policy documents, as (address, body).
+fn statements(module: &Module) -> Vec<(String, &hcl::Body)> {
+    module
+        .labelled("data")
+        .into_iter()
+        .filter(|d| d.kind == "aws_iam_policy_document")
+        .flat_map(|doc| {
+            nested(doc.block.body(), "statement")
+                .enumerate()
+                .map(move |(n, statement)| {
+                    let body = statement.body();
+                    let sid = attr(body, "sid")
+                        .and_then(literal_str)
+                        .map(str::to_owned)
+                        .unwrap_or(format!("#{n}"));
+                    (format!("data.{} statement {sid}", doc.address()), body)
+                })
+        })
+        .collect()
+}
+
+/// A statement's condition on `variable` with `test`: its `values` expression.
+fn condition<'b>(body: &'b hcl::Body, test: &str, variable: &str) -> Option<&'b Expression> {
+    nested(body, "condition")
+        .map(|c| c.body())
+        .find(|c| {
+            attr(c, "test").and_then(literal_str) == Some(test)
+                && attr(c, "variable").and_then(literal_str) == Some(variable)
+        })
+        .and_then(|c| attr(c, "values"))
+}
+
+/// The attributes the allowance swap writes besides the key: those a connection item has only
+/// once it has an allowance (`fanout::domain::Connection` names the table's attributes).
+fn allowance_attributes() -> BTreeSet<String> {
+    use fanout::domain::{Allowance, Connection, RoomName};
+    let without = Connection {
+        connection_id: "c".to_owned(),
+        room: RoomName::parse("lobby").expect("a valid room"),
+        connected_at: 0,
+        expires_at: 0,
+        principal: Some("p".to_owned()),
+        allowance: None,
+    };
+    let with = Connection {
+        allowance: Some(Allowance { milli: 0, at: 0 }),
+        ..without.clone()
+    };
+    let keys = |c: &Connection| -> BTreeSet<String> {
+        serde_json::to_value(c)
+            .expect("a connection serializes")
+            .as_object()
+            .expect("an object")
+            .keys()
+            .cloned()
+            .collect()
+    };
+    keys(&with).difference(&keys(&without)).cloned().collect()
+}
+
+/// What `ReturnValues` may be: nothing returned, or only the attributes written.
+const RETURN_VALUES: &[&str] = &["NONE", "UPDATED_OLD", "UPDATED_NEW"];
+
+/// Every statement allowing `dynamodb:UpdateItem` on the connections table limits it to the
+/// table's key and the allowance (`ForAllValues:StringEquals` on `dynamodb:Attributes`, as
+/// Terraform renders it) and returns no other attribute (`dynamodb:ReturnValues`).
+pub fn check_connection_writes(module: &Module) -> Vec<String> {
+    let mut violations = Vec::new();
+    let updates: Vec<_> = statements(module)
+        .into_iter()
+        .filter(|(_, body)| {
+            attr(body, "actions").is_some_and(|a| show(a).contains("\"dynamodb:UpdateItem\""))
+                && attr(body, "resources")
+                    .is_some_and(|r| show(r).contains("aws_dynamodb_table.connections."))
+        })
+        .collect();
+    if updates.is_empty() {
+        return vec![
+            "no statement allows dynamodb:UpdateItem on the connections table: nothing to check"
+                .to_owned(),
+        ];
+    }
+    for (at, body) in updates {
+        let Some(values) = condition(body, "ForAllValues:StringEquals", "dynamodb:Attributes")
+        else {
+            violations.push(format!(
+                "{at}: dynamodb:UpdateItem on the connections table without a ForAllValues:StringEquals condition on dynamodb:Attributes: it may rewrite any attribute of a connection (its room, principal, expiry)"
+            ));
+            continue;
+        };
+        let mut options = RenderOptions::attributes("dev", Vec::new());
+        options.exprs = vec![
+            ("attributes".to_owned(), show(values)),
+            (
+                "key".to_owned(),
+                "aws_dynamodb_table.connections.hash_key".to_owned(),
+            ),
+        ];
+        match render_module(module, &options) {
+            Err(e) => violations.push(format!("{at}: the condition does not render: {e}")),
+            Ok(rendered) => {
+                let got: BTreeSet<String> = rendered["exprs"]["attributes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect();
+                let mut want = allowance_attributes();
+                want.extend(rendered["exprs"]["key"].as_str().map(str::to_owned));
+                if got != want {
+                    violations.push(format!(
+                        "{at}: dynamodb:Attributes renders to {got:?}; the allowance swap names exactly {want:?} (the table's key, which DynamoDB counts, and the allowance)"
+                    ));
+                }
+            }
+        }
+        let returns = condition(body, "StringEqualsIfExists", "dynamodb:ReturnValues")
+            .map(|v| string_list(Some(v), "values"));
+        match returns {
+            Some(Ok(values))
+                if !values.is_empty() && values.iter().all(|v| RETURN_VALUES.contains(&v.as_str())) => {}
+            other => violations.push(format!(
+                "{at}: no StringEqualsIfExists condition limiting dynamodb:ReturnValues to {RETURN_VALUES:?} (found {other:?}): ALL_OLD or ALL_NEW would return attributes dynamodb:Attributes does not name"
+            )),
+        }
+    }
+    violations
+}
+
+/// Every role a service may assume for API Gateway is bound to this account
+/// (`aws:SourceAccount`, as Terraform renders it, is the caller's account): otherwise API
+/// Gateway acting for another account could be made to use it (the confused deputy).
+pub fn check_service_trust(module: &Module) -> Vec<String> {
+    const SERVICE: &str = "apigateway.amazonaws.com";
+    let mut violations = Vec::new();
+    let trusts: Vec<_> = statements(module)
+        .into_iter()
+        .filter(|(_, body)| {
+            attr(body, "actions").is_some_and(|a| show(a).contains("sts:AssumeRole"))
+                && nested(body, "principals").any(|p| {
+                    attr(p.body(), "identifiers").is_some_and(|i| show(i).contains(SERVICE))
+                })
+        })
+        .collect();
+    if trusts.is_empty() {
+        return vec![format!(
+            "no statement lets {SERVICE} assume a role: nothing to check"
+        )];
+    }
+    for (at, body) in trusts {
+        let Some(values) = condition(body, "StringEquals", "aws:SourceAccount") else {
+            violations.push(format!(
+                "{at}: {SERVICE} may assume the role without a StringEquals condition on aws:SourceAccount: on behalf of any account"
+            ));
+            continue;
+        };
+        let mut options = RenderOptions::attributes("dev", Vec::new());
+        options.exprs = vec![
+            ("accounts".to_owned(), show(values)),
+            (
+                "caller".to_owned(),
+                "data.aws_caller_identity.current.account_id".to_owned(),
+            ),
+        ];
+        match render_module(module, &options) {
+            Err(e) => violations.push(format!("{at}: the condition does not render: {e}")),
+            Ok(r) => {
+                let caller = &r["exprs"]["caller"];
+                if r["exprs"]["accounts"].as_array().map(Vec::as_slice)
+                    != Some(std::slice::from_ref(caller))
+                {
+                    violations.push(format!(
+                        "{at}: aws:SourceAccount renders to {}, not the caller's account [{caller}]",
+                        r["exprs"]["accounts"]
+                    ));
+                }
+            }
+        }
+    }
+    violations
+}
+
 // Negative checks
 
 #[test]
@@ -319,5 +504,108 @@ resource "aws_iam_role_policy" "inline" {
     assert!(
         !empty.is_empty(),
         "a module without IAM statements must be reported, not pass"
+    );
+}
+
+#[test]
+fn connection_writes_are_limited_to_the_allowance() {
+    let module = |conditions: &str| {
+        Module::parse_snippet(
+            "iam.tf",
+            &format!(
+                r#"
+resource "aws_dynamodb_table" "connections" {{
+  name     = "x-connections"
+  hash_key = "connectionId"
+}}
+data "aws_iam_policy_document" "sendmessage" {{
+  statement {{
+    sid       = "SpendSenderAllowance"
+    actions   = ["dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.connections.arn]
+{conditions}
+  }}
+}}
+"#
+            ),
+        )
+    };
+    let attributes = |values: &str| {
+        format!(
+            "    condition {{\n      test     = \"ForAllValues:StringEquals\"\n      variable = \"dynamodb:Attributes\"\n      values   = {values}\n    }}\n"
+        )
+    };
+    let returns = "    condition {\n      test     = \"StringEqualsIfExists\"\n      variable = \"dynamodb:ReturnValues\"\n      values   = [\"NONE\"]\n    }\n";
+    let good = attributes(r#"[aws_dynamodb_table.connections.hash_key, "allowance"]"#);
+    assert_clean(
+        "key and allowance",
+        check_connection_writes(&module(&format!("{good}{returns}"))),
+    );
+    // The issue's finding: any attribute.
+    assert_reports(
+        &check_connection_writes(&module("")),
+        &["statement SpendSenderAllowance: dynamodb:UpdateItem on the connections table without"],
+    );
+    // The key left out (every UpdateItem would be denied), another attribute let in.
+    assert_reports(
+        &check_connection_writes(&module(&format!(
+            "{}{returns}",
+            attributes(r#"["allowance"]"#)
+        ))),
+        &["dynamodb:Attributes renders to {\"allowance\"}"],
+    );
+    assert_reports(
+        &check_connection_writes(&module(&format!(
+            "{}{returns}",
+            attributes(r#"["connectionId", "allowance", "room"]"#)
+        ))),
+        &["renders to {\"allowance\", \"connectionId\", \"room\"}"],
+    );
+    assert_reports(
+        &check_connection_writes(&module(&good)),
+        &["no StringEqualsIfExists condition limiting dynamodb:ReturnValues"],
+    );
+}
+
+#[test]
+fn an_apigateway_trust_without_the_source_account_is_reported() {
+    let module = |condition: &str| {
+        Module::parse_snippet(
+            "account.tf",
+            &format!(
+                r#"
+data "aws_caller_identity" "current" {{}}
+data "aws_iam_policy_document" "apigateway_assume_role" {{
+  statement {{
+    actions = ["sts:AssumeRole"]
+    principals {{
+      type        = "Service"
+      identifiers = ["apigateway.amazonaws.com"]
+    }}
+{condition}
+  }}
+}}
+"#
+            ),
+        )
+    };
+    let source = |values: &str| {
+        format!(
+            "    condition {{\n      test     = \"StringEquals\"\n      variable = \"aws:SourceAccount\"\n      values   = {values}\n    }}\n"
+        )
+    };
+    assert_clean(
+        "this account",
+        check_service_trust(&module(&source(
+            "[data.aws_caller_identity.current.account_id]",
+        ))),
+    );
+    assert_reports(
+        &check_service_trust(&module("")),
+        &["may assume the role without a StringEquals condition on aws:SourceAccount"],
+    );
+    assert_reports(
+        &check_service_trust(&module(&source(r#"["111122223333"]"#))),
+        &["aws:SourceAccount renders to [\"111122223333\"], not the caller's account"],
     );
 }

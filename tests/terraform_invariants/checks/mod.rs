@@ -11,5 +11,7 @@ pub mod iam;
 pub mod naming;
 pub mod ordering;
 pub mod queue_policy;
+pub mod retention;
 pub mod runbooks;
+pub mod throttling;
 pub mod visibility;
