@@ -6,21 +6,20 @@
 //! | no token, or an invalid one | fails with the message `Unauthorized` | 401 |
 //! | a valid token; the room is not granted | a Deny policy, the reason in its context | 403 |
 //! | a valid token; the room is granted | an Allow policy; principal = `sub` | `$connect` runs |
-//! | a valid token; the room name is invalid | an Allow policy | `$connect` answers 400 and why |
+//! | a valid token; the room name is invalid | a Deny policy, the reason in its context | 403 |
 //! | the issuer's keys cannot be fetched | fails with another message | 500 |
 //!
-//! An invalid room name is allowed through because it cannot grant anything: `$connect`
-//! validates the same parameter and refuses it, with a reason the client can act on, where a
-//! Deny would only say 403. The room is read exactly as `$connect` reads it
-//! (`queryStringParameters.room`, default `lobby`), and a request naming several different
-//! rooms is denied, so the room authorized is the room joined.
+//! The room is read exactly as `$connect` reads it (`queryStringParameters.room`, default
+//! `lobby`); a request naming several different rooms, or a room that does not parse, is
+//! denied: nothing is allowed that was not granted. The Allow's context names the room, and
+//! `$connect` joins no other (403), so the room authorized is the room joined.
 //!
 //! WebSocket authorizers are not cached by API Gateway (the result TTL is for HTTP APIs only):
 //! every `$connect` calls this function, so a decision about one room is never reused for
 //! another.
 
 use crate::auth::{AuthError, Claims, Verifier};
-use crate::domain::RoomName;
+use crate::domain::{InvalidRoom, RoomName};
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequestTypeRequest,
     ApiGatewayCustomAuthorizerResponse,
@@ -102,14 +101,14 @@ pub async fn handle(
     let granted = rooms.to_string();
     let room = match requested_room(&request) {
         Requested::Room(room) => room,
-        Requested::Invalid => {
-            let note = "the room name is invalid: $connect refuses it with 400";
-            info!(connection_id, sub, note, "allowed");
+        Requested::Invalid(invalid) => {
+            let reason = format!("invalid room: {invalid}");
+            info!(connection_id, sub, reason, "denied (403)");
             return Ok(policy(
-                IamPolicyEffect::Allow,
+                IamPolicyEffect::Deny,
                 method_arn,
                 &sub,
-                json!({"sub": sub, "rooms": granted}),
+                json!({"sub": sub, "reason": reason}),
             ));
         }
         Requested::Several => {
@@ -164,8 +163,7 @@ pub fn token(request: &AuthorizerRequest) -> Option<&str> {
 
 enum Requested {
     Room(RoomName),
-    /// `$connect` refuses it with 400.
-    Invalid,
+    Invalid(InvalidRoom),
     Several,
 }
 
@@ -180,7 +178,7 @@ fn requested_room(request: &AuthorizerRequest) -> Requested {
         None => Requested::Room(RoomName::lobby()),
         Some(name) => match RoomName::parse(name) {
             Ok(room) => Requested::Room(room),
-            Err(_) => Requested::Invalid,
+            Err(invalid) => Requested::Invalid(invalid),
         },
     }
 }
@@ -412,13 +410,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_invalid_room_name_is_left_to_connect_to_refuse() {
-        let token = token(&["ops"]);
+    async fn an_invalid_room_name_is_denied_with_the_reason() {
+        let token = token(&["*"]);
         let response = decide(event(&[("room", "has space"), ("token", &token)]))
             .await
             .unwrap();
-        assert!(allows(&response));
-        assert!(!context(&response).contains_key("room"));
+        assert!(!allows(&response));
+        let reason = context(&response)["reason"].as_str().unwrap().to_owned();
+        assert!(reason.starts_with("invalid room: "), "{reason}");
     }
 
     #[tokio::test]

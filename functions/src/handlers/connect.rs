@@ -28,7 +28,8 @@ impl Default for ConnectConfig {
 }
 
 /// Stores the connection in the room named by `?room=` (default `lobby`). A bad room name
-/// refuses the handshake with 400 and the reason.
+/// refuses the handshake with 400 and the reason; a room other than the one the authorizer
+/// granted (when one ran), with 403.
 pub async fn handle(
     store: &dyn ConnectionStore,
     config: &ConnectConfig,
@@ -45,12 +46,20 @@ pub async fn handle(
             Err(reason) => return response(400, Some(format!("invalid room: {reason}"))),
         },
     };
+    let principal = principal(&request);
+    if principal.is_some() {
+        let granted = authorizer_field(&request, "room");
+        if granted != Some(room.as_str()) {
+            info!(connection_id, ?granted, %room, "refused: not the room authorized (403)");
+            return response(403, Some(format!("room {room} was not authorized")));
+        }
+    }
     let connection = Connection {
         connection_id: connection_id.to_owned(),
         room,
         connected_at: epoch_millis(now),
         expires_at: epoch_millis(now + config.ttl) / 1000,
-        principal: principal(&request),
+        principal,
         allowance: None,
     };
     match store.put(&connection).await {
@@ -68,15 +77,22 @@ pub async fn handle(
     }
 }
 
-/// The principal a `$connect` authorizer returned, if any.
+/// The principal a `$connect` authorizer returned, if one ran.
 fn principal(request: &ApiGatewayWebsocketProxyRequest) -> Option<String> {
+    authorizer_field(request, "principalId").map(str::to_owned)
+}
+
+/// A string the authorizer put in its answer (its principal or its context).
+fn authorizer_field<'a>(
+    request: &'a ApiGatewayWebsocketProxyRequest,
+    name: &str,
+) -> Option<&'a str> {
     let authorizer = &request.request_context.authorizer;
     authorizer
         .other
-        .get("principalId")
-        .or_else(|| authorizer.fields.get("principalId"))
+        .get(name)
+        .or_else(|| authorizer.fields.get(name))
         .and_then(|value| value.as_str())
-        .map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -129,6 +145,22 @@ mod tests {
             (stored.room.as_str(), stored.principal.as_deref()),
             ("ops", Some("user-42"))
         );
+    }
+
+    #[tokio::test]
+    async fn refuses_a_room_other_than_the_one_authorized() {
+        for granted in [Some("lobby"), None] {
+            let store = MemoryStore::new();
+            let mut request = websocket("connect-authorized");
+            let fields = &mut request.request_context.authorizer.fields;
+            fields.remove("room");
+            if let Some(granted) = granted {
+                fields.insert("room".into(), granted.into());
+            }
+            let response = connect(&store, request).await;
+            assert_eq!(response.status_code, 403, "granted {granted:?}");
+            assert!(store.is_empty());
+        }
     }
 
     #[tokio::test]
