@@ -282,4 +282,45 @@ mod tests {
         );
         assert_eq!(RoomGrants::none().to_string(), "");
     }
+
+    /// The grants the docs show (`--rooms '…'` and `"rooms": […]`): every prefix ends with `:`,
+    /// since `team*` also grants `teams`.
+    #[test]
+    fn the_examples_end_their_prefixes_with_a_separator() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let mut files = vec![
+            format!("{root}/README.md"),
+            format!("{root}/local/src/options.rs"),
+        ];
+        for entry in std::fs::read_dir(format!("{root}/docs")).unwrap() {
+            files.push(entry.unwrap().path().display().to_string());
+        }
+        let mut seen = 0;
+        for file in files
+            .iter()
+            .filter(|file| file.ends_with(".md") || file.ends_with(".rs"))
+        {
+            let text = std::fs::read_to_string(file).unwrap();
+            let flags = text
+                .split("--rooms '")
+                .skip(1)
+                .filter_map(|rest| rest.split_once('\''));
+            let claims = text
+                .split("\"rooms\": [")
+                .skip(1)
+                .filter_map(|rest| rest.split_once(']'));
+            for (list, _) in flags.chain(claims) {
+                for entry in list.split(',').map(|e| e.trim().trim_matches('"')) {
+                    if let Some(prefix) = entry.strip_suffix('*') {
+                        seen += 1;
+                        assert!(
+                            prefix.is_empty() || prefix.ends_with(':'),
+                            "{file}: the grant {entry:?} should end its prefix with ':'"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(seen >= 3, "only {seen} prefix grants found in {files:?}");
+    }
 }
