@@ -18,12 +18,22 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+/// Where `--jwt-secret` is read from when the flag is absent.
+pub const JWT_SECRET_VAR: &str = "FANOUT_LOCAL_JWT_SECRET";
+
 /// How connections are authenticated: the flags shared by the stack and `fanout-local token`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct AuthOptions {
     /// Require an HS256 token signed with this secret (32 bytes or more) on every connection,
-    /// as the deployed authorizer does with JWT_SECRET_ARN.
-    #[arg(long, value_name = "SECRET", conflicts_with = "jwks_url")]
+    /// as the deployed authorizer does with JWT_SECRET_ARN. Prefer the environment variable:
+    /// a command line shows in `ps`.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = JWT_SECRET_VAR,
+        hide_env_values = true,
+        conflicts_with = "jwks_url"
+    )]
     pub jwt_secret: Option<String>,
 
     /// Require an RS256 or ES256 token verified against this key set (an OIDC issuer's JWKS;

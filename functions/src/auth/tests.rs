@@ -188,6 +188,23 @@ mod refusals {
         );
     }
 
+    /// A `sub` rides in every frame of its holder's messages: one too long for the frame's
+    /// envelope would make a message acked, then undeliverable.
+    #[tokio::test]
+    async fn a_sub_too_long_or_with_control_characters_is_refused() {
+        let longest = "\"".repeat(Claims::MAX_SUB_BYTES);
+        let accepted = hs256(&with(claims(&[]), "sub", json!(longest)));
+        assert!(verify(&secret_verifier(), &accepted).await.is_ok());
+        for bad in ["x".repeat(Claims::MAX_SUB_BYTES + 1), "line\nbreak".into()] {
+            let token = hs256(&with(claims(&[]), "sub", json!(bad)));
+            assert_eq!(
+                verify(&secret_verifier(), &token).await,
+                Err(AuthError::BadSub(bad.len())),
+                "{bad:?}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn bad_signature() {
         // Signed with another secret.

@@ -48,10 +48,19 @@ impl VerifierConfig {
 /// What a valid token says about its holder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claims {
-    /// `sub`: who the holder is; stored on the connection as its principal.
+    /// `sub`: who the holder is; stored on the connection as its principal, and every frame
+    /// of its messages carries it as `user`. 1 to [`Claims::MAX_SUB_BYTES`], no control
+    /// characters.
     pub sub: String,
     /// `rooms`: the rooms the holder may join. No claim grants none.
     pub rooms: RoomGrants,
+}
+
+impl Claims {
+    /// OIDC's limit on `sub` (255 ASCII characters). With its JSON escapes (at most two bytes
+    /// for one, as control characters are refused) it stays within the room the frame keeps
+    /// for its envelope, so a message accepted is never too big to deliver.
+    pub const MAX_SUB_BYTES: usize = 255;
 }
 
 /// Why a token was refused: for logs and tests. Every one is a 401 to the client, except
@@ -89,6 +98,11 @@ pub enum AuthError {
     MissingClaim(String),
     #[error("the token's rooms claim is invalid: {0}")]
     BadRooms(InvalidGrants),
+    #[error(
+        "the token's sub is {0} bytes or holds control characters; it must be 1 to {max} bytes of text",
+        max = Claims::MAX_SUB_BYTES
+    )]
+    BadSub(usize),
     /// The issuer's keys could not be fetched and none are cached: the authorizer cannot tell
     /// a good token from a bad one.
     #[error("the issuer's keys are unavailable: {0}")]
@@ -239,6 +253,9 @@ impl Verifier {
             .sub
             .filter(|sub| !sub.is_empty())
             .ok_or(AuthError::MissingClaim("sub".into()))?;
+        if sub.len() > Claims::MAX_SUB_BYTES || sub.chars().any(char::is_control) {
+            return Err(AuthError::BadSub(sub.len()));
+        }
         let rooms = match &claims.rooms {
             None => RoomGrants::none(),
             Some(entries) => RoomGrants::parse(entries.iter().map(String::as_str))

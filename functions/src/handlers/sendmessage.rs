@@ -216,6 +216,30 @@ fn not_registered() -> ClientError {
 mod tests {
     use super::*;
     use crate::adapters::memory::{MemoryHistory, MemoryQueue, MemoryStore};
+    use crate::auth::Claims;
+    use crate::domain::frame::MAX_FRAME_BYTES;
+    use crate::domain::history::MAX_EPOCH_BYTES;
+
+    /// Data at the largest MAX_DATA_BYTES allows, in an envelope with every field at its
+    /// longest (the token's `sub` all quotes, each escaped to two bytes): still a frame API
+    /// Gateway delivers, so a message acked is never too big to post.
+    #[test]
+    fn the_largest_message_fits_a_frame_whatever_its_sender() {
+        let data = format!("\"{}\"", "x".repeat(SendConfig::LIMIT_MAX_DATA_BYTES - 2));
+        let data = serde_json::value::RawValue::from_string(data).unwrap();
+        let frame = Frame::Message {
+            id: &uuid::Uuid::now_v7().to_string(),
+            room: Some(&"r".repeat(64)),
+            from: Some(&"c".repeat(crate::domain::job::MAX_CONNECTION_ID_BYTES)),
+            user: Some(&"\"".repeat(Claims::MAX_SUB_BYTES)),
+            sent_at: i64::MIN,
+            offset: Some(u64::MAX),
+            epoch: Some(&"e".repeat(MAX_EPOCH_BYTES)),
+            data: &data,
+        };
+        let bytes = frame.to_json().len();
+        assert!(bytes <= MAX_FRAME_BYTES, "{bytes} bytes");
+    }
     use crate::domain::{HistoryEntry, RoomName};
     use crate::handlers::fixtures::{body_json, connect_client, websocket, with_body};
     use async_trait::async_trait;
