@@ -110,6 +110,10 @@ pub struct Redrive {
     /// `--wait` ran out first), for `StartMessageMoveTask`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_status: Option<String>,
+    /// Messages `--max N` left in the dead-letter queue because they are not jobs a worker
+    /// would run: each id with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_jobs: Vec<String>,
 }
 
 /// `wsfanout publish`.

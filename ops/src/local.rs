@@ -246,6 +246,7 @@ impl Backend for LocalBackend {
         };
         let moved = self.admin(Method::POST, &path, None).await?;
         Ok(Redrive {
+            not_jobs: Vec::new(),
             moved: number(&moved, "moved")?,
             remaining: moved["remaining"].as_u64(),
             method: "local".into(),

@@ -122,7 +122,7 @@ pub fn when(epoch_ms: Option<u64>) -> String {
 fn cut(text: &str, max: usize) -> String {
     let one_line: String = text
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| if acts_on_the_terminal(c) { ' ' } else { c })
         .collect();
     if one_line.chars().count() <= max {
         return one_line;
@@ -203,7 +203,7 @@ fn dead_letters_text(list: &DeadLetters) -> String {
         .iter()
         .map(|letter| {
             vec![
-                letter.id.clone(),
+                escaped(&letter.id, false),
                 when(letter.parked_at_ms),
                 cut(letter.reason.as_deref().unwrap_or("(moved by SQS)"), 60),
                 cut(&letter.body, 40),
@@ -221,20 +221,43 @@ fn dead_letters_text(list: &DeadLetters) -> String {
 }
 
 fn dead_letter_text(letter: &DeadLetter) -> String {
+    // A pretty-printed JSON body's line breaks are its own (serde escapes those in strings).
     let body = serde_json::from_str::<serde_json::Value>(&letter.body)
         .ok()
         .and_then(|json| serde_json::to_string_pretty(&json).ok())
-        .unwrap_or_else(|| letter.body.clone());
+        .map_or_else(|| escaped(&letter.body, false), |json| escaped(&json, true));
     format!(
         "id:      {}\nparked:  {}\nreason:  {}\nbody:\n{}\n",
-        letter.id,
+        escaped(&letter.id, false),
         when(letter.parked_at_ms),
-        letter
-            .reason
-            .as_deref()
-            .unwrap_or("(none: SQS moved it after maxReceiveCount receives)"),
+        escaped(
+            letter
+                .reason
+                .as_deref()
+                .unwrap_or("(none: SQS moved it after maxReceiveCount receives)"),
+            false
+        ),
         body
     )
+}
+
+/// Control characters, and the bidirectional overrides that reorder what is shown: a message
+/// body is anyone's text, and printed raw these could rewrite the screen or forge lines.
+fn acts_on_the_terminal(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with what [`acts_on_the_terminal`] escaped (`\u{1b}`), line breaks too unless kept.
+fn escaped(text: &str, keep_line_breaks: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if acts_on_the_terminal(c) && !(keep_line_breaks && c == '\n') {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn redrive_text(redrive: &Redrive) -> String {
@@ -258,6 +281,16 @@ fn redrive_text(redrive: &Redrive) -> String {
             "\nthe move task is {status}: it goes on in SQS (wsfanout status to follow it)"
         );
     }
+    if !redrive.not_jobs.is_empty() {
+        let _ = write!(
+            out,
+            "\nleft in the dead-letter queue, not jobs a worker would run ({}):",
+            redrive.not_jobs.len()
+        );
+        for letter in &redrive.not_jobs {
+            let _ = write!(out, "\n  {}", escaped(letter, false));
+        }
+    }
     out.push('\n');
     out
 }
@@ -266,6 +299,37 @@ fn redrive_text(redrive: &Redrive) -> String {
 mod tests {
     use super::*;
     use crate::backend::QueueStatus;
+
+    #[test]
+    fn a_dead_letter_cannot_drive_the_terminal() {
+        let hostile = "\u{1b}[2J\u{202e}evil\nid:      forged";
+        let letter = DeadLetter {
+            id: hostile.into(),
+            parked_at_ms: None,
+            reason: Some(hostile.into()),
+            body: hostile.into(),
+        };
+        let json_body = DeadLetter {
+            body: serde_json::json!({ "text": hostile }).to_string(),
+            ..letter.clone()
+        };
+        for shown in [dead_letter_text(&letter), dead_letter_text(&json_body)] {
+            assert!(
+                !shown.contains('\u{1b}') && !shown.contains('\u{202e}'),
+                "{shown}"
+            );
+            assert_eq!(shown.matches("\nid:").count(), 0, "{shown}");
+        }
+        let list = DeadLetters {
+            messages: vec![letter],
+            total: 1,
+        };
+        let table = dead_letters_text(&list);
+        assert!(
+            !table.contains('\u{1b}') && !table.contains('\u{202e}'),
+            "{table}"
+        );
+    }
 
     #[test]
     fn tables_align_their_columns() {

@@ -12,6 +12,7 @@ use aws_sdk_sqs::types::{
 };
 use fanout::adapters::aws::describe;
 use fanout::adapters::sqs::{is_fifo, order_group_of};
+use fanout::domain::Job;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -115,18 +116,21 @@ async fn release(sqs: &aws_sdk_sqs::Client, url: &str, receipts: Vec<String>) {
 }
 
 /// `redrive --max N`: receive from the dead-letter queue at `dlq`, send to the fan-out queue
-/// at `queue`, delete from the dead-letter queue, ten at a time.
+/// at `queue`, delete from the dead-letter queue, ten at a time. A body that is not a job a
+/// worker would run stays (hidden for this run), named with why: the worker would only park
+/// it again. Returns how many moved, and those.
 pub(super) async fn move_some(
     sqs: &aws_sdk_sqs::Client,
     queue: &str,
     dlq: &str,
     max: u64,
     progress: &Progress,
-) -> Result<u64, OpsError> {
+) -> Result<(u64, Vec<String>), OpsError> {
     let bar = progress.bar("redriving", Some(max));
     let mut moved = 0u64;
-    while moved < max {
-        let want = (max - moved).min(10) as usize;
+    let mut not_jobs = Vec::new();
+    while moved + (not_jobs.len() as u64) < max {
+        let want = (max - moved - not_jobs.len() as u64).min(10) as usize;
         let batch = receive(
             sqs,
             dlq,
@@ -138,6 +142,17 @@ pub(super) async fn move_some(
         .map_err(|error| partial(moved, error))?;
         if batch.is_empty() {
             break;
+        }
+        let (batch, invalid): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .partition(|(letter, _)| Job::parse(&letter.body).is_ok());
+        for (letter, _) in &invalid {
+            if let Err(why) = Job::parse(&letter.body) {
+                not_jobs.push(format!("{}: {why}", letter.id));
+            }
+        }
+        if batch.is_empty() {
+            continue;
         }
         let fifo = is_fifo(queue);
         let entries = batch
@@ -227,7 +242,7 @@ pub(super) async fn move_some(
         }
     }
     bar.finish_and_clear();
-    Ok(moved)
+    Ok((moved, not_jobs))
 }
 
 /// `redrive` without `--max`: SQS's `StartMessageMoveTask` from the dead-letter queue at `dlq`

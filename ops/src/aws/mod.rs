@@ -138,15 +138,15 @@ impl Backend for AwsBackend {
     ) -> Result<Redrive, OpsError> {
         let dlq = self.resources.dlq_url()?;
         let queue = self.resources.queue_url()?;
-        let (moved, method, task_status) = match max {
-            Some(max) => (
-                dlq::move_some(&self.sqs, queue, dlq, max, progress).await?,
-                "receive, send, delete",
-                None,
-            ),
+        let (moved, method, task_status, not_jobs) = match max {
+            Some(max) => {
+                let (moved, not_jobs) =
+                    dlq::move_some(&self.sqs, queue, dlq, max, progress).await?;
+                (moved, "receive, send, delete", None, not_jobs)
+            }
             None => {
                 let (moved, status) = dlq::move_all(&self.sqs, queue, dlq, wait, progress).await?;
-                (moved, "StartMessageMoveTask", Some(status))
+                (moved, "StartMessageMoveTask", Some(status), Vec::new())
             }
         };
         let remaining = queues::counts(&self.sqs, dlq)
@@ -158,6 +158,7 @@ impl Backend for AwsBackend {
             remaining,
             method: method.to_owned(),
             task_status,
+            not_jobs,
         })
     }
 
