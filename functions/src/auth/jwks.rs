@@ -9,7 +9,7 @@
 //! for the one fetch under way and share its result; and a failed fetch keeps the keys cached
 //! before it.
 
-use super::verifier::AuthError;
+use super::claims::AuthError;
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

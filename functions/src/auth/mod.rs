@@ -15,6 +15,7 @@
 //!
 //! docs/security.md describes the whole scheme.
 
+pub mod claims;
 pub mod dev;
 pub mod jwks;
 pub mod sigv4;
@@ -25,6 +26,7 @@ pub(crate) mod testkit;
 #[cfg(test)]
 mod tests;
 
+pub use claims::{AuthError, Claims};
 pub use dev::{DEV_AUDIENCE, DEV_ISSUER, DevToken, MintError};
 pub use jwks::{FetchError, JwksConfig, KeyCache, KeyFetcher, parse_jwks};
-pub use verifier::{AuthError, Claims, Verifier, VerifierConfig, WeakSecret};
+pub use verifier::{Verifier, VerifierConfig, WeakSecret};

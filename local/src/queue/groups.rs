@@ -4,7 +4,7 @@
 //! it is in flight, other groups going on meanwhile. And the FIFO queue's deduplication: a
 //! message sent again within five minutes is taken once.
 
-use super::local::Message;
+use super::message::{Message, Order};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -12,18 +12,6 @@ use tokio::time::Instant;
 /// SQS FIFO's deduplication interval: a message with the deduplication id of one sent this
 /// recently is accepted and not queued again.
 pub const DEDUPLICATION_INTERVAL: Duration = Duration::from_secs(5 * 60);
-
-/// Where a message of a FIFO queue stands.
-#[derive(Debug, Clone)]
-pub struct Order {
-    /// Its message group (`MessageGroupId`): a job's room.
-    pub group: String,
-    /// `MessageDeduplicationId`: a job's; none for a raw body.
-    pub deduplication_id: Option<String>,
-    /// When it was sent relative to the others (`SequenceNumber`): a group gives its messages
-    /// out by it.
-    pub sequence: u64,
-}
 
 /// The messages ready to be received (visible, not delayed, not in flight), in their order; on
 /// a FIFO queue, some of them wait behind a message of their group in flight.

@@ -1,7 +1,8 @@
 //! An SQS-like queue in memory, both ends: the `JobQueue` the handlers and the engine send to,
 //! and the `JobSource` the worker loop receives from. Standard, or FIFO ([`super::groups`]).
 
-use super::groups::{Order, Ready};
+use super::groups::Ready;
+use super::message::{Message, Order};
 use super::source::{JobSource, MAX_VISIBILITY_TIMEOUT, QueueDepths};
 use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsMessage;
@@ -34,29 +35,6 @@ pub struct QueueSettings {
     /// of a room. Hand-offs can take the depth past the bound, by what the jobs in flight hand
     /// off; new messages wait until it is back under.
     pub max_depth: usize,
-}
-
-pub(super) struct Message {
-    id: String,
-    body: String,
-    receive_count: u32,
-    sent_at_ms: u64,
-    first_received_ms: Option<u64>,
-    /// On a FIFO queue, its group and place.
-    pub(super) order: Option<Order>,
-}
-
-impl Message {
-    fn new(body: String, order: Option<Order>) -> Self {
-        Self {
-            id: uuid::Uuid::now_v7().to_string(),
-            body,
-            receive_count: 0,
-            sent_at_ms: now_epoch_millis().unsigned_abs(),
-            first_received_ms: None,
-            order,
-        }
-    }
 }
 
 /// The queue's name in each record's `eventSourceARN` (a FIFO queue's ends in `.fifo`, as SQS

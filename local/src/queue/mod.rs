@@ -4,6 +4,7 @@
 
 mod groups;
 mod local;
+mod message;
 mod source;
 mod sqs;
 
