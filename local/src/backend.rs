@@ -212,7 +212,11 @@ async fn queues(
                 QueueAttributeName::VisibilityTimeout,
                 options.visibility_timeout().as_secs().to_string(),
             )
-            .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string());
+            .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+            // SQS deletes a message past retention without dead-lettering it; the local stack
+            // has no retention setting to check against its delays and budget (Terraform
+            // does), so it keeps messages as long as SQS allows.
+            .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600");
         if fifo {
             // As terraform/queue.tf: every job is sent with its own deduplication id (two equal
             // bodies are two messages), deduplicated and throttled per room.
