@@ -509,7 +509,10 @@ async fn redrive_leaves_what_is_not_a_job_in_the_dead_letter_queue() {
 
     assert_eq!(redrive.moved, 1, "{redrive:?}");
     assert_eq!(redrive.not_jobs.len(), 1, "{redrive:?}");
-    assert!(redrive.not_jobs[0].contains("not valid JSON"), "{redrive:?}");
+    assert!(
+        redrive.not_jobs[0].contains("not valid JSON"),
+        "{redrive:?}"
+    );
     let moved = w.drain().await;
     assert_eq!(moved.len(), 1);
     assert_eq!(Job::parse(&moved[0]).unwrap().id, "p1");
