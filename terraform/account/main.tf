@@ -45,13 +45,10 @@ data "aws_iam_policy_document" "apigateway_assume_role" {
       identifiers = ["apigateway.amazonaws.com"]
     }
 
-    # Only on behalf of this account's API Gateway (the confused deputy): API Gateway acting for
-    # another account cannot be made to write with this role.
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
+    # No aws:SourceAccount condition: API Gateway is not documented to set it when it assumes
+    # this role, and a trust that never matches stops execution logging for every API of the
+    # account and region. The role is bound to this account by iam:PassRole at UpdateAccount
+    # (a role cannot be passed to another account), and it may only write logs.
   }
 }
 

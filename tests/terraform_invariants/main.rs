@@ -10,8 +10,7 @@
 //!   binary is deployed;
 //! - no IAM statement uses a wildcard action, and `*` resources appear only for the X-Ray
 //!   actions that have no resource-level permissions; sendmessage may update only the key and
-//!   the allowance of a connection (`dynamodb:Attributes`), and the API Gateway logging role
-//!   (terraform/account) trusts API Gateway only for this account (`aws:SourceAccount`);
+//!   the allowance of a connection (`dynamodb:Attributes`);
 //! - every resource name includes the workspace (an HTTP API's `$default` stage is named within
 //!   its API, which does);
 //! - with `ordering = "per_room"` the fan-out queue and its dead-letter queue are FIFO (named,
@@ -75,7 +74,7 @@ use checks::auth::{check_authorizer, check_kms_grants};
 use checks::dashboard::{check_options, check_rendered, emitted_metrics};
 use checks::declarations::{check_documented, check_references, check_tfvars};
 use checks::environment::check_environment;
-use checks::iam::{check_connection_writes, check_iam, check_service_trust};
+use checks::iam::{check_connection_writes, check_iam};
 use checks::naming::check_names_include_workspace;
 use checks::ordering::check_ordering;
 use checks::queue_policy::check_queue_policy;
@@ -126,14 +125,6 @@ fn iam_has_no_wildcard_actions_or_scopable_wildcard_resources() {
 #[test]
 fn sendmessage_writes_only_the_allowance_of_a_connection() {
     assert_clean("connection writes", check_connection_writes(&terraform()));
-}
-
-#[test]
-fn the_api_gateway_logging_role_serves_only_this_account() {
-    assert_clean(
-        "API Gateway logging role trust",
-        check_service_trust(&Module::from_dir(&repo_root().join("terraform/account"))),
-    );
 }
 
 #[test]

@@ -361,59 +361,6 @@ pub fn check_connection_writes(module: &Module) -> Vec<String> {
     violations
 }
 
-/// Every role a service may assume for API Gateway is bound to this account
-/// (`aws:SourceAccount`, as Terraform renders it, is the caller's account): otherwise API
-/// Gateway acting for another account could be made to use it (the confused deputy).
-pub fn check_service_trust(module: &Module) -> Vec<String> {
-    const SERVICE: &str = "apigateway.amazonaws.com";
-    let mut violations = Vec::new();
-    let trusts: Vec<_> = statements(module)
-        .into_iter()
-        .filter(|(_, body)| {
-            attr(body, "actions").is_some_and(|a| show(a).contains("sts:AssumeRole"))
-                && nested(body, "principals").any(|p| {
-                    attr(p.body(), "identifiers").is_some_and(|i| show(i).contains(SERVICE))
-                })
-        })
-        .collect();
-    if trusts.is_empty() {
-        return vec![format!(
-            "no statement lets {SERVICE} assume a role: nothing to check"
-        )];
-    }
-    for (at, body) in trusts {
-        let Some(values) = condition(body, "StringEquals", "aws:SourceAccount") else {
-            violations.push(format!(
-                "{at}: {SERVICE} may assume the role without a StringEquals condition on aws:SourceAccount: on behalf of any account"
-            ));
-            continue;
-        };
-        let mut options = RenderOptions::attributes("dev", Vec::new());
-        options.exprs = vec![
-            ("accounts".to_owned(), show(values)),
-            (
-                "caller".to_owned(),
-                "data.aws_caller_identity.current.account_id".to_owned(),
-            ),
-        ];
-        match render_module(module, &options) {
-            Err(e) => violations.push(format!("{at}: the condition does not render: {e}")),
-            Ok(r) => {
-                let caller = &r["exprs"]["caller"];
-                if r["exprs"]["accounts"].as_array().map(Vec::as_slice)
-                    != Some(std::slice::from_ref(caller))
-                {
-                    violations.push(format!(
-                        "{at}: aws:SourceAccount renders to {}, not the caller's account [{caller}]",
-                        r["exprs"]["accounts"]
-                    ));
-                }
-            }
-        }
-    }
-    violations
-}
-
 // Negative checks
 
 #[test]
@@ -564,48 +511,5 @@ data "aws_iam_policy_document" "sendmessage" {{
     assert_reports(
         &check_connection_writes(&module(&good)),
         &["no StringEqualsIfExists condition limiting dynamodb:ReturnValues"],
-    );
-}
-
-#[test]
-fn an_apigateway_trust_without_the_source_account_is_reported() {
-    let module = |condition: &str| {
-        Module::parse_snippet(
-            "account.tf",
-            &format!(
-                r#"
-data "aws_caller_identity" "current" {{}}
-data "aws_iam_policy_document" "apigateway_assume_role" {{
-  statement {{
-    actions = ["sts:AssumeRole"]
-    principals {{
-      type        = "Service"
-      identifiers = ["apigateway.amazonaws.com"]
-    }}
-{condition}
-  }}
-}}
-"#
-            ),
-        )
-    };
-    let source = |values: &str| {
-        format!(
-            "    condition {{\n      test     = \"StringEquals\"\n      variable = \"aws:SourceAccount\"\n      values   = {values}\n    }}\n"
-        )
-    };
-    assert_clean(
-        "this account",
-        check_service_trust(&module(&source(
-            "[data.aws_caller_identity.current.account_id]",
-        ))),
-    );
-    assert_reports(
-        &check_service_trust(&module("")),
-        &["may assume the role without a StringEquals condition on aws:SourceAccount"],
-    );
-    assert_reports(
-        &check_service_trust(&module(&source(r#"["111122223333"]"#))),
-        &["aws:SourceAccount renders to [\"111122223333\"], not the caller's account"],
     );
 }
