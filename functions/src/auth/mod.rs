@@ -25,6 +25,6 @@ pub(crate) mod testkit;
 #[cfg(test)]
 mod tests;
 
-pub use dev::{DEV_AUDIENCE, DEV_ISSUER, DevToken, MintError};
+pub use dev::{ADMIN_TOKEN_ENV, DEV_AUDIENCE, DEV_ISSUER, DevToken, MintError};
 pub use jwks::{FetchError, JwksConfig, KeyCache, KeyFetcher, parse_jwks};
 pub use verifier::{AuthError, Claims, Verifier, VerifierConfig, WeakSecret};
