@@ -9,7 +9,7 @@
 //! the test fails when `CI=true` and, elsewhere, passes after saying how to install them.
 //! `BROWSER_TEST_SCREENSHOT=page.png` saves what the first tab shows after the error.
 
-use e2e::{connection_path, options, publisher};
+use e2e::{management, options, publisher};
 use fanout::domain::{IdempotencyKey, RoomName, Target};
 use fanout_local::LocalStack;
 use fanout_test_support::http::request;
@@ -468,10 +468,7 @@ async fn scenario(browser: &Client, stack: LocalStack) {
     let mut carol =
         fanout_test_support::ws::Client::connect(&format!("{}?room={ROOM}", stack.websocket_url()))
             .await;
-    let path = connection_path(&alice_id);
-    let deleted = request(stack.addr(), "DELETE", &path, "")
-        .await
-        .expect("DELETE @connections");
+    let deleted = management(&stack, "DELETE", &alice_id, "").await;
     assert_eq!(deleted.status, 204, "{deleted:?}");
     until(
         browser,

@@ -1,7 +1,7 @@
 //! The local stack end to end: real WebSocket clients on 127.0.0.1, the same handlers as the
 //! Lambdas, the worker posting through the real management API client.
 
-use e2e::{connection_path, embedded, join, on_moto, options};
+use e2e::{embedded, join, management, on_moto, options};
 use fanout::domain::{Connection, RoomName};
 use fanout_local::LocalStack;
 use fanout_test_support::http::{Response, request};
@@ -172,14 +172,7 @@ async fn a_client_that_has_its_101_gets_what_is_posted_before_its_socket_is_serv
     let room = RoomName::parse("door").unwrap();
     let page = stack.store().room_page(&room, None, None).await.unwrap();
     let newcomer_id = page.ids.iter().find(|id| **id != sender_id).unwrap();
-    let posted = request(
-        stack.addr(),
-        "POST",
-        &connection_path(newcomer_id),
-        r#"{"type":"direct"}"#,
-    )
-    .await
-    .unwrap();
+    let posted = management(&stack, "POST", newcomer_id, r#"{"type":"direct"}"#).await;
     assert_eq!(posted.status, 200, "{posted:?}");
     sender.say(json!("welcome")).await;
 
@@ -332,9 +325,7 @@ async fn health_metrics_and_the_management_api_answer_like_api_gateway() {
         .as_str()
         .unwrap()
         .to_owned();
-    let path = connection_path(&id);
-
-    let Response { status, body: info } = http(&stack, "GET", &path).await;
+    let Response { status, body: info } = management(&stack, "GET", &id, "").await;
     assert_eq!(status, 200, "{info}");
     let info: Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["identity"]["sourceIp"], "127.0.0.1");
@@ -361,10 +352,10 @@ async fn health_metrics_and_the_management_api_answer_like_api_gateway() {
         "{text}"
     );
 
-    assert_eq!(http(&stack, "DELETE", &path).await.status, 204);
+    assert_eq!(management(&stack, "DELETE", &id, "").await.status, 204);
     expect_close(client, 1000, "the connection to close").await;
-    assert_eq!(http(&stack, "GET", &path).await.status, 410);
-    assert_eq!(http(&stack, "POST", &path).await.status, 410);
+    assert_eq!(management(&stack, "GET", &id, "").await.status, 410);
+    assert_eq!(management(&stack, "POST", &id, "").await.status, 410);
     stack.shutdown().await;
 }
 

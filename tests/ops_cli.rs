@@ -3,7 +3,7 @@
 //! them, `kick` closes a socket, and a job parked in the dead-letter queue is listed, shown,
 //! and delivered once redriven.
 
-use e2e::{embedded, join, publisher};
+use e2e::{ADMIN_TOKEN, embedded, join, publisher};
 use fanout::domain::{RoomName, Target};
 use fanout_local::LocalStack;
 use fanout_local::faults::FaultKind;
@@ -26,6 +26,7 @@ fn backend(stack: &LocalStack) -> LocalBackend {
     LocalBackend::new(&base_url(stack))
         .expect("the stack's URL")
         .with_credentials(publisher())
+        .with_admin_token(ADMIN_TOKEN)
 }
 
 fn room(name: &str) -> Target {
@@ -153,6 +154,8 @@ async fn publish_reaches_the_rooms_members_only_and_status_and_rooms_count_them(
         "1",
         "--local",
         &base_url(&stack),
+        "--admin-token",
+        ADMIN_TOKEN,
     ])
     .unwrap();
     let printed = wsfanout_ops::run(&cli).await.unwrap().render(true);

@@ -7,7 +7,7 @@ use e2e::{embedded, join, options};
 use fanout_local::LocalStack;
 use fanout_local::faults::FaultKind;
 use fanout_local::options::BackendKind;
-use fanout_test_support::http::request;
+use fanout_test_support::http::{request, request_with};
 use fanout_test_support::moto::{moto_sdk_config, unique};
 use fanout_test_support::prometheus::metric;
 use fanout_test_support::ws::{Client, Event};
@@ -136,7 +136,8 @@ fn assert_in_order(who: &str, heard: &[String], accepted: &[String]) -> usize {
 
 /// `GET path` of the operators' API, as JSON.
 async fn admin(stack: &LocalStack, path: &str) -> Value {
-    let response = request(stack.addr(), "GET", path, "")
+    let bearer = format!("Bearer {}", e2e::ADMIN_TOKEN);
+    let response = request_with(stack.addr(), "GET", path, &[("authorization", &bearer)], "")
         .await
         .unwrap_or_else(|error| panic!("GET {path}: {error}"));
     serde_json::from_str(&response.body).unwrap_or_else(|error| panic!("{path}: {error}"))

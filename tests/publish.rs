@@ -5,7 +5,7 @@
 use e2e::{embedded, on_moto, publisher};
 use fanout::domain::{IdempotencyKey, Published, RoomName, Target};
 use fanout_local::LocalStack;
-use fanout_test_support::http::request;
+use fanout_test_support::http::request_with;
 use fanout_test_support::ws::{Client, Event};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -54,10 +54,11 @@ async fn the_door_is_signed_idempotent_and_in_the_rooms_sequence(stack: &LocalSt
     let mut member = Client::connect(&url).await;
 
     // Unsigned, and signed with a key the stack does not take: refused, nothing delivered.
-    let unsigned = request(
+    let unsigned = request_with(
         stack.addr(),
         "POST",
         "/publish",
+        &[("content-type", "application/json")],
         r#"{"room":"news","data":1}"#,
     )
     .await

@@ -1,15 +1,19 @@
 //! The security boundaries end to end, on the local stack with real WebSocket clients: the
 //! `$connect` authorizer and its room claims (the same one the deployed stack runs), and the
-//! per-connection rate limit (one connection cannot spend the room's capacity).
+//! per-connection rate limit (one connection cannot spend the room's capacity); and what keeps
+//! a web page the developer visits from driving the local stack (issue 19): the admin token,
+//! loopback `Host` names, JSON POSTs, the upgrade's `Origin`, a signed `@connections`.
 
-use e2e::embedded;
+use e2e::{ADMIN_TOKEN, connection_path, embedded, management};
 use fanout::auth::DevToken;
+use fanout_test_support::http::{request, request_with};
 use fanout_test_support::prometheus::metric;
 use fanout_test_support::ws::{Client, Event};
 use serde_json::json;
 use std::time::{Duration, SystemTime};
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -74,13 +78,19 @@ fn token(sub: &str, rooms: &[&str]) -> String {
 
 /// The HTTP status and body a refused handshake got.
 async fn refused(url: &str) -> (u16, String) {
-    match Client::try_connect(url).await {
-        Ok(_) => panic!("{url} was accepted"),
+    refused_request(url.into_client_request().unwrap()).await
+}
+
+/// What a refused handshake request got: its status and body.
+async fn refused_request(request: Request) -> (u16, String) {
+    let uri = request.uri().clone();
+    match Client::try_connect_request(request).await {
+        Ok(_) => panic!("{uri} was accepted"),
         Err(WsError::Http(response)) => (
             response.status().as_u16(),
             String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned(),
         ),
-        Err(other) => panic!("{url}: {other}"),
+        Err(other) => panic!("{uri}: {other}"),
     }
 }
 
@@ -136,5 +146,188 @@ async fn connections_need_a_token_that_grants_their_room_and_frames_name_the_use
         Some(3.0),
         "{text}"
     );
+    stack.shutdown().await;
+}
+
+/// The stack's `/admin` API answers only its run's token, `Authorization: Bearer TOKEN`:
+/// nothing, another scheme or another token is a 401, whatever the route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_answers_only_the_runs_token() {
+    let stack = embedded(&[]).await;
+    let wrong = format!("Bearer {}", "x".repeat(ADMIN_TOKEN.len()));
+    let basic = format!("Basic {ADMIN_TOKEN}");
+    let json = ("content-type", "application/json");
+    for authorization in [None, Some(wrong.as_str()), Some(basic.as_str())] {
+        let mut headers = vec![json];
+        headers.extend(authorization.map(|value| ("authorization", value)));
+        for (method, path) in [
+            ("GET", "/admin/info"),
+            ("GET", "/admin/dlq"),
+            ("POST", "/admin/dlq/redrive"),
+        ] {
+            let answer = request_with(stack.addr(), method, path, &headers, "")
+                .await
+                .unwrap();
+            assert_eq!(
+                answer.status, 401,
+                "{method} {path} {authorization:?}: {answer:?}"
+            );
+        }
+    }
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let answer = request_with(
+        stack.addr(),
+        "GET",
+        "/admin/info",
+        &[("authorization", &bearer)],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    stack.shutdown().await;
+}
+
+/// DNS rebinding: a page on a name that now resolves to 127.0.0.1 sends its own name as
+/// `Host`. Only loopback names and IP addresses reach the stack, on every route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_loopback_host_names_are_answered() {
+    let stack = embedded(&[]).await;
+    let port = stack.addr().port();
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    for host in [
+        "rebind.attacker.example",
+        "evil.example:8080",
+        "localhost.evil.example",
+    ] {
+        for path in ["/", "/admin/dlq", "/healthz", "/local"] {
+            let answer = request_with(
+                stack.addr(),
+                "GET",
+                path,
+                &[("host", host), ("authorization", &bearer)],
+                "",
+            )
+            .await
+            .unwrap();
+            assert_eq!(answer.status, 421, "Host {host}, GET {path}: {answer:?}");
+        }
+    }
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+        "localhost".to_owned(),
+    ] {
+        let answer = request_with(stack.addr(), "GET", "/healthz", &[("host", &host)], "")
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200, "Host {host}: {answer:?}");
+    }
+    // The WebSocket upgrade too.
+    let mut upgrade = stack.websocket_url().into_client_request().unwrap();
+    upgrade
+        .headers_mut()
+        .insert("host", "rebind.attacker.example".parse().unwrap());
+    assert_eq!(refused_request(upgrade).await.0, 421);
+    stack.shutdown().await;
+}
+
+/// A page's no-cors `fetch` can POST `text/plain` without a preflight; JSON it cannot. Every
+/// POST of `/admin` and `/publish` must say it is JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_must_be_json() {
+    let stack = embedded(&[]).await;
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        for path in ["/admin/dlq/redrive", "/publish"] {
+            let mut headers = vec![("authorization", bearer.as_str())];
+            headers.extend(content_type.map(|value| ("content-type", value)));
+            let answer = request_with(stack.addr(), "POST", path, &headers, r#"{"all":true}"#)
+                .await
+                .unwrap();
+            assert_eq!(answer.status, 415, "{path} {content_type:?}: {answer:?}");
+        }
+    }
+    let answer = request_with(
+        stack.addr(),
+        "POST",
+        "/admin/dlq/redrive",
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/json; charset=utf-8"),
+        ],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    stack.shutdown().await;
+}
+
+fn with_origin(url: &str, origin: &str) -> Request {
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().unwrap());
+    request
+}
+
+/// Authentication off, a page elsewhere could open sockets in any room as anyone: the upgrade
+/// takes no Origin (a program), the stack's own page's, and those `--allowed-origin` names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_are_opened_only_by_the_stacks_own_pages_or_allowed_origins() {
+    let stack = embedded(&["--allowed-origin", "http://localhost:3000"]).await;
+    let url = format!("{}?room=lobby", stack.websocket_url());
+    let port = stack.addr().port();
+    for foreign in [
+        "https://evil.example",
+        "http://127.0.0.1:1",
+        "http://localhost:3001",
+        "null",
+    ] {
+        let (status, reason) = refused_request(with_origin(&url, foreign)).await;
+        assert_eq!(status, 403, "{foreign}");
+        assert!(reason.contains("--allowed-origin"), "{foreign}: {reason}");
+    }
+    for own in [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+        "http://localhost:3000".to_owned(),
+    ] {
+        Client::try_connect_request(with_origin(&url, &own))
+            .await
+            .unwrap_or_else(|error| panic!("{own}: {error}"));
+    }
+    Client::connect(&url).await;
+    stack.shutdown().await;
+}
+
+/// The management API is SigV4-signed in AWS; here too: unsigned, it refuses to post, read or
+/// close; signed by a key the stack takes (the publisher's), it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_management_api_needs_a_signature() {
+    let stack = embedded(&[]).await;
+    let mut clients = e2e::join(&stack, "lobby", 1).await;
+    clients[0].say(json!("who am i")).await;
+    clients[0].next_json(WAIT).await;
+    let id = clients[0].next_json(WAIT).await["from"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = connection_path(&id);
+    for method in ["POST", "GET", "DELETE"] {
+        let answer = request(stack.addr(), method, &path, "\"hi\"")
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 403, "unsigned {method}: {answer:?}");
+    }
+    let posted = management(&stack, "POST", &id, "\"signed\"").await;
+    assert_eq!(posted.status, 200, "{posted:?}");
+    assert_eq!(clients[0].next_json(WAIT).await, json!("signed"));
     stack.shutdown().await;
 }

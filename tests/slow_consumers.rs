@@ -5,7 +5,7 @@
 //! (its outbound queue over `--max-outbound-bytes`, or a write over `--write-timeout`), its
 //! posts answer 410, its `$disconnect` runs, and its socket and tasks are released.
 
-use e2e::{connection_path, embedded};
+use e2e::{embedded, management};
 use fanout::domain::RoomName;
 use fanout_local::LocalStack;
 use fanout_test_support::http::request;
@@ -27,14 +27,9 @@ async fn metrics(stack: &LocalStack) -> String {
         .body
 }
 
-/// A connection id in a URL path: base64's `+`, `/` and `=` escaped.
-/// `POST @connections/{id}`'s status.
+/// `POST @connections/{id}`'s status, signed.
 async fn post(stack: &LocalStack, id: &str) -> u16 {
-    let path = connection_path(id);
-    request(stack.addr(), "POST", &path, "\"ping\"")
-        .await
-        .expect("POST @connections")
-        .status
+    management(stack, "POST", id, "\"ping\"").await.status
 }
 
 /// Waits until `check` holds on the metrics, for at most `WAIT`; panics with them if not.

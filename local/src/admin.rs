@@ -1,7 +1,10 @@
 //! The operators' API of the local stack, under `/admin`: what `wsfanout --local URL` (the ops
-//! CLI, `ops/`) reads and does, and what anyone can call with curl. It answers what the
-//! deployed stack's SQS, DynamoDB and CloudWatch answer the CLI there. Every answer is JSON;
-//! an error is `{"error":"what went wrong"}` with a 4xx or 5xx status.
+//! CLI, `ops/`) reads and does, and what an operator can call with curl, given this run's admin
+//! token: `Authorization: Bearer TOKEN` on every request (401 without it), and
+//! `Content-Type: application/json` on a POST (415 without it); see [`crate::access`]. It
+//! answers what the deployed stack's SQS, DynamoDB and CloudWatch answer the CLI there. Every
+//! answer is JSON; an error is `{"error":"what went wrong"}` with a 4xx or 5xx status (a
+//! refusal by [`crate::access`], `{"message":"..."}`).
 //!
 //! | request | answer |
 //! | --- | --- |
@@ -27,12 +30,14 @@
 //! or AWS) they answer 501: point `wsfanout` at those queues with `--queue-url` and `--dlq-url`
 //! instead. `oldestReadyAgeMs` is `null` there too.
 
+use crate::access;
 use crate::app::App;
 use crate::options::MessageOrder;
 use crate::queue::{LocalQueue, Parked};
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fanout::domain::Segment;
@@ -62,6 +67,12 @@ pub fn router(app: Arc<App>, queue: Option<Arc<LocalQueue>>) -> Router {
         .route("/admin/dlq", get(dlq_list))
         .route("/admin/dlq/redrive", post(dlq_redrive))
         .route("/admin/dlq/{id}", get(dlq_show))
+        // The token first: without it, nothing else is said.
+        .route_layer(from_fn(access::require_json))
+        .route_layer(from_fn_with_state(
+            app.access.clone(),
+            access::require_admin_token,
+        ))
         .with_state(Arc::new(Admin { app, queue }))
 }
 

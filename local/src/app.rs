@@ -1,7 +1,8 @@
 //! What the request handlers share: the ports the Lambda handlers run on, the live sockets,
 //! the metrics, and the settings the emulator applies to every connection.
 
-use crate::auth::PublishCredentials;
+use crate::access::Access;
+use crate::auth::AccessKey;
 use crate::connections::Registry;
 use crate::faults::ManagementFaults;
 use crate::metrics::Metrics;
@@ -35,7 +36,12 @@ pub struct App {
     pub publish: PublishConfig,
     /// The access key `POST /publish` takes (`--publish-credentials`, else the SDK's
     /// environment variables); `None`: every publish is refused.
-    pub publish_credentials: Option<PublishCredentials>,
+    pub publish_credentials: Option<AccessKey>,
+    /// The keys `@connections` takes a signature by: the worker's own (this run's, random), and
+    /// the publisher's, as a backend's role may manage connections in AWS.
+    pub management_keys: Vec<AccessKey>,
+    /// Which hosts, pages and tokens reach the stack at all ([`crate::access`]).
+    pub access: Arc<Access>,
     /// The management API client the `recover` handler posts through: the worker's, to this
     /// stack's own `@connections` (faults included), as the Lambda posts to API Gateway's.
     pub management: Arc<dyn ConnectionGateway>,

@@ -6,11 +6,12 @@
 //! and says so when it starts. `fanout-local token` mints development tokens.
 //!
 //! Backends publish through `POST /publish` signed with SigV4 by one access key
-//! ([`PublishCredentials`]), as the deployed route takes callers IAM allows.
+//! ([`AccessKey`]), as the deployed route takes callers IAM allows.
 
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use clap::Args;
 use fanout::adapters::jwks::HttpKeyFetcher;
+use fanout::auth::sigv4::{Received, Signer, verify};
 use fanout::auth::{DEV_AUDIENCE, DEV_ISSUER, DevToken, JwksConfig, Verifier, VerifierConfig};
 use fanout::handlers::authorizer::{self, Refusal};
 use serde_json::Value;
@@ -50,22 +51,24 @@ pub struct AuthOptions {
     pub audience: Option<String>,
 }
 
-/// The one access key allowed to publish, as an IAM policy would allow one role.
+/// An AWS access key the stack takes on a signed request, as an IAM policy would allow one
+/// role: the publisher's on `POST /publish` and `@connections`, the worker's own on
+/// `@connections`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct PublishCredentials {
+pub struct AccessKey {
     pub access_key_id: String,
     pub secret_access_key: String,
 }
 
-impl std::fmt::Debug for PublishCredentials {
+impl std::fmt::Debug for AccessKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PublishCredentials")
+        f.debug_struct("AccessKey")
             .field("access_key_id", &self.access_key_id)
             .finish_non_exhaustive()
     }
 }
 
-impl PublishCredentials {
+impl AccessKey {
     /// `ACCESS_KEY_ID:SECRET`, as `--publish-credentials` takes it.
     pub fn parse(text: &str) -> Result<Self, String> {
         match text.split_once(':') {
@@ -74,6 +77,15 @@ impl PublishCredentials {
                 secret_access_key: secret.to_owned(),
             }),
             _ => Err("use ACCESS_KEY_ID:SECRET_ACCESS_KEY".into()),
+        }
+    }
+
+    /// A key of this run's own, for the stack's own clients (the worker's management client):
+    /// its secret is random and never leaves the process.
+    pub fn random(access_key_id: &str) -> Self {
+        Self {
+            access_key_id: access_key_id.to_owned(),
+            secret_access_key: crate::access::random_hex(32),
         }
     }
 
@@ -86,6 +98,54 @@ impl PublishCredentials {
             secret_access_key: var("AWS_SECRET_ACCESS_KEY")?,
         })
     }
+}
+
+/// The service a request to API Gateway (the management API, an IAM-authorized route) is
+/// signed for.
+const SIGNING_SERVICE: &str = "execute-api";
+
+/// A request's SigV4 signature checked as API Gateway checks it, against the one of `keys` its
+/// `Credential` names: who signed, or why it is refused (for the 403).
+pub fn verify_signature(
+    keys: &[&AccessKey],
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<Signer, String> {
+    let header_list = header_list(headers);
+    let received = Received {
+        method: method.as_str(),
+        path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()),
+        headers: &header_list,
+        body,
+    };
+    // `Credential=KEY/...` names the key; another key id is refused by `verify`, by name.
+    let named = received
+        .header("authorization")
+        .and_then(|value| value.split("Credential=").nth(1))
+        .and_then(|credential| credential.split('/').next());
+    let key = keys
+        .iter()
+        .find(|key| Some(key.access_key_id.as_str()) == named)
+        .or(keys.first())
+        .ok_or("this stack takes no access key")?;
+    let signer = verify(&received, &key.access_key_id, &key.secret_access_key, now)?;
+    if signer.service != SIGNING_SERVICE {
+        return Err(format!("sign for the {SIGNING_SERVICE} service"));
+    }
+    Ok(signer)
+}
+
+/// The headers as `(lower-case name, value)`, those that are text.
+pub fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect()
 }
 
 impl AuthOptions {

@@ -18,6 +18,8 @@
 //!   SDKs.
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format.
 //! - [`throttle`]: DynamoDB's write limit on one room's partition, emulated (`--room-write-rate`).
+//! - [`access`]: who may reach the stack: loopback `Host` names, the stack's own pages (and
+//!   `--allowed-origin`), the admin token, JSON POSTs, signed `@connections`.
 //! - [`admin`]: the operators' API under `/admin` (status, rooms, dead-letter queue),
 //!   for the ops CLI `wsfanout --local URL`.
 //! - [`page`]: the browser page at `/` (`local/static/`, compiled in).
@@ -25,11 +27,14 @@
 //! - [`stack`]: the composition root: wiring, routes, start and graceful shutdown;
 //!   [`options`]: the command line, where every default lives.
 //!
-//! Modules depend downward only: `stack` uses everything; `admin` uses `app`, `options` and
-//! `queue`; `page` uses `app` and `emulator`; `publish` uses `app` and `auth`; `emulator` and `management` use `app`,
-//! `connections` and `metrics`; `app` uses `auth`, `connections`, `faults`, `metrics` and `queue`;
-//! `options` uses `faults` and `queue`; `throttle` uses nothing here; nothing uses `stack`.
+//! Modules depend downward only: `stack` uses everything; `admin` uses `access`, `app`,
+//! `options` and `queue`; `page` uses `app` and `emulator`; `publish` uses `app` and `auth`;
+//! `emulator` and `management` use `app`, `connections` and `metrics` (and `management`
+//! `auth`); `app` uses `access`, `auth`, `connections`, `faults`, `metrics` and `queue`;
+//! `options` uses `access`, `faults` and `queue`; `auth` uses `access`; `access` and `throttle`
+//! use nothing here; nothing uses `stack`.
 
+pub mod access;
 pub mod admin;
 pub mod app;
 pub mod auth;

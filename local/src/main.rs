@@ -1,6 +1,7 @@
 //! `fanout-local`: runs the whole pipeline on this machine. See `--help`.
 
 use clap::Parser;
+use fanout_local::access::ADMIN_TOKEN_ENV;
 use fanout_local::options::Command;
 use fanout_local::{LocalStack, Options};
 use std::process::ExitCode;
@@ -27,6 +28,7 @@ async fn main() -> ExitCode {
     init_logging(options.log_json);
     raise_open_file_limit();
     let auth = options.auth.describe();
+    let admin_token_given = options.admin_token.is_some();
 
     let stack = match LocalStack::start(options).await {
         Ok(stack) => stack,
@@ -40,7 +42,7 @@ async fn main() -> ExitCode {
     println!("  connect:    {}?room=lobby", stack.websocket_url());
     println!("  send:       {{\"action\":\"sendmessage\",\"data\":\"Hello World\"}}");
     println!(
-        "  management: {}/@connections/{{connectionId}}",
+        "  management: {}/@connections/{{connectionId}}, signed with SigV4 by the publish key",
         stack.management_url()
     );
     match stack.publish_access_key_id() {
@@ -56,6 +58,25 @@ async fn main() -> ExitCode {
         "  metrics:    http://{}/metrics   health: http://{}/healthz",
         stack.addr(),
         stack.addr()
+    );
+    if admin_token_given {
+        println!(
+            "  admin:      http://{}/admin/... with Authorization: Bearer ${ADMIN_TOKEN_ENV}",
+            stack.addr()
+        );
+    } else {
+        println!(
+            "  admin:      http://{}/admin/... with Authorization: Bearer {}",
+            stack.addr(),
+            stack.admin_token()
+        );
+        println!(
+            "              for wsfanout --local: export {ADMIN_TOKEN_ENV}={}",
+            stack.admin_token()
+        );
+    }
+    println!(
+        "  pages:      only this stack's own (and --allowed-origin) may use it from a browser"
     );
     println!(
         "Ctrl-C stops it: jobs in flight finish, then no new connections, sockets close with 1001."

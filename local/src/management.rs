@@ -1,18 +1,24 @@
 //! The `@connections` management API over HTTP, with API Gateway's answers: the worker reaches
-//! it through the real aws-sdk-apigatewaymanagement client, as it does in AWS. Every request
+//! it through the real aws-sdk-apigatewaymanagement client, as it does in AWS. As in AWS, a
+//! request must be signed with SigV4 (`execute-api`), here by the worker's own key (this run's,
+//! random) or by the publisher's (`--publish-credentials`, a backend's), else it is a 403
+//! ([`require_signature`]): a web page cannot post to a socket. Every request
 //! waits `--management-latency` first, then meets the fault in force, if any
 //! ([`crate::faults`]): 500, 503, 429, or a hang until the fault's period ends (then 504).
 
 use crate::app::App;
+use crate::auth::{AccessKey, verify_signature};
 use crate::connections::{CLOSE_NORMAL, SendError};
 use crate::faults::FaultKind;
 use crate::metrics::SlowConsumerReason;
 use aws_sdk_apigatewaymanagement::primitives::{DateTime, DateTimeFormat};
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// API Gateway's limit on a posted message.
 pub const MAX_POST_BYTES: usize = 128 * 1024;
@@ -29,6 +35,20 @@ fn error(status: StatusCode, kind: &'static str, message: &str) -> Response {
         body,
     )
         .into_response()
+}
+
+/// A request whose signature is refused, as API Gateway refuses one.
+pub fn forbidden(reason: &str) -> Response {
+    error(StatusCode::FORBIDDEN, "ForbiddenException", reason)
+}
+
+/// A post larger than [`MAX_POST_BYTES`].
+pub fn too_large() -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PayloadTooLargeException",
+        &format!("the message exceeds the {MAX_POST_BYTES}-byte limit"),
+    )
 }
 
 fn gone() -> Response {
@@ -80,15 +100,9 @@ pub async fn post(State(app): State<Arc<App>>, Path(id): Path<String>, body: Byt
     if let Some(fault) = misbehave(&app).await {
         return fault;
     }
+    // `require_signature`, which reads the body first, refuses a larger one already.
     if body.len() > MAX_POST_BYTES {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PayloadTooLargeException",
-            &format!(
-                "{} bytes exceeds the {MAX_POST_BYTES}-byte message limit",
-                body.len()
-            ),
-        );
+        return too_large();
     }
     match app.connections.send(&id, body) {
         Ok(()) => StatusCode::OK.into_response(),
@@ -139,5 +153,35 @@ pub async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resp
     match app.connections.close(&id, CLOSE_NORMAL, "") {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(_) => gone(),
+    }
+}
+
+/// `@connections`: signed with SigV4 by one of the stack's management keys, as API Gateway's
+/// management API takes only IAM-signed requests. The body is read here (the signature covers
+/// it), up to the management API's limit, and handed on.
+pub async fn require_signature(
+    State(app): State<Arc<App>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_POST_BYTES).await else {
+        return too_large();
+    };
+    let keys: Vec<&AccessKey> = app.management_keys.iter().collect();
+    let signed = verify_signature(
+        &keys,
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        &body,
+        SystemTime::now(),
+    );
+    match signed {
+        Ok(_) => next.run(Request::from_parts(parts, Body::from(body))).await,
+        Err(reason) => {
+            tracing::info!(%reason, "management API request refused: not signed");
+            forbidden(&reason)
+        }
     }
 }

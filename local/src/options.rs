@@ -3,7 +3,8 @@
 //! ...); the flags here override them, and are refused, naming the flag, where the variable
 //! would be refused.
 
-use crate::auth::{AuthOptions, PublishCredentials, TokenOptions};
+use crate::access::{ADMIN_TOKEN_ENV, AdminToken, parse_allowed_origin};
+use crate::auth::{AccessKey, AuthOptions, TokenOptions};
 use crate::faults::FaultSpec;
 use crate::queue::MAX_VISIBILITY_TIMEOUT;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -251,8 +252,22 @@ pub struct Options {
     /// The access key `POST /publish` takes, as ACCESS_KEY_ID:SECRET_ACCESS_KEY: requests must
     /// be signed with it (SigV4, service execute-api). Default: AWS_ACCESS_KEY_ID and
     /// AWS_SECRET_ACCESS_KEY from the environment; with neither, every publish is refused.
-    #[arg(long, value_name = "KEY:SECRET", value_parser = PublishCredentials::parse)]
-    pub publish_credentials: Option<PublishCredentials>,
+    #[arg(long, value_name = "KEY:SECRET", value_parser = AccessKey::parse)]
+    pub publish_credentials: Option<AccessKey>,
+
+    /// The token /admin takes, as Authorization: Bearer TOKEN (16 characters or more, visible
+    /// ASCII). Default: a random one, printed at start. wsfanout --local reads the same
+    /// variable.
+    #[arg(long, value_name = "TOKEN", env = ADMIN_TOKEN_ENV, hide_env_values = true,
+          value_parser = AdminToken::parse)]
+    pub admin_token: Option<AdminToken>,
+
+    /// A web page at this origin may use the stack too (open WebSockets above all), as the
+    /// browser writes it: SCHEME://HOST[:PORT], for example http://localhost:3000, or null.
+    /// Repeatable. The stack's own page (http://localhost:PORT, http://127.0.0.1:PORT) always
+    /// may; a page elsewhere is refused (403).
+    #[arg(long, value_name = "ORIGIN", value_parser = parse_allowed_origin)]
+    pub allowed_origin: Vec<String>,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -554,6 +569,8 @@ mod tests {
             ("--socket-send-buffer", "100"),
             ("--socket-send-buffer", "67108865"),
             ("--max-queue-depth", "100000001"),
+            ("--admin-token", "short"),
+            ("--allowed-origin", "localhost:3000"),
         ] {
             let error = parse(&[flag, value])
                 .expect_err("out of bounds")

@@ -1,9 +1,10 @@
 //! `POST /publish`: the deployed HTTP API's publish route, IAM-authorized, on this stack. A
 //! request must be signed with SigV4 (service `execute-api`, any region) by the access key the
-//! stack was given (`crate::auth::PublishCredentials`); it then runs the same handler as the
+//! stack was given (`crate::auth::AccessKey`); it then runs the same handler as the
 //! Lambda.
 
 use crate::app::App;
+use crate::auth::{header_list, verify_signature};
 use aws_lambda_events::apigw::{
     ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription, ApiGatewayV2httpRequest,
 };
@@ -13,7 +14,6 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bytes::Bytes;
-use fanout::auth::sigv4::{Received, verify};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -33,32 +33,12 @@ pub async fn post(
              ACCESS_KEY_ID:SECRET or with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set",
         );
     };
-    let header_list: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(name, value)| {
-            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
-        })
-        .collect();
-    let path_and_query = uri.path_and_query().map_or(PATH, |p| p.as_str());
-    let received = Received {
-        method: method.as_str(),
-        path_and_query,
-        headers: &header_list,
-        body: &body,
-    };
     let now = SystemTime::now();
-    let signer = match verify(
-        &received,
-        &credentials.access_key_id,
-        &credentials.secret_access_key,
-        now,
-    ) {
+    let signer = match verify_signature(&[credentials], &method, &uri, &headers, &body, now) {
         Ok(signer) => signer,
         Err(reason) => return forbidden(&reason),
     };
-    if signer.service != "execute-api" {
-        return forbidden("sign for the execute-api service");
-    }
+    let header_list = header_list(&headers);
     let response = app
         .publish()
         .handle(event(&header_list, body, &signer.access_key_id), now)

@@ -2,8 +2,9 @@
 //! options, routes the emulator, the management API, `/metrics` and the page at `/`, starts the
 //! server and the worker, and stops them gracefully.
 
+use crate::access::{self, Access, AdminToken};
 use crate::app::{App, Limits, TestHooks};
-use crate::auth::PublishCredentials;
+use crate::auth::AccessKey;
 use crate::backend::{self, Backend, BackendError};
 use crate::connections::{CLOSE_GOING_AWAY, Registry};
 use crate::emulator;
@@ -17,8 +18,11 @@ use crate::queue::LocalQueue;
 use crate::throttle::ThrottledHistory;
 use crate::worker::{self, Invocations, WorkerSettings};
 use aws_config::SdkConfig;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use axum::Router;
 use axum::extract::State;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use fanout::adapters::aws::static_sdk_config;
@@ -39,6 +43,8 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 use tracing::{info, warn};
 
+/// The access key id the worker's management client signs with (its secret is this run's).
+const WORKER_ACCESS_KEY_ID: &str = "fanout-local-worker";
 /// How long shutdown waits for the worker beyond its timeout (an invocation returns by its
 /// deadline, then deletes its records).
 const WORKER_GRACE: Duration = Duration::from_secs(2);
@@ -179,9 +185,20 @@ impl LocalStack {
                 .burst,
         );
         send.rate_limit = (per_second > 0).then_some(RateLimit { per_second, burst });
-        // The management client signs requests like the real one; the emulator ignores the
-        // signature, so fixed credentials do.
-        let management = static_sdk_config(None).await;
+        // The worker's management client signs with a key of this run's own, which the
+        // management API takes (as API Gateway takes the worker role's).
+        let worker_key = AccessKey::random(WORKER_ACCESS_KEY_ID);
+        let management = static_sdk_config(None)
+            .await
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                &worker_key.access_key_id,
+                &worker_key.secret_access_key,
+                None,
+                None,
+                "fanout-local",
+            )))
+            .build();
         let management: Arc<ManagementGateway> =
             Arc::new(ManagementGateway::new(&management).map_err(StartError::Management)?);
         let engine = Arc::new(Engine::new(
@@ -202,6 +219,10 @@ impl LocalStack {
         }
 
         let authorizer = options.auth.verifier().await.map_err(StartError::Options)?;
+        let publish_credentials = options
+            .publish_credentials
+            .clone()
+            .or_else(AccessKey::from_env);
         let metrics = Arc::new(Metrics::new());
         let recover = RecoverConfig {
             history: send.history,
@@ -217,10 +238,19 @@ impl LocalStack {
             history,
             publish_keys,
             publish,
-            publish_credentials: options
-                .publish_credentials
-                .clone()
-                .or_else(PublishCredentials::from_env),
+            management_keys: [Some(worker_key), publish_credentials.clone()]
+                .into_iter()
+                .flatten()
+                .collect(),
+            publish_credentials,
+            access: Arc::new(Access {
+                listening: addr,
+                admin_token: options
+                    .admin_token
+                    .clone()
+                    .unwrap_or_else(AdminToken::random),
+                allowed_origins: options.allowed_origin.clone(),
+            }),
             management,
             management_endpoint,
             recover,
@@ -286,6 +316,10 @@ impl LocalStack {
         });
         let service = router(app.clone())
             .merge(crate::admin::router(app.clone(), local_queue.clone()))
+            .layer(from_fn_with_state(
+                app.access.clone(),
+                access::refuse_foreign,
+            ))
             .into_make_service_with_connect_info::<SocketAddr>();
         let server = tokio::spawn(async move {
             let stopped = async move {
@@ -331,6 +365,11 @@ impl LocalStack {
     /// Where backends publish: `http://HOST:PORT/publish`, signed with SigV4.
     pub fn publish_url(&self) -> String {
         format!("http://{}{}", self.addr, crate::publish::PATH)
+    }
+
+    /// The token `/admin` takes (`Authorization: Bearer TOKEN`).
+    pub fn admin_token(&self) -> &str {
+        self.app.access.admin_token.as_str()
     }
 
     /// The access key id `POST /publish` takes, if any.
@@ -426,9 +465,16 @@ fn router(app: Arc<App>) -> Router {
             &connections,
             get(management::get)
                 .post(management::post)
-                .delete(management::delete),
+                .delete(management::delete)
+                .route_layer(from_fn_with_state(
+                    app.clone(),
+                    management::require_signature,
+                )),
         )
-        .route(publish::PATH, post(publish::post))
+        .route(
+            publish::PATH,
+            post(publish::post).route_layer(from_fn(access::require_json)),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(render_metrics))
         .with_state(app)

@@ -1,6 +1,7 @@
 //! The command line.
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
+use fanout::auth::ADMIN_TOKEN_ENV;
 use fanout::domain::{IdempotencyKey, RoomName};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -38,6 +39,10 @@ pub struct Place {
     /// The local stack's base URL, as fanout-local prints it (http://127.0.0.1:8080).
     #[arg(long, global = true, value_name = "URL")]
     pub local: Option<String>,
+
+    /// The local stack's admin token, as fanout-local prints it at start (with --local).
+    #[arg(long, global = true, value_name = "TOKEN", env = ADMIN_TOKEN_ENV, hide_env_values = true)]
+    pub admin_token: Option<String>,
 
     /// A Terraform working directory of the deployed stack (the selected workspace's outputs).
     #[arg(long, global = true, value_name = "DIR")]

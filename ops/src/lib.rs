@@ -59,7 +59,11 @@ pub async fn connect(place: &cli::Place) -> Result<Box<dyn Backend>, OpsError> {
                     .into(),
             ));
         }
-        return Ok(Box::new(local::LocalBackend::new(url)?));
+        let mut backend = local::LocalBackend::new(url)?;
+        if let Some(token) = &place.admin_token {
+            backend = backend.with_admin_token(token);
+        }
+        return Ok(Box::new(backend));
     }
     let outputs = match (&place.terraform_dir, &place.outputs) {
         (Some(_), Some(_)) => {

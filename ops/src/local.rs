@@ -1,14 +1,18 @@
 //! The [`Backend`] of the local stack (`fanout-local`): its `/admin` API (see
-//! `fanout_local::admin` for the JSON it answers) and its management API, over plain HTTP
-//! through hyper's client (the HTTP stack the SDK's client is built on).
+//! `fanout_local::admin` for the JSON it answers) over plain HTTP through hyper's client (the
+//! HTTP stack the SDK's client is built on), with the run's admin token; its `/publish` and
+//! its management API signed with SigV4, as on AWS.
 
 use crate::backend::{
     Backend, DeadLetter, DeadLetters, OpsError, QueueStatus, Redrive, RoomCount, Rooms, Status,
 };
 use crate::progress::Progress;
 use async_trait::async_trait;
+use aws_config::Region;
 use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use bytes::Bytes;
+use fanout::auth::ADMIN_TOKEN_ENV;
 use fanout::domain::Published;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -28,8 +32,11 @@ pub struct LocalBackend {
     client: Client<HttpConnector, Full<Bytes>>,
     /// [`REQUEST_TIMEOUT`], shorter in tests.
     request_timeout: Duration,
-    /// What publishes are signed with; `None`: the SDK's credentials chain.
+    /// What publishes and the management API's requests are signed with; `None`: the SDK's
+    /// credentials chain.
     credentials: Option<Credentials>,
+    /// `/admin`'s token (`--admin-token`, [`ADMIN_TOKEN_ENV`]).
+    admin_token: Option<String>,
 }
 
 fn encode(segment: &str) -> String {
@@ -59,7 +66,16 @@ impl LocalBackend {
             client,
             request_timeout: REQUEST_TIMEOUT,
             credentials: None,
+            admin_token: None,
         })
+    }
+
+    /// Sends `token` as `/admin`'s bearer token.
+    pub fn with_admin_token(self, token: &str) -> Self {
+        Self {
+            admin_token: Some(token.to_owned()),
+            ..self
+        }
     }
 
     /// Signs publishes with `credentials` instead of the SDK's chain.
@@ -70,7 +86,8 @@ impl LocalBackend {
         }
     }
 
-    /// `method url` with `body`; the status and the body as JSON (`null` when empty).
+    /// `method url` of `/admin` with `body`, with the admin token; the status and the body as
+    /// JSON (`null` when empty).
     async fn call(
         &self,
         method: Method,
@@ -78,8 +95,12 @@ impl LocalBackend {
         body: Option<String>,
     ) -> Result<(StatusCode, Value), OpsError> {
         let mut request = Request::builder().method(method.clone()).uri(url);
-        if body.is_some() {
-            request = request.header("content-type", "application/json");
+        // Every POST says JSON, a body or none: the stack refuses any other.
+        if method == Method::POST {
+            request = request.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(token) = &self.admin_token {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
@@ -135,10 +156,15 @@ impl LocalBackend {
         }
         let said = json["error"]
             .as_str()
+            .or(json["message"].as_str())
             .map(str::to_owned)
             .unwrap_or_else(|| json.to_string());
         let message = format!("the local stack answered {status} to {method} {path}: {said}");
         Err(match status {
+            StatusCode::UNAUTHORIZED => OpsError::Usage(format!(
+                "the local stack answered {status} to {method} {path}: set {ADMIN_TOKEN_ENV} \
+                 (or --admin-token) to the admin token fanout-local printed at start"
+            )),
             StatusCode::NOT_FOUND if path.starts_with("/admin/dlq/") => OpsError::NotFound(said),
             StatusCode::NOT_FOUND => OpsError::Unavailable(format!(
                 "{message} (is this a fanout-local with the /admin API?)"
@@ -267,17 +293,17 @@ impl Backend for LocalBackend {
         let endpoint = info["managementEndpoint"].as_str().ok_or_else(|| {
             OpsError::Unavailable(format!("no managementEndpoint in /admin/info: {info}"))
         })?;
-        let url = format!("{endpoint}/@connections/{}", encode(connection_id));
-        let (status, json) = self.call(Method::DELETE, &url, None).await?;
-        match status {
-            status if status.is_success() => Ok(()),
-            StatusCode::GONE => Err(OpsError::NotFound(format!(
-                "connection {connection_id} is gone (410): not connected, or already closed"
-            ))),
-            status => Err(OpsError::Unavailable(format!(
-                "the management API answered {status} to DELETE {url}: {json}"
-            ))),
+        // Signed as a backend signs (the stack takes the publish key on `@connections` too).
+        let chain = crate::aws::sdk_config(None, None).await;
+        let mut sdk = chain.to_builder();
+        if let Some(credentials) = &self.credentials {
+            sdk.set_credentials_provider(Some(SharedCredentialsProvider::new(credentials.clone())));
         }
+        if chain.region().is_none() {
+            // The local stack takes a signature for any region.
+            sdk.set_region(Some(Region::new("us-east-1")));
+        }
+        crate::aws::delete_connection(&sdk.build(), endpoint, connection_id).await
     }
 }
 

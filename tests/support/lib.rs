@@ -6,7 +6,6 @@ use fanout_local::{LocalStack, Options};
 use fanout_test_support::moto::{moto_sdk_config, unique};
 use fanout_test_support::ws::Client;
 
-/// The local stack on the embedded backend and a free port, with `extra` flags.
 /// The access key the stacks of [`options`] take on `POST /publish`.
 pub const PUBLISH_CREDENTIALS: &str = "publisher:publisher-secret";
 
@@ -16,6 +15,10 @@ pub fn publisher() -> aws_credential_types::Credentials {
     aws_credential_types::Credentials::new(id, secret, None, None, "test")
 }
 
+/// The `/admin` token the stacks of [`options`] take (a run's own is random).
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef";
+
+/// The local stack's options on the embedded backend and a free port, with `extra` flags.
 pub fn options(extra: &[&str]) -> Options {
     let mut args = vec![
         "fanout-local",
@@ -25,6 +28,8 @@ pub fn options(extra: &[&str]) -> Options {
         "memory",
         "--publish-credentials",
         PUBLISH_CREDENTIALS,
+        "--admin-token",
+        ADMIN_TOKEN,
     ];
     args.extend_from_slice(extra);
     clap::Parser::parse_from(args)
@@ -73,4 +78,40 @@ pub fn connection_path(id: &str) -> String {
         .replace('/', "%2F")
         .replace('=', "%3D");
     format!("/local/@connections/{escaped}")
+}
+
+/// `method /local/@connections/{id}` with `body`, signed with SigV4 by the [`publisher`]'s key,
+/// as a backend's SDK client signs it.
+pub async fn management(
+    stack: &LocalStack,
+    method: &str,
+    connection_id: &str,
+    body: &str,
+) -> fanout_test_support::http::Response {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    use aws_smithy_runtime_api::client::identity::Identity;
+    let path = connection_path(connection_id);
+    let host = stack.addr().to_string();
+    let identity: Identity = publisher().into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("execute-api")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let signable = SignableRequest::new(
+        method,
+        format!("http://{host}{path}"),
+        [("host", host.as_str())].into_iter(),
+        SignableBody::Bytes(body.as_bytes()),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let headers: Vec<(&str, &str)> = instructions.headers().collect();
+    fanout_test_support::http::request_with(stack.addr(), method, &path, &headers, body)
+        .await
+        .unwrap_or_else(|error| panic!("{method} {path}: {error}"))
 }

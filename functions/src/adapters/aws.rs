@@ -70,8 +70,9 @@ pub async fn load_sdk_config() -> SdkConfig {
 }
 
 /// A configuration with fixed dummy credentials and region `us-east-1`, for endpoints that do
-/// not check signatures: moto in tests, the local stack's management API, the benchmark's
-/// simulated endpoint. `endpoint_url`, when given, overrides every service's endpoint.
+/// not check signatures: moto in tests, the benchmark's simulated endpoint (the local stack's
+/// management API checks them: its worker swaps in a key of its own). `endpoint_url`, when
+/// given, overrides every service's endpoint.
 pub async fn static_sdk_config(endpoint_url: Option<&str>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(https_client())

@@ -10,6 +10,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const DEV_ISSUER: &str = "fanout-local";
 /// The audience the local stack expects when it is given only a secret.
 pub const DEV_AUDIENCE: &str = "fanout";
+/// The environment variable holding the local stack's admin token: `fanout-local` takes its
+/// token from it (else makes one up), `wsfanout --local` sends it. Here, where both crates
+/// find it.
+pub const ADMIN_TOKEN_ENV: &str = "FANOUT_LOCAL_ADMIN_TOKEN";
 
 /// A token to mint: who, which rooms, for how long, for which issuer and audience.
 #[derive(Debug, Clone, PartialEq, Eq)]

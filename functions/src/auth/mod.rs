@@ -27,6 +27,6 @@ pub(crate) mod testkit;
 mod tests;
 
 pub use claims::{AuthError, Claims};
-pub use dev::{DEV_AUDIENCE, DEV_ISSUER, DevToken, MintError};
+pub use dev::{ADMIN_TOKEN_ENV, DEV_AUDIENCE, DEV_ISSUER, DevToken, MintError};
 pub use jwks::{FetchError, JwksConfig, KeyCache, KeyFetcher, parse_jwks};
 pub use verifier::{Verifier, VerifierConfig, WeakSecret};

@@ -168,35 +168,43 @@ impl Backend for AwsBackend {
 
     async fn kick(&self, connection_id: &str) -> Result<(), OpsError> {
         let endpoint = self.resources.management_endpoint()?;
-        let config = aws_sdk_apigatewaymanagement::config::Builder::from(&self.sdk)
-            .endpoint_url(endpoint)
-            .build();
-        let client = aws_sdk_apigatewaymanagement::Client::from_conf(config);
-        match client
-            .delete_connection()
-            .connection_id(connection_id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(error) => {
-                let status = error.raw_response().map(|r| r.status().as_u16());
-                Err(match status {
-                    Some(410) => OpsError::NotFound(format!(
-                        "connection {connection_id} is gone (410): not connected, or already \
-                         closed"
-                    )),
-                    Some(403) => OpsError::Unavailable(format!(
-                        "the management API refused (403): these credentials may not \
-                         execute-api:ManageConnections on {endpoint}: {}",
-                        describe(&error)
-                    )),
-                    _ => unavailable(
-                        &format!("could not close {connection_id} through {endpoint}"),
-                        &error,
-                    ),
-                })
-            }
+        delete_connection(&self.sdk, endpoint, connection_id).await
+    }
+}
+
+/// `DeleteConnection` on the management API at `endpoint`, signed with `sdk`'s credentials.
+pub async fn delete_connection(
+    sdk: &SdkConfig,
+    endpoint: &str,
+    connection_id: &str,
+) -> Result<(), OpsError> {
+    let config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
+        .endpoint_url(endpoint)
+        .build();
+    let client = aws_sdk_apigatewaymanagement::Client::from_conf(config);
+    match client
+        .delete_connection()
+        .connection_id(connection_id)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            let status = error.raw_response().map(|r| r.status().as_u16());
+            Err(match status {
+                Some(410) => OpsError::NotFound(format!(
+                    "connection {connection_id} is gone (410): not connected, or already closed"
+                )),
+                Some(403) => OpsError::Unavailable(format!(
+                    "the management API refused (403): these credentials may not \
+                     execute-api:ManageConnections on {endpoint}: {}",
+                    describe(&error)
+                )),
+                _ => unavailable(
+                    &format!("could not close {connection_id} through {endpoint}"),
+                    &error,
+                ),
+            })
         }
     }
 }
