@@ -40,6 +40,11 @@ resource "aws_iam_policy" "fixture" {
 """
 
 
+# The fan-out queue's policy document: the edits of a nested block are made in it (the DLQ's
+# has the same blocks).
+FANOUT_QUEUE_POLICY = 'data "aws_iam_policy_document" "fanout_queue" {'
+
+
 def run_checker(terraform_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(CHECKER), str(terraform_dir)], capture_output=True, text=True)
 
@@ -53,11 +58,21 @@ class TerraformSchemaCheck(unittest.TestCase):
     def tearDown(self):
         shutil.rmtree(self.tmp)
 
-    def edit(self, file: str, old: str, new: str) -> None:
+    def edit(self, file: str, old: str, new: str, within: str = "") -> int:
+        """Replaces `old`, which must occur once (after `within`, itself once, when given) in
+        terraform/`file`; returns the line it is on."""
         path = self.terraform / file
         text = path.read_text()
-        self.assertEqual(text.count(old), 1, f"terraform/{file} changed: update this test's edit of {old!r}")
-        path.write_text(text.replace(old, new))
+        start = 0
+        if within:
+            self.assertEqual(text.count(within), 1, f"terraform/{file} changed: update this test's anchor {within!r}")
+            start = text.index(within)
+        head, tail = text[:start], text[start:]
+        block = tail.split("\n}\n", 1)[0] if within else tail
+        self.assertEqual(block.count(old), 1, f"terraform/{file} changed: update this test's edit of {old!r}")
+        line = head.count("\n") + tail[: tail.index(old)].count("\n") + 1
+        path.write_text(head + tail.replace(old, new, 1))
+        return line
 
     def assert_fails_with(self, *messages: str) -> None:
         result = run_checker(self.terraform)
@@ -71,14 +86,14 @@ class TerraformSchemaCheck(unittest.TestCase):
         self.assertIn("resource and data blocks", result.stdout)
 
     def test_a_misspelled_argument_fails(self):
-        self.edit("queue.tf", "  visibility_timeout_seconds = 6 *", "  visibilty_timeout_seconds = 6 *")
+        line = self.edit("queue.tf", "  visibility_timeout_seconds =", "  visibilty_timeout_seconds =")
         self.assert_fails_with(
-            'terraform/queue.tf:50: aws_sqs_queue.fanout: unknown argument "visibilty_timeout_seconds" '
+            f'terraform/queue.tf:{line}: aws_sqs_queue.fanout: unknown argument "visibilty_timeout_seconds" '
             '(did you mean "visibility_timeout_seconds"?)'
         )
 
     def test_a_misspelled_nested_argument_fails(self):
-        self.edit("queue.tf", '      identifiers = ["*"]', '      identifers = ["*"]')
+        self.edit("queue.tf", '      identifiers = ["*"]', '      identifers = ["*"]', within=FANOUT_QUEUE_POLICY)
         self.assert_fails_with(
             'data.aws_iam_policy_document.fanout_queue.statement.principals: unknown argument "identifers"',
             'data.aws_iam_policy_document.fanout_queue.statement.principals: missing required argument "identifiers"',
@@ -90,7 +105,7 @@ class TerraformSchemaCheck(unittest.TestCase):
 
     def test_an_unknown_type_and_block_fail(self):
         self.edit("queue.tf", 'resource "aws_sqs_queue_policy" "fanout"', 'resource "aws_sqs_queues_policy" "fanout"')
-        self.edit("queue.tf", "    principals {", "    principal {")
+        self.edit("queue.tf", "    principals {", "    principal {", within=FANOUT_QUEUE_POLICY)
         self.assert_fails_with(
             'aws_sqs_queues_policy.fanout: unknown resource type "aws_sqs_queues_policy"',
             'data.aws_iam_policy_document.fanout_queue.statement: unknown block "principal" (did you mean "principals"?)',
