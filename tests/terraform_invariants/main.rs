@@ -30,7 +30,8 @@
 //!   `auth_mode = "none"`, which requires the token where `connect_token_source` says (so a
 //!   token-less handshake is refused before it costs a Lambda), `$connect` has a throttle of its
 //!   own below the account's new-connection quota, every route of an HTTP API (`POST /publish`) is IAM-authorized, and a
-//!   customer-managed key is granted to each role that uses what it encrypts;
+//!   customer-managed key is granted to each role that uses what it encrypts, and encrypts both
+//!   queues;
 //! - each function sets every variable its binary requires and only variables it reads, as
 //!   `fanout::config::Function::env_vars` lists them, and none that Lambda reserves;
 //! - every `var.`, `local.`, resource and data reference resolves, and the example tfvars set only
