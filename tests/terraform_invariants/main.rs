@@ -32,6 +32,8 @@
 //!   own below the account's new-connection quota, every route of an HTTP API (`POST /publish`) is IAM-authorized, and a
 //!   customer-managed key is granted to each role that uses what it encrypts, and encrypts both
 //!   queues;
+//! - docs/deploy.md's first connection ("Try it"), run as written with the stack's rendered
+//!   outputs, mints a token the authorizer, configured as Terraform configures it, accepts;
 //! - each function sets every variable its binary requires and only variables it reads, as
 //!   `fanout::config::Function::env_vars` lists them, and none that Lambda reserves;
 //! - every `var.`, `local.`, resource and data reference resolves, and the example tfvars set only
@@ -76,6 +78,7 @@ use checks::auth::{check_authorizer, check_kms_grants};
 use checks::dashboard::{check_options, check_rendered, emitted_metrics};
 use checks::declarations::{check_documented, check_references, check_tfvars};
 use checks::environment::check_environment;
+use checks::first_connection::check_first_connection;
 use checks::iam::{check_connection_writes, check_iam, check_service_trust};
 use checks::naming::check_names_include_workspace;
 use checks::ordering::check_ordering;
@@ -140,6 +143,16 @@ fn the_api_gateway_logging_role_serves_only_this_account() {
 #[test]
 fn connect_goes_through_the_jwt_authorizer_unless_auth_is_off() {
     assert_clean("$connect authorizer", check_authorizer(&terraform()));
+}
+
+#[test]
+fn the_documented_first_connection_is_accepted_by_the_authorizer() {
+    let deploy = fs::read_to_string(repo_root().join("docs/deploy.md"))
+        .expect("docs/deploy.md shows the first connection");
+    assert_clean(
+        "docs/deploy.md, Try it",
+        check_first_connection(&terraform(), &deploy),
+    );
 }
 
 #[test]
