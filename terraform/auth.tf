@@ -134,6 +134,38 @@ data "aws_iam_policy_document" "kms_secret" {
   }
 }
 
+# The queues encrypted with the key (queue.tf): SQS asks KMS for a data key on a
+# send (kms:GenerateDataKey) and decrypts it on a receive or a send that reuses one
+# (kms:Decrypt), as the caller, through SQS only.
+data "aws_iam_policy_document" "kms_sqs" {
+  count = var.kms_key_arn == null ? 0 : 1
+
+  statement {
+    sid       = "UseKeyThroughSqs"
+    effect    = "Allow"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [var.kms_key_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["sqs.${local.region}.${local.dns_suffix}"]
+    }
+  }
+}
+
+# Every function that sends to or receives from the queues: those that send jobs (the
+# worker also receives them and parks some in the DLQ). Producers in
+# var.producer_role_arns and operators reading the DLQ need the same on their own
+# roles (docs/deploy.md).
+resource "aws_iam_role_policy" "kms_sqs" {
+  for_each = var.kms_key_arn == null ? toset([]) : toset(local.fanout_sending_functions)
+
+  name   = "${local.name_prefix}-${each.key}-kms-sqs"
+  role   = aws_iam_role.function[each.key].id
+  policy = data.aws_iam_policy_document.kms_sqs[0].json
+}
+
 locals {
   # Function => the service it uses the key through: the functions that use the
   # tables, and the authorizer when it reads a secret the stack encrypted.

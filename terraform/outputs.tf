@@ -83,3 +83,18 @@ output "region" {
   description = "AWS region of the stack (the ops CLI's default region when it reads these outputs)."
   value       = local.region
 }
+
+output "jwt_issuer" {
+  description = "The `iss` the $connect authorizer requires of tokens (jwt_issuer, default \"<project>-<workspace>\"); null with auth_mode = \"none\"."
+  value       = local.auth_enabled ? local.jwt_issuer : null
+}
+
+output "jwt_audience" {
+  description = "The `aud` the $connect authorizer requires of tokens (jwt_audience); null with auth_mode = \"none\"."
+  value       = local.auth_enabled ? var.jwt_audience : null
+}
+
+output "jwt_secret_arn" {
+  description = "ARN of the Secrets Manager secret whose value signs HS256 tokens (the one this stack creates, or jwt_secret_arn); null with jwks_url or auth_mode = \"none\"."
+  value       = local.jwt_uses_secret ? local.jwt_secret_arn : null
+}

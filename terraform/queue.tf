@@ -34,6 +34,21 @@ locals {
   # max_receive_count receives lasts at most the batching window, the invocation and a retry
   # delay (a failed record, or a held per_room job), or the visibility timeout when the
   # invocation dies; the receive after the last moves it.
+  # Both queues: the customer-managed key when there is one (each principal that sends or
+  # receives then needs kms:GenerateDataKey and kms:Decrypt on it: auth.tf), else SQS-managed
+  # SSE. The provider refuses SQS-managed SSE set beside a key, so null rather than false. SQS
+  # asks KMS for a data key once per reuse period and principal: an hour keeps a busy queue's
+  # KMS calls (and their account-wide quota) low; AWS allows 60 s to 24 h, 300 s by default.
+  queue_encryption = var.kms_key_arn == null ? {
+    sqs_managed_sse_enabled           = true
+    kms_master_key_id                 = null
+    kms_data_key_reuse_period_seconds = null
+    } : {
+    sqs_managed_sse_enabled           = null
+    kms_master_key_id                 = var.kms_key_arn
+    kms_data_key_reuse_period_seconds = 3600
+  }
+
   fanout_retention_needed = (local.ordered ? 0 : local.max_queue_delay_seconds) + local.max_receive_count * max(
     local.fanout_visibility_timeout_seconds,
     var.worker_batching_window_seconds + var.worker_timeout_seconds + local.max_queue_delay_seconds,
@@ -49,7 +64,10 @@ resource "aws_sqs_queue" "fanout_dlq" {
   fifo_queue = local.ordered
 
   message_retention_seconds = 1209600 # 14 days, the SQS maximum: time to investigate and redrive
-  sqs_managed_sse_enabled   = true
+
+  sqs_managed_sse_enabled           = local.queue_encryption.sqs_managed_sse_enabled
+  kms_master_key_id                 = local.queue_encryption.kms_master_key_id
+  kms_data_key_reuse_period_seconds = local.queue_encryption.kms_data_key_reuse_period_seconds
 }
 
 resource "aws_sqs_queue" "fanout" {
@@ -68,7 +86,10 @@ resource "aws_sqs_queue" "fanout" {
 
   message_retention_seconds = var.fanout_message_retention_seconds
   max_message_size          = 262144
-  sqs_managed_sse_enabled   = true
+
+  sqs_managed_sse_enabled           = local.queue_encryption.sqs_managed_sse_enabled
+  kms_master_key_id                 = local.queue_encryption.kms_master_key_id
+  kms_data_key_reuse_period_seconds = local.queue_encryption.kms_data_key_reuse_period_seconds
 
   # A FIFO job is received once per invocation that holds it or a message of its room before it
   # (local.ordered_max_receive_count says how many that can be); a standard queue's job once per
@@ -166,8 +187,12 @@ resource "aws_sqs_queue_policy" "fanout_dlq" {
 }
 
 locals {
+  # The functions that send jobs to the fan-out queue (the worker also parks them in the DLQ):
+  # the queue policy lets them send, and a customer-managed key is granted to them (auth.tf).
+  fanout_sending_functions = ["sendmessage", "publish", "worker"]
+
   fanout_producer_arns = concat(
-    [for function in ["sendmessage", "publish", "worker"] : aws_iam_role.function[function].arn],
+    [for function in local.fanout_sending_functions : aws_iam_role.function[function].arn],
     var.producer_role_arns,
   )
 }

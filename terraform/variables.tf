@@ -31,7 +31,7 @@ variable "tags" {
 }
 
 variable "kms_key_arn" {
-  description = "Optional customer-managed KMS key ARN for the log groups, the DynamoDB tables, the Lambda environment, the JWT signing secret and the alarm topic. null keeps AWS-managed encryption. Each role is granted what it needs of the key, only through the service that uses it; the key policy (docs/deploy.md) must allow the account's IAM policies, logs.<region>.amazonaws.com and cloudwatch.amazonaws.com (for the alarm topic)."
+  description = "Optional customer-managed KMS key ARN for the log groups, the DynamoDB tables, the fan-out queue and its dead-letter queue, the Lambda environment, the JWT signing secret and the alarm topic. null keeps AWS-managed encryption (SQS-managed SSE for the queues). Each function role is granted what it needs of the key, only through the service that uses it; the roles of producer_role_arns, and operators who read the dead-letter queue, need kms:GenerateDataKey and kms:Decrypt on it themselves. The key policy (docs/deploy.md) must allow the account's IAM policies, logs.<region>.amazonaws.com and cloudwatch.amazonaws.com (for the alarm topic)."
   type        = string
   default     = null
 
@@ -601,7 +601,7 @@ variable "alarm_delivery_failure_percent" {
 }
 
 variable "producer_role_arns" {
-  description = "IAM role ARNs besides sendmessage, publish and the worker that may send jobs to the fan-out queue: operators who redrive the dead-letter queue, and producers that write jobs directly (those have no offset and cannot be recovered: backends should publish through POST /publish with the publishers policy, output publish_policy_arn). Everyone else is denied sqs:SendMessage by the queue policy. A producer's `sender` is trusted as given (docs/contracts.md)."
+  description = "IAM role ARNs besides sendmessage, publish and the worker that may send jobs to the fan-out queue: operators who redrive the dead-letter queue, and producers that write jobs directly (those have no offset and cannot be recovered: backends should publish through POST /publish with the publishers policy, output publish_policy_arn). Everyone else is denied sqs:SendMessage by the queue policy. A producer's `sender` is trusted as given (docs/contracts.md). With kms_key_arn set, each of these roles needs kms:GenerateDataKey and kms:Decrypt on the key (the queues are encrypted with it)."
   type        = list(string)
   default     = []
 

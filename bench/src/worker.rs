@@ -324,11 +324,11 @@ async fn on_board(
         )),
         EngineConfig {
             concurrency: config.concurrency,
-            management_endpoint: Some(endpoint),
             room_split_ways: shared.room_split_ways,
             account_post_rate: shared.account_post_rate,
             ..EngineConfig::default()
         },
+        &endpoint,
     );
     let (mut counts, mut rounds) = (FanoutStats::default(), 0);
     loop {
@@ -390,9 +390,9 @@ async fn ours(
         progress,
         EngineConfig {
             concurrency: config.concurrency,
-            management_endpoint: Some(endpoint),
             ..EngineConfig::default()
         },
+        &endpoint,
     );
     let (mut counts, mut rounds) = (FanoutStats::default(), 0);
     let mut items = vec![BatchItem {

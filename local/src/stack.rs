@@ -129,7 +129,6 @@ impl LocalStack {
         let mut engine_config = EngineConfig::from_env(&ProcessEnv)?;
         // The worker and the recover handler post to this stack's own management API.
         let management_endpoint = format!("http://{addr}/{}", options.stage);
-        engine_config.management_endpoint = Some(management_endpoint.clone());
         if let Some(budget) = options.retry_budget {
             engine_config.retry_budget = budget;
         }
@@ -207,6 +206,7 @@ impl LocalStack {
             queue.clone(),
             progress,
             engine_config.clone(),
+            &management_endpoint,
         ));
         if options.visibility_timeout() < options.worker_timeout {
             warn!(

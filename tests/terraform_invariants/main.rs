@@ -29,7 +29,10 @@
 //!   `auth_mode = "none"`, which requires the token where `connect_token_source` says (so a
 //!   token-less handshake is refused before it costs a Lambda), `$connect` has a throttle of its
 //!   own below the account's new-connection quota, every route of an HTTP API (`POST /publish`) is IAM-authorized, and a
-//!   customer-managed key is granted to each role that uses what it encrypts;
+//!   customer-managed key is granted to each role that uses what it encrypts, and encrypts both
+//!   queues;
+//! - docs/deploy.md's first connection ("Try it"), run as written with the stack's rendered
+//!   outputs, mints a token the authorizer, configured as Terraform configures it, accepts;
 //! - each function sets every variable its binary requires and only variables it reads, as
 //!   `fanout::config::Function::env_vars` lists them, and none that Lambda reserves;
 //! - every `var.`, `local.`, resource and data reference resolves, and the example tfvars set only
@@ -74,12 +77,13 @@ use checks::auth::{check_authorizer, check_kms_grants};
 use checks::dashboard::{check_options, check_rendered, emitted_metrics};
 use checks::declarations::{check_documented, check_references, check_tfvars};
 use checks::environment::check_environment;
+use checks::first_connection::check_first_connection;
 use checks::iam::{check_connection_writes, check_iam};
 use checks::naming::check_names_include_workspace;
 use checks::ordering::check_ordering;
 use checks::queue_policy::check_queue_policy;
 use checks::retention::check_retention;
-use checks::runbooks::check_runbooks;
+use checks::runbooks::{check_runbook_metrics, check_runbooks};
 use checks::throttling::{check_connect_throttle, example_var_files};
 use checks::visibility::check_visibility_timeout;
 use fixtures::assert_clean;
@@ -130,6 +134,16 @@ fn sendmessage_writes_only_the_allowance_of_a_connection() {
 #[test]
 fn connect_goes_through_the_jwt_authorizer_unless_auth_is_off() {
     assert_clean("$connect authorizer", check_authorizer(&terraform()));
+}
+
+#[test]
+fn the_documented_first_connection_is_accepted_by_the_authorizer() {
+    let deploy = fs::read_to_string(repo_root().join("docs/deploy.md"))
+        .expect("docs/deploy.md shows the first connection");
+    assert_clean(
+        "docs/deploy.md, Try it",
+        check_first_connection(&terraform(), &deploy),
+    );
 }
 
 #[test]
@@ -233,6 +247,50 @@ fn the_functions_of_the_code_are_the_cargo_bins() {
     );
 }
 
+/// The docs count the Lambda binaries and zips ("eight zips", "the eight thin Lambda binaries")
+/// as functions/Cargo.toml declares them.
+#[test]
+fn the_docs_count_the_functions_as_cargo_declares_them() {
+    const NUMBERS: [&str; 13] = [
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+        "eleven", "twelve",
+    ];
+    let expected = NUMBERS.get(bins().len()).expect("at most twelve functions");
+    let mut docs = vec![repo_root().join("README.md")];
+    docs.extend(files_with_extension(&repo_root().join("docs"), "md"));
+    let mut violations = Vec::new();
+    for path in &docs {
+        let text = fs::read_to_string(path).unwrap();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        for (i, word) in words.iter().enumerate() {
+            let Some(number) = NUMBERS.iter().find(|n| word.eq_ignore_ascii_case(n)) else {
+                continue;
+            };
+            // "eight zips", "eight binaries", "the eight thin Lambda binaries".
+            let counts_functions = words[i + 1..]
+                .iter()
+                .take(3)
+                .map(|w| w.trim_end_matches(|c: char| !c.is_alphanumeric()))
+                .take_while(|w| !w.is_empty())
+                .any(|w| w == "zips" || w == "binaries");
+            if counts_functions && number != expected {
+                violations.push(format!(
+                    "{}: \"{} {}\": functions/Cargo.toml has {expected} [[bin]]s",
+                    path.display(),
+                    word,
+                    words[i + 1..]
+                        .iter()
+                        .take(3)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ));
+            }
+        }
+    }
+    assert_clean("the docs' count of functions", violations);
+}
+
 /// Rendered as `terraform apply` would send them: with the variables' defaults, with
 /// `ordering = "per_room"` (FIFO queues, whose names end in `.fifo`), and with each example
 /// tfvars in the workspace it is named after.
@@ -274,5 +332,9 @@ fn dashboards_and_alarms_render_to_what_cloudwatch_accepts_and_name_emitted_metr
         );
         assert_clean(&what, check_rendered(&rendered, &emitted));
         assert_clean(&what, check_runbooks(&rendered, &operations));
+        assert_clean(
+            &what,
+            check_runbook_metrics(&rendered, &operations, &emitted),
+        );
     }
 }

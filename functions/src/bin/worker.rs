@@ -33,6 +33,7 @@ async fn main() -> Result<(), Error> {
         ),
         Arc::new(DynamoProgress::new(&sdk, settings.progress)),
         settings.engine,
+        &settings.management_endpoint,
     );
     let (engine, metrics) = (&engine, &metrics);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

@@ -1,7 +1,7 @@
 //! Each component's settings read from the environment: the components own their settings
 //! structs; this module only reads them.
 
-use super::source::{ConfigError, Source, endpoint, millis, number, required, seconds};
+use super::source::{ConfigError, Source, millis, number, required, seconds};
 use crate::adapters::dynamodb::TableConfig;
 use crate::adapters::history_table::HistoryTableConfig;
 use crate::adapters::progress_table::ProgressTableConfig;
@@ -230,7 +230,7 @@ pub fn queue_url(env: &impl Source) -> Result<String, ConfigError> {
 impl EngineConfig {
     /// `FANOUT_CONCURRENCY`, `POST_TIMEOUT_MS`, `MAX_POST_ATTEMPTS`, `BACKOFF_BASE_MS`,
     /// `BACKOFF_CAP_MS`, `DEADLINE_MARGIN_MS`, `HANDOFF_RESERVE_MS`, `DELIVERY_MODE`,
-    /// `MANAGEMENT_ENDPOINT`, `SCAN_SEGMENTS`, `ROOM_SPLIT_WAYS`, `ACCOUNT_POST_RATE`,
+    /// `SCAN_SEGMENTS`, `ROOM_SPLIT_WAYS`, `ACCOUNT_POST_RATE`,
     /// `RETRY_BUDGET_SECONDS`, `RETRY_DELAY_BASE_MS`,
     /// `GONE_GRACE_SECONDS`, `CHECKPOINT_EVERY`.
     pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
@@ -280,7 +280,6 @@ impl EngineConfig {
                 }
                 None => defaults.delivery_mode,
             },
-            management_endpoint: endpoint(env, "MANAGEMENT_ENDPOINT")?,
             scan_segments: number(env, "SCAN_SEGMENTS", defaults.scan_segments, 1..=1000)?,
             room_split_ways: number(
                 env,
@@ -388,16 +387,6 @@ mod tests {
         let too_big = SendConfig::from_env(&[("MAX_DATA_BYTES", "200000")]).unwrap_err();
         assert!(too_big.to_string().contains("MAX_DATA_BYTES"), "{too_big}");
 
-        for unsigned in [
-            "example.com",
-            "https://user@x.example/prod",
-            "https://x.example/prod?stage=1",
-            "https://x.example/prod#top",
-        ] {
-            let url = EngineConfig::from_env(&[("MANAGEMENT_ENDPOINT", unsigned)]).unwrap_err();
-            assert!(url.to_string().contains("MANAGEMENT_ENDPOINT"), "{url}");
-        }
-
         let margin = EngineConfig::from_env(&[("DEADLINE_MARGIN_MS", "1000")]).unwrap_err();
         assert!(margin.to_string().contains("POST_TIMEOUT_MS"), "{margin}");
     }
@@ -409,7 +398,6 @@ mod tests {
             ("PAGE_LIMIT", "25"),
             ("FANOUT_CONCURRENCY", "64"),
             ("DELIVERY_MODE", "raw"),
-            ("MANAGEMENT_ENDPOINT", "https://x.example/prod/"),
         ];
         let table = TableConfig::from_env(&env).unwrap();
         assert_eq!(
@@ -423,9 +411,5 @@ mod tests {
         let engine = EngineConfig::from_env(&env).unwrap();
         assert_eq!(engine.concurrency, 64);
         assert_eq!(engine.delivery_mode, DeliveryMode::Raw);
-        assert_eq!(
-            engine.management_endpoint.as_deref(),
-            Some("https://x.example/prod")
-        );
     }
 }

@@ -102,6 +102,9 @@ pub struct WorkerSettings {
     pub queue_url: String,
     pub dead_letter_url: String,
     pub engine: EngineConfig,
+    /// This API's management endpoint: the worker posts only there, never to an endpoint a job
+    /// names (a closed job boundary: docs/contracts.md).
+    pub management_endpoint: String,
     pub metrics: EmfConfig,
 }
 
@@ -112,18 +115,11 @@ impl WorkerSettings {
             progress: ProgressTableConfig::from_env(env)?,
             queue_url: queue_url(env)?,
             dead_letter_url: dead_letter_queue_url(env)?,
-            engine: worker_engine(env)?,
+            engine: EngineConfig::from_env(env)?,
+            management_endpoint: management_endpoint(env)?,
             metrics: EmfConfig::from_env(env, Function::Worker.binary()),
         })
     }
-}
-
-/// The worker's engine settings, which must name the management endpoint: the worker posts
-/// only there, never to an endpoint a job names (a closed job boundary: docs/contracts.md).
-fn worker_engine(env: &impl Source) -> Result<EngineConfig, ConfigError> {
-    let engine = EngineConfig::from_env(env)?;
-    management_endpoint(env)?;
-    Ok(engine)
 }
 
 /// `MANAGEMENT_ENDPOINT`, required.
@@ -307,6 +303,24 @@ impl Source for Recorder<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_management_endpoint_is_required_and_must_be_a_plain_url() {
+        let missing = management_endpoint(&[("X", "y")]).unwrap_err();
+        assert!(
+            missing.to_string().contains("MANAGEMENT_ENDPOINT"),
+            "{missing}"
+        );
+        for unsigned in [
+            "example.com",
+            "https://user@x.example/prod",
+            "https://x.example/prod?stage=1",
+            "https://x.example/prod#top",
+        ] {
+            let url = management_endpoint(&[("MANAGEMENT_ENDPOINT", unsigned)]).unwrap_err();
+            assert!(url.to_string().contains("MANAGEMENT_ENDPOINT"), "{url}");
+        }
+    }
 
     #[test]
     fn metrics_name_the_function_that_wrote_them_outside_lambda_too() {

@@ -605,4 +605,77 @@ mod tests {
         let again = Job::parse(&signed.to_json()).unwrap();
         assert_eq!(again.user.as_deref(), Some("alice"));
     }
+
+    /// docs/contracts.md, which producers and clients read.
+    fn contracts() -> String {
+        let path = format!("{}/../docs/contracts.md", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+    }
+
+    /// A job with every optional field set.
+    fn every_field() -> Job {
+        let mut job = Job::parse(&body(json!({"room":"lobby"}))).unwrap();
+        job.user = Some("alice".into());
+        job.cursor = Some("c".into());
+        job.segment = Some(Segment { index: 0, total: 2 });
+        job.endpoint = Some("https://x.example/dev".into());
+        job.attempt = 1;
+        job.retry_since = Some(8);
+        job.hop = Some("h1".into());
+        job.until = Some("z".into());
+        job.pace = Some(100);
+        job.offset = Some(42);
+        job.epoch = Some("e1".into());
+        job
+    }
+
+    fn keys(json: &[u8]) -> Vec<String> {
+        let value: serde_json::Value = serde_json::from_slice(json).unwrap();
+        value.as_object().unwrap().keys().cloned().collect()
+    }
+
+    /// Every field a job can carry has its row in the job table of docs/contracts.md (a row
+    /// may name two, as `offset`, `epoch`).
+    #[test]
+    fn the_contract_documents_every_job_field() {
+        let contracts = contracts();
+        let rows: Vec<&str> = contracts
+            .split("| field | required | meaning |")
+            .nth(1)
+            .expect("docs/contracts.md has the job table (| field | required | meaning |)")
+            .lines()
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .filter_map(|line| line.split('|').nth(1))
+            .collect();
+        let missing: Vec<String> = keys(every_field().to_json().as_bytes())
+            .into_iter()
+            .filter(|key| !rows.iter().any(|row| row.contains(&format!("`{key}`"))))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/contracts.md's job table has no row for {missing:?}"
+        );
+    }
+
+    /// Every field of a delivered frame is in the sample of docs/contracts.md's "delivered
+    /// frame" section.
+    #[test]
+    fn the_contract_documents_every_delivered_frame_field() {
+        let contracts = contracts();
+        let sample = contracts
+            .split("(delivered frame)")
+            .nth(1)
+            .and_then(|section| section.split("```json\n").nth(1))
+            .and_then(|block| block.split("\n```").next())
+            .expect("docs/contracts.md shows a delivered frame in a ```json block");
+        let missing: Vec<String> = keys(&every_field().render(DeliveryMode::Envelope))
+            .into_iter()
+            .filter(|key| !sample.contains(&format!("\"{key}\":")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/contracts.md's delivered frame lacks {missing:?}: {sample}"
+        );
+    }
 }

@@ -112,6 +112,9 @@ pub struct Engine {
     pub(super) queue: Arc<dyn JobQueue>,
     pub(super) progress: Arc<dyn ProgressStore>,
     pub(super) config: EngineConfig,
+    /// The management API the worker posts to: its own API's, never one a job names (a closed
+    /// job boundary: docs/contracts.md).
+    pub(super) endpoint: Arc<str>,
     /// Numbers every progress-record write of this process, in order (see
     /// [`ProgressStore::save`]).
     pub(super) writes: std::sync::atomic::AtomicU64,
@@ -127,6 +130,7 @@ impl Engine {
         queue: Arc<dyn JobQueue>,
         progress: Arc<dyn ProgressStore>,
         config: EngineConfig,
+        endpoint: &str,
     ) -> Self {
         if queue.keeps_order() && config.room_split_ways > 1 {
             tracing::warn!(
@@ -140,6 +144,7 @@ impl Engine {
             queue,
             progress,
             config,
+            endpoint: endpoint.into(),
             writes: std::sync::atomic::AtomicU64::new(0),
             origin: (Instant::now(), now_epoch_millis()),
         }

@@ -22,8 +22,6 @@ pub struct EngineConfig {
     /// possibly delivered: the time the hand-off is sure to have. Less than `deadline_margin`.
     pub handoff_reserve: Duration,
     pub delivery_mode: DeliveryMode,
-    /// Overrides the endpoint carried in jobs (custom domains, other producers).
-    pub management_endpoint: Option<String>,
     /// An `all` job without a segment is split into this many parallel Scan segments.
     pub scan_segments: u32,
     /// A room bigger than one page is split into this many ranges of ids, each its own job
@@ -75,7 +73,6 @@ impl Default for EngineConfig {
             deadline_margin: Duration::from_secs(5),
             handoff_reserve: Duration::from_secs(2),
             delivery_mode: DeliveryMode::Envelope,
-            management_endpoint: None,
             scan_segments: 1,
             room_split_ways: 1,
             account_post_rate: 10_000,

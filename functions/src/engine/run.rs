@@ -35,13 +35,7 @@ impl Engine {
     ) -> Result<Ran, JobFailure> {
         // Posts are signed with the worker's credentials: they go to its own API only, never
         // to a host a message names.
-        let Some(endpoint) = self.config.management_endpoint.clone() else {
-            let reason = "no management endpoint: MANAGEMENT_ENDPOINT is not set";
-            return self
-                .park(batch, &job.to_json(), reason)
-                .await
-                .map(Ran::from);
-        };
+        let endpoint = self.endpoint.clone();
         if let Some(named) = &job.endpoint
             && named.trim_end_matches('/') != endpoint.trim_end_matches('/')
         {
@@ -253,7 +247,7 @@ impl Engine {
     async fn deliver(
         &self,
         run: &Run<'_>,
-        endpoint: String,
+        endpoint: Arc<str>,
         frame: Bytes,
         checkpoint: Checkpoint,
         first: Option<Page>,
@@ -305,7 +299,7 @@ impl Engine {
             store: self.store.clone(),
             pacer: batch.pacer.clone(),
             permits: batch.permits.clone(),
-            endpoint: endpoint.into(),
+            endpoint,
             frame,
             config: self.config.clone(),
             stop_at: batch.stop_at,

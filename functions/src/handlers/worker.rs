@@ -80,15 +80,8 @@ mod tests {
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
-    /// The worker's settings, its endpoint the one the fixture's job names.
-    fn own_endpoint() -> EngineConfig {
-        EngineConfig {
-            management_endpoint: Some(
-                "https://abcdef1234.execute-api.eu-west-1.amazonaws.com/dev".into(),
-            ),
-            ..EngineConfig::default()
-        }
-    }
+    /// The worker's endpoint: the one the fixture's job names.
+    const OWN_ENDPOINT: &str = "https://abcdef1234.execute-api.eu-west-1.amazonaws.com/dev";
 
     #[derive(Default)]
     struct Recorded(Mutex<Vec<FanoutStats>>);
@@ -110,7 +103,8 @@ mod tests {
             gateway.clone(),
             queue.clone(),
             Arc::new(MemoryProgress::new()),
-            own_endpoint(),
+            EngineConfig::default(),
+            OWN_ENDPOINT,
         );
         let event = sqs_batch();
         let metrics = Recorded::default();
@@ -176,7 +170,8 @@ mod tests {
             Arc::new(MemoryGateway::new()),
             queue.clone(),
             Arc::new(Down),
-            own_endpoint(),
+            EngineConfig::default(),
+            OWN_ENDPOINT,
         );
         let event = sqs_batch();
         let good = event.records[0].message_id.clone().unwrap();

@@ -60,10 +60,10 @@ async fn worker(scan_segments: u32) -> Worker {
         progress.clone(),
         EngineConfig {
             concurrency: 8,
-            management_endpoint: Some(ENDPOINT.into()),
             scan_segments,
             ..EngineConfig::default()
         },
+        ENDPOINT,
     );
     Worker {
         queue,

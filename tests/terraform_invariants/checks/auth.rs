@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use fanout::handlers::authorizer::TOKEN_PARAMETER;
 
-use crate::model::{Module, attr, nested, show};
+use crate::model::{Module, attr, literal_str, nested, show};
 use crate::render::{RenderOptions, instance_values, render_module};
 
 /// The rendering of the attributes the checks read, with these variables.
@@ -200,47 +200,207 @@ fn check_identity_sources(module: &Module, address: &str, violations: &mut Vec<S
     }
 }
 
-/// The functions whose policy document grants DynamoDB actions (they use the tables the key
-/// encrypts).
-fn table_users(module: &Module) -> BTreeSet<String> {
+/// The functions whose policy document allows an action of `service` (`"dynamodb"`, `"sqs"`):
+/// those that use the tables, or the queues, a customer-managed key encrypts. (The queues' own
+/// policies only deny.)
+fn service_users(module: &Module, service: &str) -> BTreeSet<String> {
+    let prefix = format!("\"{service}:");
     module
         .blocks("data")
         .filter(|(_, b)| b.labels().first().map(|l| l.as_str()) == Some("aws_iam_policy_document"))
         .filter(|(_, b)| {
             nested(b.body(), "statement")
-                .any(|s| attr(s.body(), "actions").is_some_and(|a| show(a).contains("dynamodb:")))
+                .filter(|s| attr(s.body(), "effect").and_then(literal_str) != Some("Deny"))
+                .any(|s| attr(s.body(), "actions").is_some_and(|a| show(a).contains(&prefix)))
         })
         .filter_map(|(_, b)| b.labels().get(1).map(|l| l.as_str().to_owned()))
         .collect()
 }
 
+/// The key ARN the KMS checks set `kms_key_arn` to.
+const KEY: &str = "arn:aws:kms:eu-west-1:123456789012:key/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
+
+/// How every SQS queue is encrypted: `kms_master_key_id`, `sqs_managed_sse_enabled` and
+/// `kms_data_key_reuse_period_seconds` of each instance, as Terraform renders them.
+const QUEUE_ENCRYPTION: [&str; 3] = [
+    "kms_master_key_id",
+    "sqs_managed_sse_enabled",
+    "kms_data_key_reuse_period_seconds",
+];
+
+/// With `kms_key_arn` set, both queues (fan-out and DLQ) are encrypted with the key, SQS reusing
+/// a data key at most a day (SQS's bounds: 60 s to 24 h); without it, with SQS-managed SSE.
+fn check_queue_encryption(module: &Module, violations: &mut Vec<String>) {
+    let queues: Vec<_> = module
+        .resources()
+        .into_iter()
+        .filter(|r| r.kind == "aws_sqs_queue")
+        .collect();
+    if queues.is_empty() {
+        violations.push("no aws_sqs_queue: nothing to check".to_owned());
+    }
+    for queue in &queues {
+        if !queue.sets("kms_master_key_id") {
+            violations.push(format!(
+                "{} does not set kms_master_key_id: it ignores kms_key_arn",
+                queue.address()
+            ));
+            return;
+        }
+    }
+    let specs: Vec<String> = QUEUE_ENCRYPTION
+        .iter()
+        .filter(|attribute| queues.iter().all(|q| q.sets(attribute)))
+        .map(|attribute| format!("aws_sqs_queue.{attribute}"))
+        .collect();
+    for (scenario, vars) in [
+        (
+            "with kms_key_arn",
+            vec![("kms_key_arn".to_owned(), KEY.to_owned())],
+        ),
+        ("without kms_key_arn", Vec::new()),
+    ] {
+        let mut options = RenderOptions::attributes("dev", specs.clone());
+        options.vars = vars;
+        let r = match render_module(module, &options) {
+            Ok(r) => r,
+            Err(e) => {
+                violations.push(format!("{scenario}, the queues do not render: {e}"));
+                continue;
+            }
+        };
+        let keys = instance_values(&r, "aws_sqs_queue.kms_master_key_id");
+        for (queue, key) in keys {
+            let managed = value(&r, "aws_sqs_queue.sqs_managed_sse_enabled", queue);
+            let reuse = value(&r, "aws_sqs_queue.kms_data_key_reuse_period_seconds", queue);
+            let fine = if scenario == "with kms_key_arn" {
+                key == KEY
+                    && managed != true
+                    && reuse.as_u64().is_some_and(|s| (60..=86_400).contains(&s))
+            } else {
+                key.is_null() && managed == true
+            };
+            if !fine {
+                violations.push(format!(
+                    "{queue} {scenario}: kms_master_key_id {key}, sqs_managed_sse_enabled \
+                     {managed}, kms_data_key_reuse_period_seconds {reuse}; expected the key with a \
+                     reuse period of 60 to 86400 s, or SQS-managed SSE without one"
+                ));
+            }
+        }
+        if keys.len() != queues.len() {
+            violations.push(format!(
+                "{scenario}: {} queue instances rendered for {} aws_sqs_queue blocks",
+                keys.len(),
+                queues.len()
+            ));
+        }
+    }
+}
+
+/// The `aws_iam_policy_document` that the role policy resource `aws_iam_role_policy.{name}` uses grants
+/// kms:GenerateDataKey and kms:Decrypt through `{service}` only (`kms:ViaService`).
+fn check_key_document(module: &Module, name: &str, service: &str, violations: &mut Vec<String>) {
+    let Some(policy) = module
+        .resources()
+        .into_iter()
+        .find(|r| r.kind == "aws_iam_role_policy" && r.name == name)
+        .and_then(|r| attr(r.block.body(), "policy").map(show))
+    else {
+        violations.push(format!("no aws_iam_role_policy.{name} with a policy"));
+        return;
+    };
+    let document = module
+        .blocks("data")
+        .filter(|(_, b)| b.labels().first().map(|l| l.as_str()) == Some("aws_iam_policy_document"))
+        .find(|(_, b)| {
+            b.labels().get(1).is_some_and(|l| {
+                policy.starts_with(&format!("data.aws_iam_policy_document.{}[", l.as_str()))
+            })
+        })
+        .map(|(_, b)| b);
+    let Some(document) = document else {
+        violations.push(format!(
+            "aws_iam_role_policy.{name}: its policy {policy} is not an aws_iam_policy_document of this module"
+        ));
+        return;
+    };
+    let statements: Vec<String> = nested(document.body(), "statement")
+        .map(|s| {
+            let conditions: Vec<String> = nested(s.body(), "condition")
+                .map(|c| {
+                    ["variable", "values"]
+                        .iter()
+                        .filter_map(|a| attr(c.body(), a).map(show))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            format!(
+                "{} {}",
+                attr(s.body(), "actions").map(show).unwrap_or_default(),
+                conditions.join(" ")
+            )
+        })
+        .collect();
+    let grants = statements.iter().any(|s| {
+        s.contains("\"kms:GenerateDataKey\"")
+            && s.contains("\"kms:Decrypt\"")
+            && s.contains("kms:ViaService")
+            && s.contains(&format!("\"{service}."))
+    });
+    if !grants {
+        violations.push(format!(
+            "aws_iam_role_policy.{name}: its document grants no kms:GenerateDataKey and \
+             kms:Decrypt through {service} (kms:ViaService): {statements:?}"
+        ));
+    }
+}
+
 /// With `kms_key_arn` set, each function that uses the tables (and the authorizer, reading the
-/// secret the stack encrypts with the key) has a key policy; without it, none has.
+/// secret the stack encrypts with the key) has a key policy (`aws_iam_role_policy.kms`), each
+/// that sends to or receives from the queues one through SQS (`aws_iam_role_policy.kms_sqs`),
+/// and both queues use the key; without it, no key policy, and the queues SQS-managed SSE.
 pub fn check_kms_grants(module: &Module) -> Vec<String> {
-    let key = "arn:aws:kms:eu-west-1:123456789012:key/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
     let mut violations = Vec::new();
-    let granted = |vars: &[(&str, &str)]| -> Result<BTreeSet<String>, String> {
+    // Role policy resource name => the functions it is granted to.
+    let granted = |vars: &[(&str, &str)]| -> Result<BTreeSet<(String, String)>, String> {
         let r = rendered(module, vars)?;
         Ok(instance_values(&r, "aws_iam_role_policy.role")
             .keys()
             .filter_map(|address| {
-                address
-                    .strip_prefix("aws_iam_role_policy.kms[\"")
-                    .and_then(|rest| rest.strip_suffix("\"]"))
-                    .map(str::to_owned)
+                let (name, function) = address
+                    .strip_prefix("aws_iam_role_policy.")?
+                    .strip_suffix("\"]")?
+                    .split_once("[\"")?;
+                name.starts_with("kms")
+                    .then(|| (name.to_owned(), function.to_owned()))
             })
             .collect())
     };
-    let mut expected = table_users(module);
-    if expected.is_empty() {
+    let table_users = service_users(module, "dynamodb");
+    if table_users.is_empty() {
         violations.push("no function policy grants DynamoDB actions: nothing to check".to_owned());
     }
-    expected.insert("authorizer".to_owned());
-    match granted(&[("kms_key_arn", key)]) {
+    let queue_users = service_users(module, "sqs");
+    if queue_users.is_empty() {
+        violations.push("no function policy grants SQS actions: nothing to check".to_owned());
+    }
+    let mut expected: BTreeSet<(String, String)> = table_users
+        .into_iter()
+        .chain(["authorizer".to_owned()])
+        .map(|function| ("kms".to_owned(), function))
+        .collect();
+    expected.extend(
+        queue_users
+            .into_iter()
+            .map(|function| ("kms_sqs".to_owned(), function)),
+    );
+    match granted(&[("kms_key_arn", KEY)]) {
         Ok(got) if got == expected => {}
         Ok(got) => violations.push(format!(
-            "with kms_key_arn set, the key policies are for {got:?}; the functions that need \
-             the key are {expected:?}"
+            "with kms_key_arn set, the key policies (resource, function) are {got:?}; the \
+             functions that need the key are {expected:?}"
         )),
         Err(e) => violations.push(format!("kms_key_arn does not render: {e}")),
     }
@@ -249,6 +409,8 @@ pub fn check_kms_grants(module: &Module) -> Vec<String> {
         Ok(got) => violations.push(format!("without kms_key_arn, key policies for {got:?}")),
         Err(e) => violations.push(format!("the module does not render: {e}")),
     }
+    check_key_document(module, "kms_sqs", "sqs", &mut violations);
+    check_queue_encryption(module, &mut violations);
     violations
 }
 
@@ -371,6 +533,57 @@ resource "aws_apigatewayv2_route" "this" {
                 "with connect_token_source = \"header\", not Some([\"route.request.header.Authorization\"])",
                 "with connect_token_source = \"either\", not None",
             ],
+        );
+    }
+
+    /// A queue encrypted as `ENCRYPTION` says, with `kms_key_arn` declared as the stack's.
+    fn queue(encryption: &str) -> Module {
+        Module::parse_snippet(
+            "queue.tf",
+            &format!(
+                r#"
+variable "kms_key_arn" {{
+  type    = string
+  default = null
+}}
+resource "aws_sqs_queue" "fanout" {{
+  name = "x-fanout"
+  {encryption}
+}}
+"#
+            ),
+        )
+    }
+
+    #[test]
+    fn a_queue_that_ignores_the_key_is_reported() {
+        let mut violations = Vec::new();
+        check_queue_encryption(
+            &queue(
+                "sqs_managed_sse_enabled = var.kms_key_arn == null ? true : null\n  \
+                 kms_master_key_id = var.kms_key_arn\n  \
+                 kms_data_key_reuse_period_seconds = var.kms_key_arn == null ? null : 3600",
+            ),
+            &mut violations,
+        );
+        assert_clean("a queue using the key", violations);
+
+        let mut violations = Vec::new();
+        check_queue_encryption(&queue("sqs_managed_sse_enabled = true"), &mut violations);
+        assert_reports(
+            &violations,
+            &["aws_sqs_queue.fanout (queue.tf) does not set kms_master_key_id"],
+        );
+
+        // The key, but SQS-managed SSE kept beside it and no reuse period.
+        let mut violations = Vec::new();
+        check_queue_encryption(
+            &queue("sqs_managed_sse_enabled = true\n  kms_master_key_id = var.kms_key_arn"),
+            &mut violations,
+        );
+        assert_reports(
+            &violations,
+            &["aws_sqs_queue.fanout with kms_key_arn: kms_master_key_id"],
         );
     }
 

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod declarations;
 pub mod environment;
+pub mod first_connection;
 pub mod iam;
 pub mod naming;
 pub mod ordering;

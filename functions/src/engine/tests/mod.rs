@@ -60,6 +60,7 @@ fn fixture_with(
         queue.clone(),
         progress.clone(),
         config,
+        ENDPOINT,
     );
     Fixture {
         store,
@@ -73,7 +74,6 @@ fn fixture_with(
 fn config(concurrency: usize) -> EngineConfig {
     EngineConfig {
         concurrency,
-        management_endpoint: Some(ENDPOINT.into()),
         ..EngineConfig::default()
     }
 }
@@ -548,6 +548,7 @@ async fn a_post_that_hangs_times_out_and_is_retried() {
         Arc::new(MemoryQueue::new()),
         Arc::new(MemoryProgress::new()),
         config(2),
+        ENDPOINT,
     );
     let f = Fixture {
         store,
@@ -585,35 +586,6 @@ async fn a_store_that_fails_first_hands_the_job_back_later_as_a_new_attempt() {
         again.retry_since.is_some() && *delay >= Duration::from_millis(500),
         "{delay:?}"
     );
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_worker_without_an_endpoint_posts_nowhere_not_even_where_a_job_says() {
-    let f = fixture(
-        10,
-        EngineConfig {
-            management_endpoint: None,
-            ..config(4)
-        },
-    );
-    f.join("room-a", 3).await;
-    let mut with_endpoint = Job::parse(&job("m2", json!({"room":"room-a"}))).unwrap();
-    with_endpoint.endpoint = Some(ENDPOINT.into());
-
-    let report = f
-        .run(&[job("m1", json!({"room":"room-a"})), with_endpoint.to_json()])
-        .await;
-
-    assert!(report.failed_message_ids.is_empty());
-    assert_eq!(report.stats.dead_lettered, 2);
-    for dead in f.queue.dead_letters() {
-        assert!(
-            dead.reason.contains("MANAGEMENT_ENDPOINT"),
-            "{}",
-            dead.reason
-        );
-    }
-    assert_eq!(report.stats.delivered, 0);
 }
 
 #[tokio::test(start_paused = true)]

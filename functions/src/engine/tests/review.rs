@@ -80,6 +80,7 @@ async fn a_connections_job_claimed_at_stop_at_is_handed_back_not_dropped() {
             healthy.queue.clone(),
             Arc::new(SlowClaim(healthy.progress.clone(), stop_at)),
             config(4),
+            ENDPOINT,
         ),
         ..healthy
     };
@@ -383,6 +384,7 @@ async fn an_id_longer_than_a_dynamodb_key_is_dead_lettered_at_once() {
             healthy.queue.clone(),
             Arc::new(KeyLimit(healthy.progress.clone())),
             config(4),
+            ENDPOINT,
         ),
         ..healthy
     };

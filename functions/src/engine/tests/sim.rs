@@ -226,6 +226,7 @@ pub(super) fn faulty_on(
         Arc::new(Queue(healthy.queue.clone(), faults.clone())),
         Arc::new(Progress(healthy.progress.clone(), faults.clone())),
         config,
+        ENDPOINT,
     );
     (Fixture { engine, ..healthy }, faults)
 }

@@ -117,6 +117,7 @@ async fn a_split_redone_with_another_number_of_parts_skips_no_one() {
         f.queue.clone(),
         Arc::new(MemoryProgress::new()),
         split_config(2),
+        ENDPOINT,
     );
     let redone = two_ways
         .run_batch(
@@ -233,6 +234,7 @@ async fn redeliver_mid_split(
         f.queue.clone(),
         progress,
         config,
+        ENDPOINT,
     );
     engine
         .run_batch(

@@ -33,7 +33,7 @@ mod context;
 mod emitted;
 mod fields;
 mod metric;
-mod namespaces;
+pub mod namespaces;
 mod rendered;
 mod shorthands;
 mod widgets;
@@ -44,5 +44,5 @@ mod negative_shorthands;
 mod snippet;
 
 pub use context::check_options;
-pub use emitted::emitted_metrics;
+pub use emitted::{Emitted, emitted_metrics};
 pub use rendered::check_rendered;
