@@ -66,6 +66,19 @@ pub(super) fn connections_job(parent: &Job, ids: Vec<String>, hop: String) -> Jo
     }
 }
 
+/// A `connections` job's ids after `cursor` (one of them), all of them without one.
+pub(super) fn ids_after(job: &Job, cursor: Option<&str>) -> Vec<String> {
+    let Target::Connections { ids, .. } = &job.target else {
+        return Vec::new();
+    };
+    let from = cursor.map_or(0, |cursor| {
+        ids.iter()
+            .position(|id| id == cursor)
+            .map_or(ids.len(), |at| at + 1)
+    });
+    ids[from..].to_vec()
+}
+
 /// What retry delays and the budget are measured with.
 pub(super) struct Policy {
     pub now_ms: i64,
@@ -90,10 +103,30 @@ pub(super) fn plan(job: &Job, handoff: &Handoff, policy: &Policy) -> Vec<Planned
         Target::Connections { .. } => job,
         _ => &fresh,
     };
+    let mut later = handoff.later.clone();
+    let mut transient = handoff.transient.clone();
+    let mut rest = handoff.rest.as_ref();
+    // A `connections` job's rest goes on by name, in jobs that fit a message and keep the
+    // job's retry clock: the job itself, cursor and all, may be as big as a message.
+    if let (
+        Some(Rest {
+            cursor,
+            after_failure,
+        }),
+        Target::Connections { .. },
+    ) = (rest, &job.target)
+    {
+        let ids = ids_after(job, cursor.as_deref());
+        match after_failure {
+            true => transient.extend(ids),
+            false => later.extend(ids),
+        }
+        rest = None;
+    }
     if let Some(Rest {
         cursor,
         after_failure,
-    }) = &handoff.rest
+    }) = rest
     {
         let from = if *after_failure { job } else { &fresh };
         let rest = Job {
@@ -112,10 +145,7 @@ pub(super) fn plan(job: &Job, handoff: &Handoff, policy: &Policy) -> Vec<Planned
     }
     let as_connections =
         |ids: Vec<String>, step: String| connections_job(parent, ids, job.child_hop(&step));
-    for (i, ids) in chunk_for_queue(job, handoff.later.clone())
-        .into_iter()
-        .enumerate()
-    {
+    for (i, ids) in chunk_for_queue(job, later).into_iter().enumerate() {
         planned.push(Planned::Enqueue {
             job: as_connections(ids, format!("l{i}")),
             delay: Duration::ZERO,
@@ -132,10 +162,7 @@ pub(super) fn plan(job: &Job, handoff: &Handoff, policy: &Policy) -> Vec<Planned
             Growth::Hold,
         ));
     }
-    for (i, ids) in chunk_for_queue(job, handoff.transient.clone())
-        .into_iter()
-        .enumerate()
-    {
+    for (i, ids) in chunk_for_queue(job, transient).into_iter().enumerate() {
         planned.push(retry(
             as_connections(ids, format!("r{i}")),
             policy,

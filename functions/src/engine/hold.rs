@@ -13,7 +13,7 @@ use super::batch::{Batch, Engine, JobFailure, Ran};
 use super::handoff::{self, chunk_for_queue};
 use super::stats::FanoutStats;
 use crate::domain::job::stable_hash;
-use crate::domain::{Checkpoint, Handoff, Job, Retries};
+use crate::domain::{Checkpoint, Handoff, Job, Retries, Target};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -126,25 +126,34 @@ impl Engine {
             .map(|(id, _)| id.clone())
             .collect();
         let mut parked = Vec::new();
+        // A `connections` job's rest is parked by name, with the failures below.
+        let mut rest_ids = Vec::new();
         if let Some(since) = retries.pages_since
             && age(since) >= budget
             && let Some(rest) = left.rest.take_if(|rest| rest.after_failure)
         {
-            let why = handoff::why_pages(left.forbidden);
-            let name = format!(
-                "gc{:016x}",
-                stable_hash(rest.cursor.as_deref().unwrap_or("").as_bytes())
-            );
-            let rest_job = Job {
-                cursor: rest.cursor,
-                hop: Some(job.child_hop(&name)),
-                attempt: retries.attempt,
-                retry_since: Some(since),
-                ..job.clone()
-            };
-            let reason = handoff::budget_spent(budget, why, age(since), retries.attempt);
-            parked.push((rest_job, reason, 0));
             retries.pages_since = None;
+            if let Target::Connections { .. } = job.target {
+                rest_ids = handoff::ids_after(job, rest.cursor.as_deref());
+                for id in &rest_ids {
+                    retries.failing.entry(id.clone()).or_insert(since);
+                }
+            } else {
+                let why = handoff::why_pages(left.forbidden);
+                let name = format!(
+                    "gc{:016x}",
+                    stable_hash(rest.cursor.as_deref().unwrap_or("").as_bytes())
+                );
+                let rest_job = Job {
+                    cursor: rest.cursor,
+                    hop: Some(job.child_hop(&name)),
+                    attempt: retries.attempt,
+                    retry_since: Some(since),
+                    ..job.clone()
+                };
+                let reason = handoff::budget_spent(budget, why, age(since), retries.attempt);
+                parked.push((rest_job, reason, 0));
+            }
         }
         let take = |ids: &mut Vec<String>| {
             let (gone, kept) = std::mem::take(ids)
@@ -159,6 +168,7 @@ impl Engine {
                 {
                     let mut failed = take(&mut left.transient);
                     failed.extend(take(&mut left.later));
+                    failed.extend(rest_ids);
                     failed
                 },
                 handoff::why_posts(left.forbidden),

@@ -219,17 +219,10 @@ impl Engine {
                     .scan_page(job.segment.unwrap_or(Segment::WHOLE), cursor)
                     .await
             }
-            Target::Connections { ids, .. } => {
-                let from = cursor.map_or(0, |cursor| {
-                    ids.iter()
-                        .position(|id| id == cursor)
-                        .map_or(ids.len(), |at| at + 1)
-                });
-                Ok(Page {
-                    ids: ids[from..].to_vec(),
-                    next: None,
-                })
-            }
+            Target::Connections { .. } => Ok(Page {
+                ids: handoff::ids_after(job, cursor),
+                next: None,
+            }),
         }
     }
 

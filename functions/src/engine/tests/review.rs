@@ -399,3 +399,44 @@ async fn an_id_longer_than_a_dynamodb_key_is_dead_lettered_at_once() {
         f.queue.dead_letters().len()
     );
 }
+
+/// Once broken: a `connections` job's untaken ids went back as the whole job with a cursor
+/// (a full message could then not be sent again, and a retry job lost its attempt and clock).
+/// Its rest goes back by name, in jobs that fit a message, keeping the job's attempt and
+/// `retrySince`; everyone gets the message once.
+#[tokio::test(start_paused = true)]
+async fn a_connections_jobs_rest_goes_back_by_name_with_its_retry_clock() {
+    let f = fixture(50, config(16));
+    let all: Vec<String> = (0..20_000).map(|i| format!("Cx{i:012}A=")).collect();
+    let template = Job::parse(&job("m1", json!({"connections": ["x"], "room": ROOM}))).unwrap();
+    let ids = chunk_for_queue(&template, all).swap_remove(0);
+    let mut retry = Job::parse(&job("m1", json!({"connections": ids, "room": ROOM}))).unwrap();
+    retry.attempt = 3;
+    retry.retry_since = Some(f.engine.now_ms() - 1_000);
+    retry.hop = Some("r0".into());
+    assert!(retry.to_json().len() > MAX_JOB_BYTES - 1_024);
+
+    // 10 ms a post, 16 at once: a 3 s run posts about 5,000 of them.
+    let report = f
+        .run_until(&[retry.to_json()], Instant::now() + Duration::from_secs(8))
+        .await;
+    assert!(report.failed_message_ids.is_empty(), "{report:?}");
+
+    let handed_back = f.queue.drain_with_delays();
+    assert!(!handed_back.is_empty());
+    for (back, _) in &handed_back {
+        assert!(back.to_json().len() <= MAX_JOB_BYTES);
+        assert_eq!(back.cursor, None, "{:?}", back.hop);
+        assert_eq!(
+            (back.attempt, back.retry_since),
+            (retry.attempt, retry.retry_since),
+            "{:?}",
+            back.hop
+        );
+    }
+    let bodies: Vec<String> = handed_back.iter().map(|(back, _)| back.to_json()).collect();
+    let report = f.run(&bodies).await;
+    assert!(report.failed_message_ids.is_empty(), "{report:?}");
+    f.drain_queue().await;
+    assert_exactly_once(&f, &ids.into_iter().collect());
+}
