@@ -102,7 +102,7 @@ resource "aws_sqs_queue" "fanout" {
   lifecycle {
     precondition {
       condition     = var.fanout_message_retention_seconds >= local.fanout_retention_needed
-      error_message = "fanout_message_retention_seconds = ${var.fanout_message_retention_seconds} is shorter than a job can take to reach the dead-letter queue, and SQS would delete it unseen: it needs (${local.ordered ? 0 : local.max_queue_delay_seconds} s of a retry's delay) + ${local.max_receive_count} receives x max(visibility timeout ${local.fanout_visibility_timeout_seconds} s, batching window + worker timeout + ${local.max_queue_delay_seconds} s of retry delay) = ${local.fanout_retention_needed} s. Raise it (SQS keeps at most 1209600), or lower max_receive_count (ordered_max_receive_count with per_room) or worker_timeout_seconds."
+      error_message = "fanout_message_retention_seconds = ${var.fanout_message_retention_seconds} is shorter than a job can take to reach the dead-letter queue, and SQS would delete it unseen: it needs (${local.ordered ? 0 : local.max_queue_delay_seconds} s of a retry's delay) + ${local.max_receive_count} receives x max(visibility timeout ${local.fanout_visibility_timeout_seconds} s, batching window + worker timeout + ${local.max_queue_delay_seconds} s of retry delay) = ${local.fanout_retention_needed} s, before any time it waits in a backlog. Raise it, with room for a backlog (SQS keeps at most 1209600), or lower max_receive_count (ordered_max_receive_count with per_room) or worker_timeout_seconds."
     }
   }
 }

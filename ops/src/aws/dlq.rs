@@ -13,7 +13,7 @@ use aws_sdk_sqs::types::{
 use fanout::adapters::aws::describe;
 use fanout::adapters::sqs::{is_fifo, order_group_of};
 use fanout::domain::Job;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -116,9 +116,10 @@ async fn release(sqs: &aws_sdk_sqs::Client, url: &str, receipts: Vec<String>) {
 }
 
 /// `redrive --max N`: receive from the dead-letter queue at `dlq`, send to the fan-out queue
-/// at `queue`, delete from the dead-letter queue, ten at a time. A body that is not a job a
-/// worker would run stays (hidden for this run), named with why: the worker would only park
-/// it again. Returns how many moved, and those.
+/// at `queue`, delete from the dead-letter queue, ten at a time, until `max` moved or there is
+/// nothing else. A body that is not a job a worker would run stays, named once with why (at
+/// most `max` of them: a DLQ full of them ends the command, not an endless read): the worker
+/// would only park it again. Returns how many moved, and those.
 pub(super) async fn move_some(
     sqs: &aws_sdk_sqs::Client,
     queue: &str,
@@ -129,8 +130,9 @@ pub(super) async fn move_some(
     let bar = progress.bar("redriving", Some(max));
     let mut moved = 0u64;
     let mut not_jobs = Vec::new();
-    while moved + (not_jobs.len() as u64) < max {
-        let want = (max - moved - not_jobs.len() as u64).min(10) as usize;
+    let mut seen_not_jobs = HashSet::new();
+    while moved < max && (not_jobs.len() as u64) < max {
+        let want = (max - moved).min(10) as usize;
         let batch = receive(
             sqs,
             dlq,
@@ -146,13 +148,21 @@ pub(super) async fn move_some(
         let (batch, invalid): (Vec<_>, Vec<_>) = batch
             .into_iter()
             .partition(|(letter, _)| Job::parse(&letter.body).is_ok());
+        let mut new_not_jobs = false;
         for (letter, _) in &invalid {
-            if let Err(why) = Job::parse(&letter.body) {
+            if let Err(why) = Job::parse(&letter.body)
+                && seen_not_jobs.insert(letter.id.clone())
+            {
                 not_jobs.push(format!("{}: {why}", letter.id));
+                new_not_jobs = true;
             }
         }
         if batch.is_empty() {
-            continue;
+            // Only what is not a job came back: go on while it is news, else that is all.
+            match new_not_jobs {
+                true => continue,
+                false => break,
+            }
         }
         let fifo = is_fifo(queue);
         let entries = batch
