@@ -145,18 +145,20 @@ pub(super) async fn move_some(
         if batch.is_empty() {
             break;
         }
-        let (batch, invalid): (Vec<_>, Vec<_>) = batch
-            .into_iter()
-            .partition(|(letter, _)| Job::parse(&letter.body).is_ok());
+        let mut jobs = Vec::with_capacity(batch.len());
         let mut new_not_jobs = false;
-        for (letter, _) in &invalid {
-            if let Err(why) = Job::parse(&letter.body)
-                && seen_not_jobs.insert(letter.id.clone())
-            {
-                not_jobs.push(format!("{}: {why}", letter.id));
-                new_not_jobs = true;
+        for (letter, receipt) in batch {
+            match Job::parse(&letter.body) {
+                Ok(_) => jobs.push((letter, receipt)),
+                Err(why) => {
+                    if seen_not_jobs.insert(letter.id.clone()) {
+                        not_jobs.push(format!("{}: {why}", letter.id));
+                        new_not_jobs = true;
+                    }
+                }
             }
         }
+        let batch = jobs;
         if batch.is_empty() {
             // Only what is not a job came back: go on while it is news, else that is all.
             match new_not_jobs {
