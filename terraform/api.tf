@@ -23,6 +23,14 @@ locals {
       function       = "recover"
       route_response = true
     }
+    "join" = {
+      function       = "rooms"
+      route_response = true
+    }
+    "leave" = {
+      function       = "rooms"
+      route_response = true
+    }
     "$default" = {
       function       = "default"
       route_response = true

@@ -170,7 +170,7 @@ locals {
   # Function => the service it uses the key through: the functions that use the
   # tables, and the authorizer when it reads a secret the stack encrypted.
   kms_uses = var.kms_key_arn == null ? {} : merge(
-    { for function in ["connect", "disconnect", "sendmessage", "worker", "recover", "publish"] : function => "dynamodb" },
+    { for function in ["connect", "disconnect", "sendmessage", "worker", "recover", "publish", "rooms"] : function => "dynamodb" },
     local.jwt_uses_secret ? { authorizer = "secretsmanager" } : {},
   )
 }

@@ -19,21 +19,34 @@ locals {
 
   api_functions = {
     connect = {
-      description = "WebSocket $connect: records the connection and its room."
+      description = "WebSocket $connect: records the connection, its grants and the room it asks for."
       memory_size = var.api_function_memory_mb
       timeout     = var.api_function_timeout_seconds
       environment = {
         CONNECTIONS_TABLE      = aws_dynamodb_table.connections.name
+        MEMBERSHIPS_TABLE      = aws_dynamodb_table.memberships.name
         CONNECTION_TTL_SECONDS = tostring(var.connection_ttl_seconds)
       }
     }
 
     disconnect = {
-      description = "WebSocket $disconnect: deletes the connection record."
+      description = "WebSocket $disconnect: deletes the connection record and its memberships."
       memory_size = var.api_function_memory_mb
       timeout     = var.api_function_timeout_seconds
       environment = {
         CONNECTIONS_TABLE = aws_dynamodb_table.connections.name
+        MEMBERSHIPS_TABLE = aws_dynamodb_table.memberships.name
+      }
+    }
+
+    rooms = {
+      description = "WebSocket join and leave: puts the connection in a room its token grants, or takes it out."
+      memory_size = var.api_function_memory_mb
+      timeout     = var.api_function_timeout_seconds
+      environment = {
+        CONNECTIONS_TABLE        = aws_dynamodb_table.connections.name
+        MEMBERSHIPS_TABLE        = aws_dynamodb_table.memberships.name
+        MAX_ROOMS_PER_CONNECTION = tostring(var.max_rooms_per_connection)
       }
     }
 
@@ -43,6 +56,7 @@ locals {
       timeout     = var.api_function_timeout_seconds
       environment = {
         CONNECTIONS_TABLE     = aws_dynamodb_table.connections.name
+        MEMBERSHIPS_TABLE     = aws_dynamodb_table.memberships.name
         HISTORY_TABLE         = aws_dynamodb_table.history.name
         HISTORY_SIZE          = tostring(var.history_size)
         HISTORY_TTL_SECONDS   = tostring(var.history_ttl_seconds)
@@ -62,6 +76,7 @@ locals {
       timeout = local.integration_timeout_seconds
       environment = {
         CONNECTIONS_TABLE   = aws_dynamodb_table.connections.name
+        MEMBERSHIPS_TABLE   = aws_dynamodb_table.memberships.name
         HISTORY_TABLE       = aws_dynamodb_table.history.name
         HISTORY_SIZE        = tostring(var.history_size)
         HISTORY_TTL_SECONDS = tostring(var.history_ttl_seconds)
@@ -103,7 +118,7 @@ locals {
       timeout     = var.worker_timeout_seconds
       environment = {
         CONNECTIONS_TABLE     = aws_dynamodb_table.connections.name
-        ROOM_INDEX_NAME       = local.room_index_name
+        MEMBERSHIPS_TABLE     = aws_dynamodb_table.memberships.name
         PROGRESS_TABLE        = aws_dynamodb_table.progress.name
         PROGRESS_TTL_SECONDS  = tostring(var.fanout_message_retention_seconds + 86400)
         FANOUT_QUEUE_URL      = aws_sqs_queue.fanout.url

@@ -57,7 +57,7 @@ data "aws_iam_policy_document" "connect" {
     sid       = "RecordConnection"
     effect    = "Allow"
     actions   = ["dynamodb:PutItem"]
-    resources = [aws_dynamodb_table.connections.arn]
+    resources = [aws_dynamodb_table.connections.arn, aws_dynamodb_table.memberships.arn]
   }
 }
 
@@ -68,7 +68,49 @@ data "aws_iam_policy_document" "disconnect" {
     sid       = "ForgetConnection"
     effect    = "Allow"
     actions   = ["dynamodb:DeleteItem"]
+    resources = [aws_dynamodb_table.connections.arn, aws_dynamodb_table.memberships.arn]
+  }
+}
+
+data "aws_iam_policy_document" "rooms" {
+  source_policy_documents = [data.aws_iam_policy_document.function_base["rooms"].json]
+
+  statement {
+    sid       = "LookUpConnection"
+    effect    = "Allow"
+    actions   = ["dynamodb:GetItem"]
     resources = [aws_dynamodb_table.connections.arn]
+  }
+
+  # The connection's set of rooms, and nothing else of it (its principal, grants and expiry
+  # are $connect's, its allowance sendmessage's): see SpendSenderAllowance.
+  statement {
+    sid       = "ChangeConnectionRooms"
+    effect    = "Allow"
+    actions   = ["dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.connections.arn]
+
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "dynamodb:Attributes"
+      values   = [aws_dynamodb_table.connections.hash_key, "rooms"]
+    }
+
+    condition {
+      test     = "StringEqualsIfExists"
+      variable = "dynamodb:ReturnValues"
+      values   = ["NONE"]
+    }
+  }
+
+  statement {
+    sid    = "JoinAndLeave"
+    effect = "Allow"
+    actions = [
+      "dynamodb:PutItem",
+      "dynamodb:DeleteItem",
+    ]
+    resources = [aws_dynamodb_table.memberships.arn]
   }
 }
 
@@ -209,7 +251,14 @@ data "aws_iam_policy_document" "worker" {
     sid       = "PageRoom"
     effect    = "Allow"
     actions   = ["dynamodb:Query"]
-    resources = ["${aws_dynamodb_table.connections.arn}/index/${local.room_index_name}"]
+    resources = [aws_dynamodb_table.memberships.arn]
+  }
+
+  statement {
+    sid       = "DeleteStaleMemberships"
+    effect    = "Allow"
+    actions   = ["dynamodb:DeleteItem"]
+    resources = [aws_dynamodb_table.memberships.arn]
   }
 
   statement {
@@ -273,6 +322,7 @@ locals {
       worker      = data.aws_iam_policy_document.worker.json
       recover     = data.aws_iam_policy_document.recover.json
       publish     = data.aws_iam_policy_document.publish.json
+      rooms       = data.aws_iam_policy_document.rooms.json
     },
     # The authorizer reads only its signing secret (with JWKS it needs nothing but logs).
     local.auth_enabled ? {

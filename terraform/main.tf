@@ -28,7 +28,6 @@ locals {
   dns_suffix = data.aws_partition.current.dns_suffix
   region     = data.aws_region.current.region
 
-  room_index_name = "room-index"
 
   # API Gateway gives up on a route's integration after 29 s.
   integration_timeout_seconds = 29

@@ -1,5 +1,5 @@
 ################################################################################
-# DynamoDB: one item per open WebSocket connection
+# DynamoDB: one item per open WebSocket connection, with the rooms it is in
 ################################################################################
 
 resource "aws_dynamodb_table" "connections" {
@@ -12,20 +12,6 @@ resource "aws_dynamodb_table" "connections" {
   attribute {
     name = "connectionId"
     type = "S"
-  }
-
-  attribute {
-    name = "room"
-    type = "S"
-  }
-
-  # The worker pages through a room's connection ids only, so KEYS_ONLY packs the
-  # most ids into each 1 MB page.
-  global_secondary_index {
-    name            = local.room_index_name
-    hash_key        = "room"
-    range_key       = "connectionId"
-    projection_type = "KEYS_ONLY"
   }
 
   # API Gateway closes connections after 2 h and $disconnect is best-effort: TTL
@@ -49,6 +35,46 @@ resource "aws_dynamodb_table" "connections" {
       condition     = can(regex("^[a-z0-9][a-z0-9-]*$", terraform.workspace)) && length(local.name_prefix) <= 40
       error_message = "The workspace name must be lowercase letters, digits and dashes, and <project_name>-<workspace> at most 40 characters (IAM role and Lambda names are limited to 64)."
     }
+  }
+}
+
+################################################################################
+# DynamoDB: one item per connection and room it is in: the worker Queries a
+# room's members page by page, strongly consistent, so a member whose join
+# returned before a page is read is on it.
+################################################################################
+
+resource "aws_dynamodb_table" "memberships" {
+  #checkov:skip=CKV_AWS_119:Encrypted at rest with the AWS-managed DynamoDB key by default (server_side_encryption enabled); set var.kms_key_arn to use a customer-managed key.
+  name                        = "${local.name_prefix}-memberships"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "room"
+  range_key                   = "connectionId"
+  deletion_protection_enabled = var.table_deletion_protection
+
+  attribute {
+    name = "room"
+    type = "S"
+  }
+
+  attribute {
+    name = "connectionId"
+    type = "S"
+  }
+
+  # A membership expires with its connection: TTL removes those a $disconnect missed.
+  ttl {
+    attribute_name = "expiresAt"
+    enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = var.point_in_time_recovery
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = var.kms_key_arn
   }
 }
 

@@ -133,6 +133,17 @@ variable "connection_ttl_seconds" {
   }
 }
 
+variable "max_rooms_per_connection" {
+  description = "The most rooms one connection may be in (MAX_ROOMS_PER_CONNECTION); a join past it is refused with too_many_rooms."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.max_rooms_per_connection >= 1 && var.max_rooms_per_connection <= 1000
+    error_message = "max_rooms_per_connection must be between 1 and 1000 (a connection's item names each of its rooms)."
+  }
+}
+
 variable "max_data_bytes" {
   description = "Largest accepted `data` of a sendmessage, in bytes (the job must fit SQS's 256 KiB with the envelope; a WebSocket frame is at most 128 KiB)."
   type        = number

@@ -111,14 +111,12 @@ async fn gone_connections_are_deleted_and_disconnects_are_removed() {
     let planted = ["Planted000001A=", "Planted000002A=", "Planted000003A="];
     for id in planted {
         store
-            .put(&Connection {
-                connection_id: id.into(),
-                room: RoomName::parse("ops").unwrap(),
-                connected_at: 0,
-                expires_at: i64::MAX,
-                principal: None,
-                allowance: None,
-            })
+            .put(&Connection::in_room(
+                id,
+                RoomName::parse("ops").unwrap(),
+                0,
+                i64::MAX,
+            ))
             .await
             .unwrap();
     }

@@ -15,7 +15,7 @@
 use crate::ids::{ID_LEN, IdSpace};
 use async_trait::async_trait;
 use fanout::domain::{Connection, RoomName, Segment};
-use fanout::ports::{ConnectionStore, Page, StaleDelete, StoreError};
+use fanout::ports::{ConnectionStore, Join, Page, StaleDelete, StoreError};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -98,14 +98,27 @@ impl ConnectionStore for SyntheticStore {
     }
 
     async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
-        Ok(self.ids.index_of(connection_id).map(|_| Connection {
-            connection_id: connection_id.to_owned(),
-            room: self.room.clone(),
-            connected_at: 0,
-            expires_at: 0,
-            principal: None,
-            allowance: None,
-        }))
+        Ok(self
+            .ids
+            .index_of(connection_id)
+            .map(|_| Connection::in_room(connection_id, self.room.clone(), 0, 0)))
+    }
+
+    async fn join(
+        &self,
+        _connection: &Connection,
+        _room: &RoomName,
+        _max_rooms: usize,
+    ) -> Result<Join, StoreError> {
+        Err(StoreError::Unavailable(
+            "the benchmark's store is read-only".into(),
+        ))
+    }
+
+    async fn leave(&self, _connection_id: &str, _room: &RoomName) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable(
+            "the benchmark's store is read-only".into(),
+        ))
     }
 
     async fn delete(&self, connection_id: &str) -> Result<(), StoreError> {

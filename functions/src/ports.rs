@@ -64,22 +64,36 @@ impl From<tokio::time::error::Elapsed> for StoreError {
     }
 }
 
-/// The `connections` table.
+/// The `connections` table and the `memberships` table: each connection with its rooms, and
+/// each room's members.
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {
+    /// Stores the connection and a membership in each of its rooms.
     async fn put(&self, connection: &Connection) -> Result<(), StoreError>;
     async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError>;
-    /// Deleting a connection that is already gone succeeds.
+    /// Adds `room` to the connection's rooms (unless it already holds `max_rooms` others),
+    /// then records its membership. Joining a room again succeeds.
+    async fn join(
+        &self,
+        connection: &Connection,
+        room: &RoomName,
+        max_rooms: usize,
+    ) -> Result<Join, StoreError>;
+    /// Takes the connection out of `room`: its membership first, so that no message fanned out
+    /// after this returns reaches it there. Leaving a room it is not in succeeds.
+    async fn leave(&self, connection_id: &str, room: &RoomName) -> Result<(), StoreError>;
+    /// Deletes the connection and its memberships. Deleting a connection that is already gone
+    /// succeeds.
     async fn delete(&self, connection_id: &str) -> Result<(), StoreError>;
-    /// Deletes the connection only if it connected before `connected_before` (epoch ms):
-    /// API Gateway answers 410 for a connection whose `$connect` is still running, and that
-    /// one must stay.
+    /// Deletes the connection (and its memberships) only if it connected before
+    /// `connected_before` (epoch ms): API Gateway answers 410 for a connection whose
+    /// `$connect` is still running, and that one must stay.
     async fn delete_stale(
         &self,
         connection_id: &str,
         connected_before: i64,
     ) -> Result<StaleDelete, StoreError>;
-    /// One page of the room's members, from the room index, in connection-id order: those after
+    /// One page of the room's members, from the memberships table, in connection-id order: those after
     /// `cursor` and, with `until`, up to that id (inclusive; a bound, not necessarily a member).
     async fn room_page(
         &self,
@@ -92,6 +106,17 @@ pub trait ConnectionStore: Send + Sync {
     /// The cursor that goes on right after `connection_id`, in the room's pages (`Some(room)`)
     /// or the Scan's (`None`): how a run that stopped mid-page hands on exactly the rest.
     fn cursor_after(&self, room: Option<&RoomName>, connection_id: &str) -> String;
+}
+
+/// What [`ConnectionStore::join`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Join {
+    /// It is in the room now (or was already).
+    Joined,
+    /// It already holds the most rooms it may; nothing changed.
+    TooManyRooms,
+    /// The connection is not in the store (it left, or expired).
+    NotConnected,
 }
 
 /// What [`ConnectionStore::delete_stale`] found.

@@ -5,7 +5,9 @@ use fanout::adapters::dynamodb::DynamoStore;
 use fanout::adapters::dynamodb::TableConfig;
 use fanout::adapters::sqs::SqsQueue;
 use fanout::domain::{Allowance, Connection, Job, RoomName};
-use fanout::ports::{Allowances, ConnectionStore, JobQueue, QueueError, StoreError};
+use fanout::ports::{
+    Allowances, ConnectionStore, JobQueue, Join, QueueError, StaleDelete, StoreError,
+};
 use fanout_test_support::moto::{
     connections_table, create_fifo_queue, create_queue, moto_sdk_config, receive_with_groups,
     unique,
@@ -24,14 +26,12 @@ mod dynamodb {
     }
 
     fn connection(id: &str, room: &str) -> Connection {
-        Connection {
-            connection_id: id.into(),
-            room: RoomName::parse(room).unwrap(),
-            connected_at: 1_795_780_800_123,
-            expires_at: 1_795_788_300,
-            principal: None,
-            allowance: None,
-        }
+        Connection::in_room(
+            id,
+            RoomName::parse(room).unwrap(),
+            1_795_780_800_123,
+            1_795_788_300,
+        )
     }
 
     async fn join(store: &DynamoStore, room: &str, count: usize) -> BTreeSet<String> {
@@ -60,6 +60,78 @@ mod dynamodb {
             .delete("Dx4sXe1ZoAMCJvw=")
             .await
             .expect("deleting twice is fine");
+    }
+
+    /// One connection in several rooms: each room pages it, a join past the limit changes
+    /// nothing, leaving takes it out of that room only, and a delete (plain or stale) takes
+    /// it out of all of them.
+    #[tokio::test]
+    async fn joins_and_leaves_rooms_and_a_delete_takes_every_membership() {
+        let store = store(None).await;
+        let room = |name: &str| RoomName::parse(name).unwrap();
+        let members = |name: &'static str| {
+            let store = &store;
+            async move { store.room_page(&room(name), None, None).await.unwrap().ids }
+        };
+        let mut stored = connection("multi=", "general");
+        stored.principal = Some("user-42".into());
+        store.put(&stored).await.unwrap();
+        for name in ["ops", "dev"] {
+            assert_eq!(
+                store.join(&stored, &room(name), 3).await.unwrap(),
+                Join::Joined
+            );
+        }
+        assert_eq!(
+            store.join(&stored, &room("dev"), 3).await.unwrap(),
+            Join::Joined
+        );
+        assert_eq!(
+            store.join(&stored, &room("more"), 3).await.unwrap(),
+            Join::TooManyRooms
+        );
+        assert!(members("more").await.is_empty());
+        for name in ["general", "ops", "dev"] {
+            assert_eq!(members(name).await, ["multi="], "{name}");
+        }
+        let read = store.get("multi=").await.unwrap().unwrap();
+        assert_eq!(
+            read.rooms,
+            [room("dev"), room("general"), room("ops")].into()
+        );
+
+        store.leave("multi=", &room("ops")).await.unwrap();
+        store.leave("multi=", &room("never")).await.unwrap();
+        assert!(members("ops").await.is_empty());
+        let read = store.get("multi=").await.unwrap().unwrap();
+        assert_eq!(read.rooms, [room("dev"), room("general")].into());
+
+        let gone = connection("gone=", "dev");
+        assert_eq!(
+            store.join(&gone, &room("ops"), 3).await.unwrap(),
+            Join::NotConnected
+        );
+        assert!(members("ops").await.is_empty());
+
+        assert_eq!(
+            store.delete_stale("multi=", 0).await.unwrap(),
+            StaleDelete::TooYoung
+        );
+        assert_eq!(members("dev").await, ["multi="]);
+        assert_eq!(
+            store.delete_stale("multi=", i64::MAX).await.unwrap(),
+            StaleDelete::Gone
+        );
+        for name in ["general", "dev"] {
+            assert!(members(name).await.is_empty(), "{name}");
+        }
+
+        store.put(&stored).await.unwrap();
+        store.join(&stored, &room("ops"), 3).await.unwrap();
+        store.delete("multi=").await.unwrap();
+        for name in ["general", "ops"] {
+            assert!(members(name).await.is_empty(), "{name}");
+        }
     }
 
     #[tokio::test]
@@ -95,8 +167,8 @@ mod dynamodb {
         let read = store.get("fast=").await.unwrap().unwrap();
         assert_eq!(read.allowance, Some(second));
         assert_eq!(
-            read.room.as_str(),
-            "general",
+            read.rooms,
+            [RoomName::parse("general").unwrap()].into(),
             "the rest of the item is kept"
         );
 
@@ -189,7 +261,7 @@ mod dynamodb {
             aws_sdk_dynamodb::Client::new(&sdk),
             TableConfig {
                 table: unique("missing"),
-                room_index: "room-index".into(),
+                memberships_table: unique("missing-memberships"),
                 page_limit: None,
             },
         );

@@ -13,11 +13,12 @@ use std::time::Duration;
 
 async fn connections(page_limit: Option<i32>) -> DynamoStore {
     let sdk = moto_sdk_config().await;
+    let table = unique("connections");
     let store = DynamoStore::from_client(
         aws_sdk_dynamodb::Client::new(&sdk),
         TableConfig {
-            table: unique("connections"),
-            room_index: TableConfig::DEFAULT_ROOM_INDEX.into(),
+            table: table.clone(),
+            memberships_table: format!("{table}-memberships"),
             page_limit,
         },
     );
@@ -29,14 +30,12 @@ async fn connections(page_limit: Option<i32>) -> DynamoStore {
 }
 
 fn connection(id: &str, connected_at: i64) -> Connection {
-    Connection {
-        connection_id: id.into(),
-        room: RoomName::parse("general").unwrap(),
+    Connection::in_room(
+        id,
+        RoomName::parse("general").unwrap(),
         connected_at,
-        expires_at: 1_795_788_300,
-        principal: None,
-        allowance: None,
-    }
+        1_795_788_300,
+    )
 }
 
 #[tokio::test]

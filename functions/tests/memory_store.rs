@@ -7,14 +7,7 @@ use fanout::ports::ConnectionStore;
 use fanout_test_support::pages::{ids, room_pages, scan_pages};
 
 fn connection(id: &str, room: &str) -> Connection {
-    Connection {
-        connection_id: id.into(),
-        room: RoomName::parse(room).unwrap(),
-        connected_at: 0,
-        expires_at: 0,
-        principal: None,
-        allowance: None,
-    }
+    Connection::in_room(id, RoomName::parse(room).unwrap(), 0, 0)
 }
 
 /// The room's ids and how many pages they took.

@@ -126,7 +126,9 @@ async fn count_rooms(app: &App) -> Result<(u64, Vec<(String, u64)>), Response> {
                 // A connection gone between the page and the read is not counted.
                 if let Some(connection) = app.store.get(id).await? {
                     total += 1;
-                    *members.entry(connection.room.to_string()).or_default() += 1;
+                    for room in &connection.rooms {
+                        *members.entry(room.to_string()).or_default() += 1;
+                    }
                 }
             }
             match page.next {

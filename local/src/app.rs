@@ -11,6 +11,7 @@ use fanout::auth::Verifier;
 use fanout::handlers::connect::ConnectConfig;
 use fanout::handlers::publish::{Publish, PublishConfig};
 use fanout::handlers::recover::{RecoverConfig, RecoverMessages};
+use fanout::handlers::rooms::RoomsConfig;
 use fanout::handlers::sendmessage::{SendConfig, SendMessage};
 use fanout::ports::{
     Allowances, ConnectionGateway, ConnectionStore, History, JobQueue, PublishLog,
@@ -64,6 +65,9 @@ pub struct App {
     /// The `$connect` handler's settings, read from the Lambda's environment variables
     /// (`CONNECTION_TTL_SECONDS`), so a local run behaves like the deployed function.
     pub connect: ConnectConfig,
+    /// The rooms handler's settings (`MAX_ROOMS_PER_CONNECTION`), from the Lambda's
+    /// environment variables.
+    pub rooms: RoomsConfig,
     /// The `sendmessage` handler's settings: the Lambda's environment (`MAX_DATA_BYTES`),
     /// overridden by `--max-data-bytes`.
     pub send: SendConfig,

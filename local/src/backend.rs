@@ -105,7 +105,7 @@ pub async fn aws(sdk: &SdkConfig, options: &Options) -> Result<Backend, BackendE
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let table = TableConfig {
         table: options.table.clone(),
-        room_index: TableConfig::DEFAULT_ROOM_INDEX.into(),
+        memberships_table: options.memberships_table(),
         page_limit: options.page_limit.map(|limit| limit as i32),
     };
     let store = DynamoStore::from_client(aws_sdk_dynamodb::Client::new(sdk), table);

@@ -41,6 +41,7 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use fanout::domain::message::{JOIN, LEAVE};
 use fanout::domain::{epoch_millis, now_epoch_millis};
 use fanout::handlers;
 use futures::{Sink, SinkExt, Stream, StreamExt};
@@ -428,6 +429,8 @@ async fn route(
     let route_key = match action.as_deref() {
         Some("sendmessage") => "sendmessage",
         Some("recover") => "recover",
+        Some(JOIN) => JOIN,
+        Some(LEAVE) => LEAVE,
         _ => "$default",
     };
     let mut request = event(app, origin, route_key, "MESSAGE");
@@ -443,6 +446,7 @@ async fn route(
                 .handle(request, SystemTime::now(), deadline)
                 .await
         }
+        JOIN | LEAVE => handlers::rooms::handle(&*app.store, &app.rooms, request).await,
         _ => handlers::default::handle(request),
     }
 }

@@ -142,7 +142,7 @@ pub struct Options {
     #[arg(long, default_value = "fanout-local")]
     pub queue_name: String,
 
-    /// Create the tables (connections with its room index, progress) and the queues if they
+    /// Create the tables (connections, memberships, history, progress) and the queues if they
     /// do not exist (aws backend).
     #[arg(long)]
     pub create_resources: bool,
@@ -332,6 +332,12 @@ impl Options {
         self.history_table
             .clone()
             .unwrap_or_else(|| format!("{}-history", self.table))
+    }
+
+    /// The memberships table of the aws backend: the connections table's name followed by
+    /// `-memberships`.
+    pub fn memberships_table(&self) -> String {
+        format!("{}-memberships", self.table)
     }
 
     /// `--max-receive-count`, or its default for `--ordering`.

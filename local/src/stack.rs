@@ -33,6 +33,7 @@ use fanout::engine::{Engine, EngineConfig};
 use fanout::handlers::connect::ConnectConfig;
 use fanout::handlers::publish::PublishConfig;
 use fanout::handlers::recover::RecoverConfig;
+use fanout::handlers::rooms::RoomsConfig;
 use fanout::handlers::sendmessage::SendConfig;
 use fanout::ports::ConnectionStore;
 use std::net::SocketAddr;
@@ -259,6 +260,7 @@ impl LocalStack {
             connections: Registry::new(),
             metrics: metrics.clone(),
             connect: ConnectConfig::from_env(&ProcessEnv)?,
+            rooms: RoomsConfig::from_env(&ProcessEnv)?,
             send,
             faults: ManagementFaults::new(
                 started,

@@ -72,14 +72,12 @@ async fn deployed() -> Value {
     let (table, store) = connections_table(&sdk, "cli-connections", None).await;
     for (id, room) in [("a1=", "alpha"), ("a2=", "alpha"), ("b1=", "beta")] {
         store
-            .put(&Connection {
-                connection_id: id.into(),
-                room: RoomName::parse(room).unwrap(),
-                connected_at: 1,
-                expires_at: 2,
-                principal: None,
-                allowance: None,
-            })
+            .put(&Connection::in_room(
+                id,
+                RoomName::parse(room).unwrap(),
+                1,
+                2,
+            ))
             .await
             .unwrap();
     }

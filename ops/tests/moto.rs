@@ -124,14 +124,12 @@ impl Workspace {
     async fn join(&self, room: &str, count: usize) {
         for i in 0..count {
             self.store
-                .put(&Connection {
-                    connection_id: format!("{room}-{i:03}="),
-                    room: RoomName::parse(room).unwrap(),
-                    connected_at: 1_795_780_800_123,
-                    expires_at: 1_795_788_300,
-                    principal: None,
-                    allowance: None,
-                })
+                .put(&Connection::in_room(
+                    format!("{room}-{i:03}="),
+                    RoomName::parse(room).unwrap(),
+                    1_795_780_800_123,
+                    1_795_788_300,
+                ))
                 .await
                 .unwrap();
         }

@@ -18,7 +18,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// A new connections table in moto, named `{prefix}-{unique}`, made as the stack makes it (the
-/// room index included), with `page_limit` ids a page; its name and its store.
+/// memberships table beside it, `{name}-memberships`), with `page_limit` ids a page; its name and its store.
 pub async fn connections_table(
     sdk: &SdkConfig,
     prefix: &str,
@@ -29,7 +29,7 @@ pub async fn connections_table(
         aws_sdk_dynamodb::Client::new(sdk),
         TableConfig {
             table: table.clone(),
-            room_index: TableConfig::DEFAULT_ROOM_INDEX.into(),
+            memberships_table: format!("{table}-memberships"),
             page_limit,
         },
     );

@@ -1,15 +1,15 @@
-//! The connection store on DynamoDB: the `connections` table and its `room-index` GSI.
+//! The connection store on DynamoDB: the `connections` table and the `memberships` table.
 
 use super::aws::describe;
 use crate::domain::{Allowance, Connection, RoomName, Segment};
-use crate::ports::{Allowances, ConnectionStore, Page, StaleDelete, StoreError};
+use crate::ports::{Allowances, ConnectionStore, Join, Page, StaleDelete, StoreError};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ScalarAttributeType, TableStatus,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
+    ScalarAttributeType, TableStatus,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,20 +18,18 @@ use std::collections::{BTreeMap, HashMap};
 pub struct TableConfig {
     /// `CONNECTIONS_TABLE`.
     pub table: String,
-    /// `ROOM_INDEX_NAME`, default [`TableConfig::DEFAULT_ROOM_INDEX`].
-    pub room_index: String,
+    /// `MEMBERSHIPS_TABLE`: each room's members, keyed by `room` then `connectionId`.
+    pub memberships_table: String,
     /// `PAGE_LIMIT`: items per Query/Scan page; unset reads DynamoDB's full 1 MB pages.
     pub page_limit: Option<i32>,
 }
 
-impl TableConfig {
-    pub const DEFAULT_ROOM_INDEX: &str = "room-index";
-}
-
-/// The connection store on DynamoDB: one item per connection (`connectionId` the key), the
-/// KEYS_ONLY `room-index` GSI (`room`, then `connectionId`) paged for a room, Scan for
-/// everyone. Cursors are the LastEvaluatedKey as JSON, so a cursor can also be made for any
-/// connection id ([`ConnectionStore::cursor_after`]).
+/// The connection store on DynamoDB: one item per connection in `connections`
+/// (`connectionId` the key; Scan for everyone) and one per connection and room in
+/// `memberships` (`room`, then `connectionId`; Query for a room, strongly consistent, so a
+/// member whose join returned before a page is read is on it). Cursors are the
+/// LastEvaluatedKey as JSON, so a cursor can also be made for any connection id
+/// ([`ConnectionStore::cursor_after`]).
 pub struct DynamoStore {
     client: Client,
     config: TableConfig,
@@ -51,46 +49,44 @@ impl DynamoStore {
         Self { client, config }
     }
 
-    /// Creates the table as Terraform does (on-demand, the KEYS_ONLY room index), for local
-    /// runs and tests; a table that already exists is fine. Waits until it is ACTIVE.
+    /// Creates the tables as Terraform does (on-demand), for local runs and tests; a table
+    /// that already exists is fine. Waits until they are ACTIVE.
     pub async fn create_table(&self) -> Result<(), StoreError> {
-        let key = |name: &str, kind| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-                .expect("name and type are set")
-        };
-        let attribute = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("name and type are set")
-        };
-        let index = GlobalSecondaryIndex::builder()
-            .index_name(&self.config.room_index)
-            .key_schema(key("room", KeyType::Hash))
-            .key_schema(key("connectionId", KeyType::Range))
-            .projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::KeysOnly)
-                    .build(),
-            )
-            .build()
-            .expect("index fields are set");
-        let created = self
+        self.create(&self.config.table, &["connectionId"]).await?;
+        self.create(&self.config.memberships_table, &["room", "connectionId"])
+            .await
+    }
+
+    /// Creates one table keyed by `key` (the hash key, then the range key, all strings).
+    async fn create(&self, table: &str, key: &[&str]) -> Result<(), StoreError> {
+        let mut create = self
             .client
             .create_table()
-            .table_name(&self.config.table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attribute("connectionId"))
-            .attribute_definitions(attribute("room"))
-            .key_schema(key("connectionId", KeyType::Hash))
-            .global_secondary_indexes(index)
-            .send()
-            .await;
-        if let Err(error) = created {
+            .table_name(table)
+            .billing_mode(BillingMode::PayPerRequest);
+        for (position, name) in key.iter().enumerate() {
+            let kind = if position == 0 {
+                KeyType::Hash
+            } else {
+                KeyType::Range
+            };
+            create = create
+                .attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name(*name)
+                        .attribute_type(ScalarAttributeType::S)
+                        .build()
+                        .expect("name and type are set"),
+                )
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name(*name)
+                        .key_type(kind)
+                        .build()
+                        .expect("name and type are set"),
+                );
+        }
+        if let Err(error) = create.send().await {
             let exists = error
                 .as_service_error()
                 .is_some_and(|e| e.is_resource_in_use_exception());
@@ -103,7 +99,7 @@ impl DynamoStore {
             let described = self
                 .client
                 .describe_table()
-                .table_name(&self.config.table)
+                .table_name(table)
                 .send()
                 .await
                 .map_err(unavailable)?;
@@ -113,8 +109,7 @@ impl DynamoStore {
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
         Err(StoreError::Unavailable(format!(
-            "table {} did not become ACTIVE within a minute",
-            self.config.table
+            "table {table} did not become ACTIVE within a minute"
         )))
     }
 
@@ -123,6 +118,61 @@ impl DynamoStore {
             "connectionId".to_owned(),
             AttributeValue::S(connection_id.to_owned()),
         )])
+    }
+
+    fn membership_key(room: &RoomName, connection_id: &str) -> Item {
+        HashMap::from([
+            ("room".to_owned(), AttributeValue::S(room.to_string())),
+            (
+                "connectionId".to_owned(),
+                AttributeValue::S(connection_id.to_owned()),
+            ),
+        ])
+    }
+
+    async fn put_membership(
+        &self,
+        connection: &Connection,
+        room: &RoomName,
+    ) -> Result<(), StoreError> {
+        let item: Item = serde_dynamo::to_item(connection.membership(room))
+            .map_err(|error| StoreError::Malformed(error.to_string()))?;
+        self.client
+            .put_item()
+            .table_name(&self.config.memberships_table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn delete_membership(
+        &self,
+        room: &RoomName,
+        connection_id: &str,
+    ) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.config.memberships_table)
+            .set_key(Some(Self::membership_key(room, connection_id)))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Deletes the memberships of a connection whose item a delete returned (`ALL_OLD`). One
+    /// that fails stays until its TTL; a post to it meanwhile answers 410.
+    async fn delete_memberships(&self, old: Option<Item>) -> Result<(), StoreError> {
+        let Some(old) = old else { return Ok(()) };
+        let connection: Connection = serde_dynamo::from_item(old)
+            .map_err(|error| StoreError::Malformed(error.to_string()))?;
+        for room in &connection.rooms {
+            self.delete_membership(room, &connection.connection_id)
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -254,6 +304,9 @@ impl ConnectionStore for DynamoStore {
             .send()
             .await
             .map_err(unavailable)?;
+        for room in &connection.rooms {
+            self.put_membership(connection, room).await?;
+        }
         Ok(())
     }
 
@@ -277,16 +330,69 @@ impl ConnectionStore for DynamoStore {
             .transpose()
     }
 
+    async fn join(
+        &self,
+        connection: &Connection,
+        room: &RoomName,
+        max_rooms: usize,
+    ) -> Result<Join, StoreError> {
+        let added = self
+            .client
+            .update_item()
+            .table_name(&self.config.table)
+            .set_key(Some(Self::key(&connection.connection_id)))
+            .update_expression("ADD #rooms :room")
+            .condition_expression(
+                "attribute_exists(#id) AND (attribute_not_exists(#rooms) OR contains(#rooms, :name) OR size(#rooms) < :max)",
+            )
+            .expression_attribute_names("#id", "connectionId")
+            .expression_attribute_names("#rooms", "rooms")
+            .expression_attribute_values(":room", AttributeValue::Ss(vec![room.to_string()]))
+            .expression_attribute_values(":name", AttributeValue::S(room.to_string()))
+            .expression_attribute_values(":max", AttributeValue::N(max_rooms.to_string()))
+            .send()
+            .await;
+        if !conditional(added)? {
+            // Refused: gone, or full. One read tells which.
+            return Ok(match self.get(&connection.connection_id).await? {
+                None => Join::NotConnected,
+                Some(_) => Join::TooManyRooms,
+            });
+        }
+        self.put_membership(connection, room).await?;
+        Ok(Join::Joined)
+    }
+
+    async fn leave(&self, connection_id: &str, room: &RoomName) -> Result<(), StoreError> {
+        self.delete_membership(room, connection_id).await?;
+        let removed = self
+            .client
+            .update_item()
+            .table_name(&self.config.table)
+            .set_key(Some(Self::key(connection_id)))
+            .update_expression("DELETE #rooms :room")
+            .condition_expression("attribute_exists(#id)")
+            .expression_attribute_names("#id", "connectionId")
+            .expression_attribute_names("#rooms", "rooms")
+            .expression_attribute_values(":room", AttributeValue::Ss(vec![room.to_string()]))
+            .send()
+            .await;
+        // A connection that is gone has left every room.
+        conditional(removed).map(|_| ())
+    }
+
     async fn delete(&self, connection_id: &str) -> Result<(), StoreError> {
         // DeleteItem on a missing key succeeds: deleting twice is fine.
-        self.client
+        let deleted = self
+            .client
             .delete_item()
             .table_name(&self.config.table)
             .set_key(Some(Self::key(connection_id)))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await
             .map_err(unavailable)?;
-        Ok(())
+        self.delete_memberships(deleted.attributes).await
     }
 
     async fn delete_stale(
@@ -303,12 +409,20 @@ impl ConnectionStore for DynamoStore {
             .condition_expression("attribute_not_exists(#connectedAt) OR #connectedAt < :before")
             .expression_attribute_names("#connectedAt", "connectedAt")
             .expression_attribute_values(":before", AttributeValue::N(connected_before.to_string()))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await;
-        Ok(match conditional(deleted)? {
-            true => StaleDelete::Gone,
-            false => StaleDelete::TooYoung,
-        })
+        match deleted {
+            Ok(output) => {
+                self.delete_memberships(output.attributes).await?;
+                Ok(StaleDelete::Gone)
+            }
+            // Its condition failed (it is too young), or the call did.
+            Err(error) => {
+                conditional::<(), _>(Err(error))?;
+                Ok(StaleDelete::TooYoung)
+            }
+        }
     }
 
     async fn room_page(
@@ -320,15 +434,16 @@ impl ConnectionStore for DynamoStore {
         let mut query = self
             .client
             .query()
-            .table_name(&self.config.table)
-            .index_name(&self.config.room_index)
+            .table_name(&self.config.memberships_table)
+            .consistent_read(true)
+            .projection_expression("#id")
+            .expression_attribute_names("#id", "connectionId")
             .expression_attribute_names("#room", "room")
             .expression_attribute_values(":room", AttributeValue::S(room.to_string()));
-        // The index's sort key is connectionId: a part of a split room reads its range only.
+        // The sort key is connectionId: a part of a split room reads its range only.
         query = match until {
             Some(until) => query
                 .key_condition_expression("#room = :room AND #id <= :until")
-                .expression_attribute_names("#id", "connectionId")
                 .expression_attribute_values(":until", AttributeValue::S(until.to_owned())),
             None => query.key_condition_expression("#room = :room"),
         };
@@ -374,8 +489,8 @@ impl ConnectionStore for DynamoStore {
     }
 
     fn cursor_after(&self, room: Option<&RoomName>, connection_id: &str) -> String {
-        // The LastEvaluatedKey DynamoDB would have returned with this item last: the table's
-        // key, plus the index's for a room (whose sort key is connectionId).
+        // The LastEvaluatedKey DynamoDB would have returned with this item last: the
+        // connections table's key, or the memberships table's (room, then connectionId).
         let mut key = BTreeMap::from([("connectionId", connection_id.to_owned())]);
         if let Some(room) = room {
             key.insert("room", room.to_string());

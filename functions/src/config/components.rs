@@ -11,6 +11,7 @@ use crate::domain::{DeliveryMode, RateLimit};
 use crate::engine::EngineConfig;
 use crate::handlers::connect::ConnectConfig;
 use crate::handlers::publish::PublishConfig;
+use crate::handlers::rooms::RoomsConfig;
 use crate::handlers::sendmessage::SendConfig;
 use crate::metrics::EmfConfig;
 use std::time::Duration;
@@ -23,9 +24,11 @@ impl TableConfig {
                 "CONNECTIONS_TABLE",
                 "the DynamoDB connections table name",
             )?,
-            room_index: env
-                .var("ROOM_INDEX_NAME")
-                .unwrap_or_else(|| TableConfig::DEFAULT_ROOM_INDEX.into()),
+            memberships_table: required(
+                env,
+                "MEMBERSHIPS_TABLE",
+                "the DynamoDB memberships table name",
+            )?,
             page_limit: match env.var("PAGE_LIMIT") {
                 Some(_) => Some(number(env, "PAGE_LIMIT", 0, 1..=1_000_000)?),
                 None => None,
@@ -44,6 +47,19 @@ impl ConnectConfig {
         )?;
         Ok(Self {
             ttl: Duration::from_secs(ttl),
+        })
+    }
+}
+
+impl RoomsConfig {
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            max_rooms: number(
+                env,
+                "MAX_ROOMS_PER_CONNECTION",
+                Self::DEFAULT_MAX_ROOMS,
+                1..=Self::LIMIT_MAX_ROOMS,
+            )?,
         })
     }
 }
@@ -395,6 +411,7 @@ mod tests {
     fn reads_every_setting() {
         let env = [
             ("CONNECTIONS_TABLE", "t"),
+            ("MEMBERSHIPS_TABLE", "m"),
             ("PAGE_LIMIT", "25"),
             ("FANOUT_CONCURRENCY", "64"),
             ("DELIVERY_MODE", "raw"),
@@ -403,10 +420,10 @@ mod tests {
         assert_eq!(
             (
                 table.table.as_str(),
-                table.room_index.as_str(),
+                table.memberships_table.as_str(),
                 table.page_limit
             ),
-            ("t", "room-index", Some(25))
+            ("t", "m", Some(25))
         );
         let engine = EngineConfig::from_env(&env).unwrap();
         assert_eq!(engine.concurrency, 64);

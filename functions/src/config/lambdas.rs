@@ -12,6 +12,7 @@ use crate::engine::EngineConfig;
 use crate::handlers::connect::ConnectConfig;
 use crate::handlers::publish::PublishConfig;
 use crate::handlers::recover::RecoverConfig;
+use crate::handlers::rooms::RoomsConfig;
 use crate::handlers::sendmessage::SendConfig;
 use crate::metrics::EmfConfig;
 
@@ -26,6 +27,21 @@ impl ConnectSettings {
         Ok(Self {
             table: TableConfig::from_env(env)?,
             connect: ConnectConfig::from_env(env)?,
+        })
+    }
+}
+
+/// What the rooms Lambda (`join`, `leave`) reads.
+pub struct RoomsSettings {
+    pub table: TableConfig,
+    pub rooms: RoomsConfig,
+}
+
+impl RoomsSettings {
+    pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: TableConfig::from_env(env)?,
+            rooms: RoomsConfig::from_env(env)?,
         })
     }
 }
@@ -201,6 +217,7 @@ pub enum Function {
     Authorizer,
     Recover,
     Publish,
+    Rooms,
 }
 
 /// An environment variable a function reads.
@@ -212,7 +229,7 @@ pub struct EnvVar {
 }
 
 impl Function {
-    pub const ALL: [Function; 8] = [
+    pub const ALL: [Function; 9] = [
         Function::Connect,
         Function::Disconnect,
         Function::SendMessage,
@@ -221,6 +238,7 @@ impl Function {
         Function::Authorizer,
         Function::Recover,
         Function::Publish,
+        Function::Rooms,
     ];
 
     /// The binary's name: the `[[bin]]` in Cargo.toml and the zip `cargo lambda build` writes.
@@ -234,6 +252,7 @@ impl Function {
             Function::Authorizer => "authorizer",
             Function::Recover => "recover",
             Function::Publish => "publish",
+            Function::Rooms => "rooms",
         }
     }
 
@@ -248,6 +267,7 @@ impl Function {
             Function::Authorizer => AuthorizerSettings::from_env(env).map(drop),
             Function::Recover => RecoverSettings::from_env(env).map(drop),
             Function::Publish => PublishSettings::from_env(env).map(drop),
+            Function::Rooms => RoomsSettings::from_env(env).map(drop),
         }
     }
 
@@ -326,6 +346,7 @@ mod tests {
     fn metrics_name_the_function_that_wrote_them_outside_lambda_too() {
         let env = [
             ("CONNECTIONS_TABLE", "t"),
+            ("MEMBERSHIPS_TABLE", "m"),
             ("HISTORY_TABLE", "h"),
             ("FANOUT_QUEUE_URL", "https://sqs.example/q"),
         ];
@@ -333,6 +354,7 @@ mod tests {
         assert_eq!(send.metrics.function, "sendmessage");
         let named = [
             ("CONNECTIONS_TABLE", "t"),
+            ("MEMBERSHIPS_TABLE", "m"),
             ("HISTORY_TABLE", "h"),
             ("FANOUT_QUEUE_URL", "https://sqs.example/q"),
             ("AWS_LAMBDA_FUNCTION_NAME", "chat-prod-sendmessage"),
@@ -359,8 +381,8 @@ mod tests {
             owned(&[
                 ("CONNECTIONS_TABLE", true),
                 ("CONNECTION_TTL_SECONDS", false),
+                ("MEMBERSHIPS_TABLE", true),
                 ("PAGE_LIMIT", false),
-                ("ROOM_INDEX_NAME", false),
                 ("RUST_LOG", false),
             ])
         );

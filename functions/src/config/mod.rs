@@ -8,6 +8,6 @@ mod source;
 pub use components::{dead_letter_queue_url, queue_url};
 pub use lambdas::{
     AuthorizerKeys, AuthorizerSettings, ConnectSettings, EnvVar, Function, LOGGING_VARS,
-    PublishSettings, RESERVED_VARS, RecoverSettings, SendSettings, WorkerSettings,
+    PublishSettings, RESERVED_VARS, RecoverSettings, RoomsSettings, SendSettings, WorkerSettings,
 };
 pub use source::{ConfigError, ProcessEnv, Source};

@@ -31,8 +31,16 @@ pub enum ErrorCode {
     Unavailable,
     /// The connection sends faster than its rate limit; it may send again shortly.
     RateLimited,
-    /// The frame names a room the connection is not in.
+    /// The frame names a room the connection is not in, or it is in none.
     NotInRoom,
+    /// `room` is not a string, or not a valid room name.
+    InvalidRoom,
+    /// The connection is in several rooms and the frame names none of them.
+    RoomRequired,
+    /// The connection's token does not grant the room.
+    Forbidden,
+    /// The connection is in as many rooms as it may be.
+    TooManyRooms,
     /// The publish endpoint: another publish with the same idempotency key is still running;
     /// ask again shortly for its answer.
     InProgress,
@@ -75,6 +83,10 @@ pub enum Frame<'a> {
         epoch: Option<&'a str>,
         data: &'a RawValue,
     },
+    /// The connection is in `room` now: messages fanned out from here on reach it.
+    Joined { room: &'a str },
+    /// The connection is out of `room`: messages fanned out from here on do not reach it.
+    Left { room: &'a str },
     /// The end of a recovery: the messages before it are what history had.
     Recovered(&'a Recovered),
     /// The answer to `{"action":"ping"}`, a keep-alive.

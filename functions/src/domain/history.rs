@@ -177,16 +177,7 @@ pub fn parse_recover(
         )
     };
     let field = |name: &str| frame.field(name).map(RawValue::get);
-    let room = match field("room") {
-        None => None,
-        Some(raw) => {
-            let name: String =
-                serde_json::from_str(raw).map_err(|_| invalid("\"room\" must be a string"))?;
-            Some(RoomName::parse(&name).map_err(|error| {
-                ClientError::new(ErrorCode::InvalidMessage, format!("invalid room: {error}"))
-            })?)
-        }
-    };
+    let room = frame.room()?;
     let number = |name: &str, raw: &str| -> Result<u64, ClientError> {
         serde_json::from_str::<u64>(raw)
             .map_err(|_| invalid(&format!("\"{name}\" must be a whole number from 0")))
@@ -518,11 +509,12 @@ mod tests {
             r#"{"action":"recover","offset":1,"epoch":""}"#,
             r#"{"action":"recover","offset":1,"epoch":"a","last":2}"#,
             r#"{"action":"recover","last":"5"}"#,
-            r#"{"action":"recover","last":5,"room":"no room"}"#,
         ] {
             let error = parse(bad).unwrap_err();
             assert_eq!(error.code, ErrorCode::InvalidMessage, "{bad}: {error}");
         }
+        let error = parse(r#"{"action":"recover","last":5,"room":"no room"}"#).unwrap_err();
+        assert_eq!(error.code, ErrorCode::InvalidRoom, "{error}");
         assert_eq!(
             parse(r#"{"action":"recover","last":101}"#).unwrap().what,
             Recover::Last(100),

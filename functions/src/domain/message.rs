@@ -1,12 +1,17 @@
 //! Reading what a client sent over the socket.
 
-use crate::domain::ErrorCode;
+use crate::domain::{ErrorCode, RoomName};
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 
 /// The actions a client may name in `action`: `sendmessage` and `recover` are routes of their
-/// own; `ping` is answered by `$default`.
-pub const ACTIONS: &[&str] = &["sendmessage", "recover", PING];
+/// own, `join` and `leave` share one; `ping` is answered by `$default`.
+pub const ACTIONS: &[&str] = &["sendmessage", "recover", JOIN, LEAVE, PING];
+
+/// Joins a room: `{"action":"join","room":R}`.
+pub const JOIN: &str = "join";
+/// Leaves a room: `{"action":"leave","room":R}`.
+pub const LEAVE: &str = "leave";
 
 /// The keep-alive action.
 pub const PING: &str = "ping";
@@ -82,6 +87,18 @@ impl<'a> ClientFrame<'a> {
     pub fn field(&self, name: &str) -> Option<&'a RawValue> {
         self.fields.get(name).copied()
     }
+
+    /// The `room` field, if there is one: a string that is a valid room name.
+    pub fn room(&self) -> Result<Option<RoomName>, ClientError> {
+        let Some(raw) = self.field("room") else {
+            return Ok(None);
+        };
+        let name: String = serde_json::from_str(raw.get())
+            .map_err(|_| ClientError::new(ErrorCode::InvalidRoom, "\"room\" must be a string"))?;
+        RoomName::parse(&name).map(Some).map_err(|error| {
+            ClientError::new(ErrorCode::InvalidRoom, format!("invalid room: {error}"))
+        })
+    }
 }
 
 /// The error for an action that names no route.
@@ -145,7 +162,45 @@ pub fn check_data(
     Ok(data.to_owned())
 }
 
-/// Validates a `sendmessage` frame and returns its `data` as the exact JSON text sent.
+/// A `join` or `leave` frame, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomAction {
+    Join(RoomName),
+    Leave(RoomName),
+}
+
+/// Validates a `join` or `leave` frame: `{"action":"join"|"leave","room":R}`.
+pub fn parse_room_action(body: Option<&str>, is_base64: bool) -> Result<RoomAction, ClientError> {
+    let frame = ClientFrame::parse(body, is_base64)?;
+    let action = frame.action()?;
+    let join = match action.as_str() {
+        JOIN => true,
+        LEAVE => false,
+        _ => return Err(unknown_action(&action)),
+    };
+    let room = frame.room()?.ok_or_else(|| {
+        ClientError::new(
+            ErrorCode::InvalidRoom,
+            format!("\"room\" is missing; send {{\"action\":\"{action}\",\"room\":\"...\"}}"),
+        )
+    })?;
+    Ok(if join {
+        RoomAction::Join(room)
+    } else {
+        RoomAction::Leave(room)
+    })
+}
+
+/// A `sendmessage` frame, validated.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// The room it names, if any: without one, it goes to the sender's only room.
+    pub room: Option<RoomName>,
+    /// `data`, the exact JSON text sent.
+    pub data: Box<RawValue>,
+}
+
+/// Validates a `sendmessage` frame.
 ///
 /// `max_data_bytes` bounds the JSON text of `data`, so the delivered frame (data plus a small
 /// envelope) stays under API Gateway's 128 KB message limit.
@@ -153,13 +208,16 @@ pub fn parse_send_message(
     body: Option<&str>,
     is_base64: bool,
     max_data_bytes: usize,
-) -> Result<Box<RawValue>, ClientError> {
+) -> Result<Outgoing, ClientError> {
     let frame = ClientFrame::parse(body, is_base64)?;
     let action = frame.action()?;
     if action != "sendmessage" {
         return Err(unknown_action(&action));
     }
-    check_data(frame.field("data"), max_data_bytes)
+    Ok(Outgoing {
+        room: frame.room()?,
+        data: check_data(frame.field("data"), max_data_bytes)?,
+    })
 }
 
 #[cfg(test)]
@@ -172,13 +230,33 @@ mod tests {
 
     #[test]
     fn keeps_data_exactly_as_sent() {
-        let data = parse_send_message(
+        let sent = parse_send_message(
             Some(r#"{"action":"sendmessage","data":{"t": 1}}"#),
             false,
             32,
         )
         .unwrap();
-        assert_eq!(data.get(), r#"{"t": 1}"#);
+        assert_eq!(sent.data.get(), r#"{"t": 1}"#);
+        assert_eq!(sent.room, None);
+    }
+
+    #[test]
+    fn reads_the_room_it_names() {
+        let sent = parse_send_message(
+            Some(r#"{"action":"sendmessage","room":"ops","data":1}"#),
+            false,
+            32,
+        )
+        .unwrap();
+        assert_eq!(sent.room, Some(RoomName::parse("ops").unwrap()));
+        assert_eq!(
+            code(r#"{"action":"sendmessage","room":"a b","data":1}"#),
+            ErrorCode::InvalidRoom
+        );
+        assert_eq!(
+            code(r#"{"action":"sendmessage","room":7,"data":1}"#),
+            ErrorCode::InvalidRoom
+        );
     }
 
     #[test]
@@ -219,6 +297,36 @@ mod tests {
             parse_send_message(Some("{}"), true, 32).unwrap_err().code,
             ErrorCode::BinaryNotSupported
         );
+    }
+
+    #[test]
+    fn room_actions_name_a_valid_room() {
+        let parse = |body: &str| parse_room_action(Some(body), false);
+        let ops = RoomName::parse("ops").unwrap();
+        assert_eq!(
+            parse(r#"{"action":"join","room":"ops"}"#),
+            Ok(RoomAction::Join(ops.clone()))
+        );
+        assert_eq!(
+            parse(r#"{"action":"leave","room":"ops"}"#),
+            Ok(RoomAction::Leave(ops))
+        );
+        for (bad, expected) in [
+            (r#"{"action":"join"}"#, ErrorCode::InvalidRoom),
+            (r#"{"action":"join","room":""}"#, ErrorCode::InvalidRoom),
+            (r#"{"action":"join","room":null}"#, ErrorCode::InvalidRoom),
+            (
+                r#"{"action":"leave","room":"../x"}"#,
+                ErrorCode::InvalidRoom,
+            ),
+            (
+                r#"{"action":"jump","room":"ops"}"#,
+                ErrorCode::UnknownAction,
+            ),
+            ("[]", ErrorCode::InvalidMessage),
+        ] {
+            assert_eq!(parse(bad).unwrap_err().code, expected, "{bad}");
+        }
     }
 
     #[test]

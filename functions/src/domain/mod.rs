@@ -15,12 +15,12 @@ pub mod room;
 pub mod time;
 
 pub use allowance::{Allowance, RateLimit};
-pub use connection::Connection;
+pub use connection::{Connection, Membership};
 pub use frame::{ErrorCode, Frame};
 pub use grants::{Grant, InvalidGrants, RoomGrants};
 pub use history::{HistoryEntry, Position, Recover, RecoverRequest, Recovery};
 pub use job::{DeliveryMode, Job, Segment, Target};
-pub use message::{ClientError, parse_send_message};
+pub use message::{ClientError, Outgoing, RoomAction, parse_room_action, parse_send_message};
 pub use progress::{Checkpoint, Handoff, Rest, Retries, Split};
 pub use publish::{IdempotencyKey, PublishRequest, Published, parse_publish};
 pub use room::{InvalidRoom, RoomName};

@@ -44,6 +44,16 @@ impl RoomName {
         Ok(Self(name.to_owned()))
     }
 
+    /// The room `?room=` joins at `$connect`: absent, the lobby (as clients of one room
+    /// expect); empty, none (a client that joins its rooms later); else the name, if it parses.
+    pub fn at_connect(query: Option<&str>) -> Result<Option<Self>, InvalidRoom> {
+        match query {
+            None => Ok(Some(Self::lobby())),
+            Some("") => Ok(None),
+            Some(name) => Self::parse(name).map(Some),
+        }
+    }
+
     pub fn lobby() -> Self {
         Self(Self::DEFAULT.to_owned())
     }

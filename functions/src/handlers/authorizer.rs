@@ -10,9 +10,11 @@
 //! | the issuer's keys cannot be fetched | fails with another message | 500 |
 //!
 //! The room is read exactly as `$connect` reads it (`queryStringParameters.room`, default
-//! `lobby`); a request naming several different rooms, or a room that does not parse, is
-//! denied: nothing is allowed that was not granted. The Allow's context names the room, and
-//! `$connect` joins no other (403), so the room authorized is the room joined.
+//! `lobby`, empty for none: [`RoomName::at_connect`]); a request naming several different
+//! rooms, or a room that does not parse, is denied: nothing is allowed that was not granted.
+//! The Allow's context names the room (empty for none), and `$connect` joins no other (403),
+//! so the room authorized is the room joined. The context also carries the token's grants,
+//! which `$connect` keeps on the connection: they decide every later `join`.
 //!
 //! WebSocket authorizers are not cached by API Gateway (the result TTL is for HTTP APIs only):
 //! every `$connect` calls this function, so a decision about one room is never reused for
@@ -100,7 +102,16 @@ pub async fn handle(
     };
     let granted = rooms.to_string();
     let room = match requested_room(&request) {
-        Requested::Room(room) => room,
+        Requested::Room(None) => {
+            info!(connection_id, sub, "allowed, joining no room");
+            return Ok(policy(
+                IamPolicyEffect::Allow,
+                method_arn,
+                &sub,
+                json!({"sub": sub, "rooms": granted, "room": ""}),
+            ));
+        }
+        Requested::Room(Some(room)) => room,
         Requested::Invalid(invalid) => {
             let reason = format!("invalid room: {invalid}");
             info!(connection_id, sub, reason, "denied (403)");
@@ -162,24 +173,22 @@ pub fn token(request: &AuthorizerRequest) -> Option<&str> {
 }
 
 enum Requested {
-    Room(RoomName),
+    /// The room to join, or none.
+    Room(Option<RoomName>),
     Invalid(InvalidRoom),
     Several,
 }
 
-/// The room `$connect` will put the connection in: `?room=` (default `lobby`), as it reads it.
+/// The room `$connect` will put the connection in, as it reads it.
 fn requested_room(request: &AuthorizerRequest) -> Requested {
     if let Some(all) = request.multi_value_query_string_parameters.all("room")
         && all.iter().any(|name| *name != all[0])
     {
         return Requested::Several;
     }
-    match request.query_string_parameters.first("room") {
-        None => Requested::Room(RoomName::lobby()),
-        Some(name) => match RoomName::parse(name) {
-            Ok(room) => Requested::Room(room),
-            Err(invalid) => Requested::Invalid(invalid),
-        },
+    match RoomName::at_connect(request.query_string_parameters.first("room")) {
+        Ok(room) => Requested::Room(room),
+        Err(invalid) => Requested::Invalid(invalid),
     }
 }
 
@@ -515,7 +524,7 @@ mod tests {
         assert_eq!(response.status_code, 200);
         let stored = store.get("Dx4sXe1ZoAMCJvw=").await.unwrap().unwrap();
         assert_eq!(stored.principal.as_deref(), Some("user-42"));
-        assert_eq!(stored.room.as_str(), "ops");
+        assert_eq!(stored.rooms, [RoomName::parse("ops").unwrap()].into());
     }
 
     #[tokio::test]

@@ -1,4 +1,4 @@
-//! `$connect`: join a room.
+//! `$connect`: register the connection, in the room `?room=` names (if any).
 
 use super::reply::{connection_id, response};
 use crate::domain::{Connection, RoomName, epoch_millis};
@@ -27,9 +27,10 @@ impl Default for ConnectConfig {
     }
 }
 
-/// Stores the connection in the room named by `?room=` (default `lobby`). A bad room name
+/// Stores the connection, with the grants the authorizer found in its token, in the room named
+/// by `?room=` ([`RoomName::at_connect`]: default `lobby`, empty for none). A bad room name
 /// refuses the handshake with 400 and the reason; a room other than the one the authorizer
-/// granted (when one ran), with 403.
+/// allowed (when one ran), with 403.
 pub async fn handle(
     store: &dyn ConnectionStore,
     config: &ConnectConfig,
@@ -39,32 +40,40 @@ pub async fn handle(
     let Some(connection_id) = connection_id(&request) else {
         return response(400, Some("the event carries no connection id".into()));
     };
-    let room = match request.query_string_parameters.first("room") {
-        None => RoomName::lobby(),
-        Some(name) => match RoomName::parse(name) {
-            Ok(room) => room,
-            Err(reason) => return response(400, Some(format!("invalid room: {reason}"))),
-        },
+    let room = match RoomName::at_connect(request.query_string_parameters.first("room")) {
+        Ok(room) => room,
+        Err(reason) => return response(400, Some(format!("invalid room: {reason}"))),
     };
     let principal = principal(&request);
+    let asked = room.as_ref().map_or("", RoomName::as_str).to_owned();
     if principal.is_some() {
-        let granted = authorizer_field(&request, "room");
-        if granted != Some(room.as_str()) {
-            info!(connection_id, ?granted, %room, "refused: not the room authorized (403)");
-            return response(403, Some(format!("room {room} was not authorized")));
+        let allowed = authorizer_field(&request, "room");
+        if allowed != Some(asked.as_str()) {
+            info!(
+                connection_id,
+                ?allowed,
+                asked,
+                "refused: not the room authorized (403)"
+            );
+            return response(403, Some(format!("room {asked:?} was not authorized")));
         }
     }
     let connection = Connection {
         connection_id: connection_id.to_owned(),
-        room,
+        rooms: room.into_iter().collect(),
         connected_at: epoch_millis(now),
         expires_at: epoch_millis(now + config.ttl) / 1000,
+        grants: principal.is_some().then(|| {
+            authorizer_field(&request, "rooms")
+                .unwrap_or_default()
+                .to_owned()
+        }),
         principal,
         allowance: None,
     };
     match store.put(&connection).await {
         Ok(()) => {
-            info!(connection_id, room = %connection.room, "connected");
+            info!(connection_id, room = %asked, "connected");
             response(200, None)
         }
         Err(failure) => {
@@ -118,7 +127,7 @@ mod tests {
         let response = connect(&store, websocket("connect")).await;
         assert_eq!(response.status_code, 200);
         let stored = store.get("Dx4sXe1ZoAMCJvw=").await.unwrap().unwrap();
-        assert_eq!(stored.room.as_str(), "general");
+        assert_eq!(stored.rooms, [room("general")].into());
         assert_eq!(stored.connected_at, 1_795_780_800_123);
         assert_eq!(stored.expires_at, 1_795_780_800 + 7500);
         assert_eq!(stored.principal, None);
@@ -129,22 +138,46 @@ mod tests {
         let store = MemoryStore::new();
         connect(&store, websocket("connect-no-room")).await;
         assert_eq!(
-            store
-                .get("Dx4sXe1ZoAMCJvw=")
-                .await
-                .unwrap()
-                .unwrap()
-                .room
-                .as_str(),
-            "lobby"
+            store.get("Dx4sXe1ZoAMCJvw=").await.unwrap().unwrap().rooms,
+            [room("lobby")].into()
         );
 
         connect(&store, websocket("connect-authorized")).await;
         let stored = store.get("Dx4sXe1ZoAMCJvw=").await.unwrap().unwrap();
         assert_eq!(
-            (stored.room.as_str(), stored.principal.as_deref()),
-            ("ops", Some("user-42"))
+            (stored.rooms, stored.principal.as_deref()),
+            ([room("ops")].into(), Some("user-42"))
         );
+        assert!(stored.grants.is_some());
+    }
+
+    #[tokio::test]
+    async fn an_empty_room_joins_none_and_keeps_the_grants() {
+        let store = MemoryStore::new();
+        let mut request = websocket("connect-authorized");
+        request.query_string_parameters =
+            std::collections::HashMap::from([("room".to_owned(), String::new())]).into();
+        let fields = &mut request.request_context.authorizer.fields;
+        fields.insert("room".into(), "".into());
+        fields.insert("rooms".into(), "ops team-42:*".into());
+        assert_eq!(connect(&store, request).await.status_code, 200);
+        let stored = store.get("Dx4sXe1ZoAMCJvw=").await.unwrap().unwrap();
+        assert!(stored.rooms.is_empty());
+        assert_eq!(stored.grants.as_deref(), Some("ops team-42:*"));
+        assert!(stored.may_join(&room("team-42:chat")));
+        assert!(!stored.may_join(&room("team-43:chat")));
+        assert!(
+            store
+                .room_page(&room("ops"), None, None)
+                .await
+                .unwrap()
+                .ids
+                .is_empty()
+        );
+    }
+
+    fn room(name: &str) -> RoomName {
+        RoomName::parse(name).unwrap()
     }
 
     #[tokio::test]
@@ -165,7 +198,7 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_an_invalid_room_with_the_reason_and_stores_nothing() {
-        for bad in ["", "has space", "../etc", &"x".repeat(65)] {
+        for bad in ["has space", "../etc", &"x".repeat(65)] {
             let store = MemoryStore::new();
             let mut request = websocket("connect");
             request.query_string_parameters =

@@ -8,6 +8,7 @@ pub mod disconnect;
 pub mod publish;
 pub mod recover;
 mod reply;
+pub mod rooms;
 pub mod sendmessage;
 mod sequence;
 pub mod worker;

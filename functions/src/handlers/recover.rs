@@ -117,7 +117,7 @@ impl RecoverMessages<'_> {
             )
         })?;
         let room = match by(deadline, self.store.get(id)).await {
-            Ok(Some(connection)) => connection.room,
+            Ok(Some(connection)) => connection.room_for(asked.room)?,
             Ok(None) => {
                 return Err(ClientError::new(
                     ErrorCode::NotConnected,
@@ -130,15 +130,6 @@ impl RecoverMessages<'_> {
                 return Err(unavailable().into());
             }
         };
-        if let Some(named) = &asked.room
-            && *named != room
-        {
-            return Err(ClientError::new(
-                ErrorCode::NotInRoom,
-                format!("this connection is in room {room:?}, not {named:?}"),
-            )
-            .into());
-        }
         let now_ms = epoch_millis(now);
         let top = by(
             deadline,

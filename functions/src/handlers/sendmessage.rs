@@ -99,7 +99,7 @@ impl SendMessage<'_> {
         request: &ApiGatewayWebsocketProxyRequest,
         now: SystemTime,
     ) -> Result<Job, ClientError> {
-        let payload = parse_send_message(
+        let outgoing = parse_send_message(
             request.body.as_deref(),
             request.is_base64_encoded,
             self.config.max_data_bytes,
@@ -118,14 +118,14 @@ impl SendMessage<'_> {
                 return Err(unavailable());
             }
         };
+        let room = connection.room_for(outgoing.room)?;
         if let Some(limit) = self.config.rate_limit {
             self.spend_allowance(sender, connection.allowance, limit, epoch_millis(now))
                 .await?;
         }
-        let room = connection.room;
         let job = Job::message(
             Target::Room(room.clone()),
-            payload,
+            outgoing.data,
             Some(sender.to_owned()),
             connection.principal,
             epoch_millis(now),

@@ -185,10 +185,13 @@ async fn check_connect(
     let stored = store.get(SENDER).await.unwrap();
     match response.status_code {
         200 => match (stored, expected_room) {
-            (Some(connection), Some(room)) if connection.room.as_str() == room => {}
+            (Some(connection), Some(room))
+                if connection.rooms.iter().map(|r| r.as_str()).eq([room]) => {}
+            (Some(connection), None)
+                if asked.as_deref() == Some("") && connection.rooms.is_empty() => {}
             (stored, _) => findings.push(format!(
                 "$connect {shown}: 200, expected {expected_room:?}, stored {:?}",
-                stored.map(|c| c.room)
+                stored.map(|c| c.rooms)
             )),
         },
         400 => {

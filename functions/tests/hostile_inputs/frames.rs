@@ -169,7 +169,7 @@ pub(crate) async fn client_frames(
                                         "sendmessage {shown}: ack id is not the job's"
                                     ));
                                 }
-                                if job.payload.get() != data.get() {
+                                if job.payload.get() != data.data.get() {
                                     findings.push(format!(
                                         "sendmessage {shown}: the job's payload differs from data"
                                     ));
@@ -198,7 +198,7 @@ pub(crate) async fn client_frames(
                         "sendmessage {shown}: answered {code}, the parser says {:?}",
                         oracle
                             .as_ref()
-                            .map(|d| d.get().len())
+                            .map(|d| d.data.get().len())
                             .map_err(|e| code_name(e.code))
                     )),
                 }

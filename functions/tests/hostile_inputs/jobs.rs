@@ -36,14 +36,12 @@ async fn worker(scan_segments: u32) -> Worker {
     ] {
         for id in members {
             store
-                .put(&Connection {
-                    connection_id: (*id).to_owned(),
-                    room: RoomName::parse(room).unwrap(),
-                    connected_at: 0,
-                    expires_at: 0,
-                    principal: None,
-                    allowance: None,
-                })
+                .put(&Connection::in_room(
+                    (*id).to_owned(),
+                    RoomName::parse(room).unwrap(),
+                    0,
+                    0,
+                ))
                 .await
                 .unwrap();
         }

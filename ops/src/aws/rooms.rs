@@ -6,7 +6,8 @@ use crate::progress::Progress;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 
-/// Connections by room: one Scan of `table`, reading only `room`.
+/// Connections by room: one Scan of `table`, reading only each connection's `rooms` (a
+/// connection in several rooms counts in each; one in none, in none).
 pub(super) async fn scan(
     dynamodb: &aws_sdk_dynamodb::Client,
     table: &str,
@@ -31,19 +32,19 @@ pub(super) async fn scan(
         let page = dynamodb
             .scan()
             .table_name(table)
-            .projection_expression("#room")
-            .expression_attribute_names("#room", "room")
+            .projection_expression("#rooms")
+            .expression_attribute_names("#rooms", "rooms")
             .set_exclusive_start_key(start.take())
             .send()
             .await
             .map_err(|e| unavailable(&format!("could not scan the table {table}"), &e))?;
         for item in page.items() {
             connections += 1;
-            let room = match item.get("room") {
-                Some(AttributeValue::S(room)) => room.clone(),
-                _ => "(no room)".to_owned(),
-            };
-            *members.entry(room).or_default() += 1;
+            if let Some(AttributeValue::Ss(rooms)) = item.get("rooms") {
+                for room in rooms {
+                    *members.entry(room.clone()).or_default() += 1;
+                }
+            }
         }
         bar.inc(page.items().len() as u64);
         if bar.length().is_some_and(|length| bar.position() > length) {

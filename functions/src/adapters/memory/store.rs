@@ -1,12 +1,12 @@
 use crate::domain::job::stable_hash;
-use crate::domain::{Allowance, Connection, RoomName, Segment};
-use crate::ports::{Allowances, ConnectionStore, Page, StaleDelete, StoreError};
+use crate::domain::{Allowance, Connection, Membership, RoomName, Segment};
+use crate::ports::{Allowances, ConnectionStore, Join, Page, StaleDelete, StoreError};
 use async_trait::async_trait;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::RwLock;
 
-/// The connections table and its room index, in memory, paged like DynamoDB: a cursor is the
+/// The connections and memberships tables, in memory, paged like DynamoDB: a cursor is the
 /// last key returned, and a page holds at most `page_size` ids.
 pub struct MemoryStore {
     page_size: usize,
@@ -17,17 +17,31 @@ pub struct MemoryStore {
 struct Tables {
     /// Ordered so that Scan pages are stable between calls.
     by_id: BTreeMap<String, Connection>,
-    rooms: BTreeMap<RoomName, BTreeSet<String>>,
+    /// The memberships table: each room's members by connection id.
+    rooms: BTreeMap<RoomName, BTreeMap<String, Membership>>,
 }
 
 impl Tables {
     fn remove(&mut self, connection_id: &str) {
-        if let Some(old) = self.by_id.remove(connection_id)
-            && let Some(members) = self.rooms.get_mut(&old.room)
-        {
+        if let Some(old) = self.by_id.remove(connection_id) {
+            for room in &old.rooms {
+                self.remove_member(room, connection_id);
+            }
+        }
+    }
+
+    fn add_member(&mut self, membership: Membership) {
+        self.rooms
+            .entry(membership.room.clone())
+            .or_default()
+            .insert(membership.connection_id.clone(), membership);
+    }
+
+    fn remove_member(&mut self, room: &RoomName, connection_id: &str) {
+        if let Some(members) = self.rooms.get_mut(room) {
             members.remove(connection_id);
             if members.is_empty() {
-                self.rooms.remove(&old.room);
+                self.rooms.remove(room);
             }
         }
     }
@@ -128,23 +142,46 @@ impl Allowances for MemoryStore {
 impl ConnectionStore for MemoryStore {
     async fn put(&self, connection: &Connection) -> Result<(), StoreError> {
         let mut tables = self.write();
-        if let Some(old) = tables
-            .by_id
-            .insert(connection.connection_id.clone(), connection.clone())
-            && let Some(members) = tables.rooms.get_mut(&old.room)
-        {
-            members.remove(&old.connection_id);
+        tables.remove(&connection.connection_id);
+        for room in &connection.rooms {
+            tables.add_member(connection.membership(room));
         }
         tables
-            .rooms
-            .entry(connection.room.clone())
-            .or_default()
-            .insert(connection.connection_id.clone());
+            .by_id
+            .insert(connection.connection_id.clone(), connection.clone());
         Ok(())
     }
 
     async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
         Ok(self.read().by_id.get(connection_id).cloned())
+    }
+
+    async fn join(
+        &self,
+        connection: &Connection,
+        room: &RoomName,
+        max_rooms: usize,
+    ) -> Result<Join, StoreError> {
+        let mut tables = self.write();
+        let Some(stored) = tables.by_id.get_mut(&connection.connection_id) else {
+            return Ok(Join::NotConnected);
+        };
+        if !stored.rooms.contains(room) && stored.rooms.len() >= max_rooms {
+            return Ok(Join::TooManyRooms);
+        }
+        stored.rooms.insert(room.clone());
+        let membership = stored.membership(room);
+        tables.add_member(membership);
+        Ok(Join::Joined)
+    }
+
+    async fn leave(&self, connection_id: &str, room: &RoomName) -> Result<(), StoreError> {
+        let mut tables = self.write();
+        tables.remove_member(room, connection_id);
+        if let Some(stored) = tables.by_id.get_mut(connection_id) {
+            stored.rooms.remove(room);
+        }
+        Ok(())
     }
 
     async fn delete(&self, connection_id: &str) -> Result<(), StoreError> {
@@ -179,15 +216,16 @@ impl ConnectionStore for MemoryStore {
         let Some(members) = tables.rooms.get(room) else {
             return Ok(Page::default());
         };
-        // A range whose start is past its end is empty (BTreeSet::range would panic on it).
+        // A range whose start is past its end is empty (BTreeMap::range would panic on it).
         Ok(match until {
             Some(until) if cursor.is_some_and(|cursor| cursor >= until) => Page::default(),
             Some(until) => self.page(
                 members
                     .range(after(cursor))
+                    .map(|(id, _)| id)
                     .take_while(|id| id.as_str() <= until),
             ),
-            None => self.page(members.range(after(cursor))),
+            None => self.page(members.range(after(cursor)).map(|(id, _)| id)),
         })
     }
 

@@ -327,14 +327,12 @@ impl Fixture {
     /// A member of `ROOM` that connected `connected_at` (epoch ms).
     async fn connected(&self, id: &str, connected_at: i64) {
         self.store
-            .put(&Connection {
-                connection_id: id.into(),
-                room: RoomName::parse(ROOM).unwrap(),
+            .put(&Connection::in_room(
+                id,
+                RoomName::parse(ROOM).unwrap(),
                 connected_at,
-                expires_at: 0,
-                principal: None,
-                allowance: None,
-            })
+                0,
+            ))
             .await
             .unwrap();
     }

@@ -94,14 +94,12 @@ impl Fixture {
         let mut joined = BTreeSet::new();
         for id in ids {
             self.store
-                .put(&Connection {
-                    connection_id: id.clone(),
-                    room: RoomName::parse(room).unwrap(),
-                    connected_at: 0,
-                    expires_at: 0,
-                    principal: None,
-                    allowance: None,
-                })
+                .put(&Connection::in_room(
+                    id.clone(),
+                    RoomName::parse(room).unwrap(),
+                    0,
+                    0,
+                ))
                 .await
                 .unwrap();
             joined.insert(id);

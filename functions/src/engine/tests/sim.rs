@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::domain::Checkpoint;
-use crate::ports::{Claim, JobQueue, ProgressStore, QueueError, StaleDelete, StoreError};
+use crate::ports::{Claim, JobQueue, Join, ProgressStore, QueueError, StaleDelete, StoreError};
 use std::sync::Mutex;
 
 /// What is broken right now. Every switch is off by default.
@@ -64,6 +64,17 @@ impl ConnectionStore for Store {
     }
     async fn get(&self, id: &str) -> Result<Option<Connection>, StoreError> {
         self.0.get(id).await
+    }
+    async fn join(
+        &self,
+        connection: &Connection,
+        room: &RoomName,
+        max_rooms: usize,
+    ) -> Result<Join, StoreError> {
+        self.0.join(connection, room, max_rooms).await
+    }
+    async fn leave(&self, id: &str, room: &RoomName) -> Result<(), StoreError> {
+        self.0.leave(id, room).await
     }
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         self.0.delete(id).await
