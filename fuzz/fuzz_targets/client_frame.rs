@@ -28,14 +28,12 @@ fn store() -> &'static MemoryStore {
     static STORE: OnceLock<MemoryStore> = OnceLock::new();
     STORE.get_or_init(|| {
         let store = MemoryStore::new();
-        futures::executor::block_on(store.put(&Connection {
-            connection_id: SENDER.into(),
-            room: RoomName::lobby(),
-            connected_at: 0,
-            expires_at: 0,
-            principal: None,
-            allowance: None,
-        }))
+        futures::executor::block_on(store.put(&Connection::in_room(
+            SENDER,
+            RoomName::lobby(),
+            0,
+            0,
+        )))
         .unwrap();
         store
     })
@@ -70,7 +68,8 @@ fuzz_target!(|input: &[u8]| {
     };
     let binary = flags & 1 == 1;
     let parsed = parse_send_message(Some(body), binary, MAX_DATA_BYTES);
-    if let Ok(data) = &parsed {
+    if let Ok(sent) = &parsed {
+        let data = &sent.data;
         assert!(data.get().len() <= MAX_DATA_BYTES);
         assert_ne!(data.get(), "null");
         assert!(
@@ -126,10 +125,16 @@ fuzz_target!(|input: &[u8]| {
     };
     let answer = frame(&runtime().block_on(handler.handle(request, SystemTime::now())));
     let jobs = queue.drain();
+    // The sender is in the lobby only: a message naming another room is refused.
+    let in_its_room = |sent: &fanout::domain::Outgoing| {
+        sent.room
+            .as_ref()
+            .is_none_or(|room| *room == RoomName::lobby())
+    };
     match (&parsed, answer["type"].as_str()) {
-        (Ok(data), Some("ack")) => {
+        (Ok(sent), Some("ack")) if in_its_room(sent) => {
             assert_eq!(jobs.len(), 1);
-            assert_eq!(jobs[0].payload.get(), data.get());
+            assert_eq!(jobs[0].payload.get(), sent.data.get());
             assert!(
                 Job::parse(&jobs[0].to_json()).is_ok(),
                 "acked a job the worker refuses"
@@ -137,6 +142,10 @@ fuzz_target!(|input: &[u8]| {
             assert_eq!(answer["offset"], serde_json::json!(jobs[0].offset));
         }
         (Err(_), Some("error")) => assert!(jobs.is_empty()),
+        (Ok(sent), Some("error")) if !in_its_room(sent) => {
+            assert_eq!(answer["code"], "not_in_room");
+            assert!(jobs.is_empty());
+        }
         (parsed, answer) => panic!("parser {parsed:?}, handler {answer:?}"),
     }
 });

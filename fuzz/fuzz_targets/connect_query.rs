@@ -27,6 +27,8 @@ fn documented(name: &str) -> bool {
 fn connect(params: HashMap<String, Vec<String>>) {
     let expected = match params.get("room").and_then(|values| values.first()) {
         None => Some(RoomName::DEFAULT.to_owned()),
+        // Empty: no room.
+        Some(name) if name.is_empty() => Some(String::new()),
         Some(name) => documented(name).then(|| name.clone()),
     };
     let mut request = ApiGatewayWebsocketProxyRequest::default();
@@ -43,7 +45,14 @@ fn connect(params: HashMap<String, Vec<String>>) {
     let stored = futures::executor::block_on(store.get(CONNECTION)).unwrap();
     match (response.status_code, expected) {
         (200, Some(room)) => {
-            assert_eq!(stored.map(|c| c.room.as_str().to_owned()), Some(room));
+            let rooms: Vec<String> = stored
+                .expect("stored")
+                .rooms
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .collect();
+            let expected: Vec<String> = Some(room).filter(|r| !r.is_empty()).into_iter().collect();
+            assert_eq!(rooms, expected);
         }
         (400, None) => {
             let Some(Body::Text(reason)) = &response.body else {
