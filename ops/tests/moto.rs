@@ -514,6 +514,75 @@ async fn redrive_leaves_what_is_not_a_job_in_the_dead_letter_queue() {
     let moved = w.drain().await;
     assert_eq!(moved.len(), 1);
     assert_eq!(Job::parse(&moved[0]).unwrap().id, "p1");
+    // Left visible, as a listing leaves what it read: `dlq list` and `dlq show` find at once
+    // what the redrive named (not after the 60 s it was received for).
+    let list = w.backend.dlq_list(10, &Progress::hidden()).await.unwrap();
+    assert_eq!(list.messages.len(), 1, "{list:?}");
+    assert!(
+        redrive.not_jobs[0].starts_with(&format!("{}: ", list.messages[0].id)),
+        "{redrive:?}"
+    );
+}
+
+/// A body that is not a job comes back within a run once the run outlasts the invisibility it
+/// was received with (here none: it comes back at once, as after 60 s in a longer run). It is
+/// named once; ten of them coming back together (a whole receive of them) do not end the run
+/// with jobs left behind, nor keep it going; and it is left visible, so that a listing finds
+/// it at once and a second redrive names it again, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_is_not_a_job_and_comes_back_is_named_once_and_the_run_still_ends() {
+    let w = workspace().await;
+    let producer = w.producer();
+    // Parked first: on moto, a receive of ten gets them before any job, whenever they are
+    // visible.
+    for i in 0..10 {
+        producer
+            .dead_letter(&format!("not a job {i}"), "the body is not a job")
+            .await
+            .unwrap();
+    }
+    for i in 0..25 {
+        producer
+            .dead_letter(
+                &job(&format!("p{i}"), "ops").to_json(),
+                "retry budget spent",
+            )
+            .await
+            .unwrap();
+    }
+    let at_once = AwsBackend::new(&moto_sdk_config().await, w.backend.resources().clone())
+        .with_move_visibility(Duration::ZERO);
+
+    let redrive = tokio::time::timeout(
+        Duration::from_secs(60),
+        at_once.dlq_redrive(Some(100), Duration::from_secs(10), &Progress::hidden()),
+    )
+    .await
+    .expect("the redrive ends")
+    .unwrap();
+
+    assert_eq!(redrive.moved, 25, "{redrive:?}");
+    let named: std::collections::BTreeSet<&str> = redrive
+        .not_jobs
+        .iter()
+        .map(|line| line.split_once(':').unwrap().0)
+        .collect();
+    assert_eq!(
+        (redrive.not_jobs.len(), named.len()),
+        (10, 10),
+        "each named once: {redrive:?}"
+    );
+    assert_eq!(w.drain().await.len(), 25);
+    let list = w.backend.dlq_list(100, &Progress::hidden()).await.unwrap();
+    let listed: std::collections::BTreeSet<&str> =
+        list.messages.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(listed, named, "left in the DLQ, visible: {list:?}");
+
+    let again = at_once
+        .dlq_redrive(Some(100), Duration::from_secs(10), &Progress::hidden())
+        .await
+        .unwrap();
+    assert_eq!((again.moved, again.not_jobs.len()), (0, 10), "{again:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

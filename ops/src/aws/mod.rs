@@ -51,6 +51,9 @@ pub struct AwsBackend {
     sqs: aws_sdk_sqs::Client,
     dynamodb: aws_sdk_dynamodb::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
+    /// How long `dlq redrive --max` keeps a message it moves invisible: enough to send and
+    /// delete it. A body that is not a job outlasts it when a run does, and comes back.
+    move_visibility: Duration,
 }
 
 impl AwsBackend {
@@ -61,7 +64,15 @@ impl AwsBackend {
             sqs: aws_sdk_sqs::Client::new(sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
+            move_visibility: dlq::MOVE_VISIBILITY,
         }
+    }
+
+    /// With another invisibility for the messages `dlq redrive --max` moves (60 s): a test
+    /// shortens it to see what comes back within a run.
+    pub fn with_move_visibility(mut self, visibility: Duration) -> Self {
+        self.move_visibility = visibility;
+        self
     }
 
     pub fn resources(&self) -> &Resources {
@@ -141,7 +152,8 @@ impl Backend for AwsBackend {
         let (moved, method, task_status, not_jobs) = match max {
             Some(max) => {
                 let (moved, not_jobs) =
-                    dlq::move_some(&self.sqs, queue, dlq, max, progress).await?;
+                    dlq::move_some(&self.sqs, queue, dlq, max, self.move_visibility, progress)
+                        .await?;
                 (moved, "receive, send, delete", None, not_jobs)
             }
             None => {

@@ -3,8 +3,9 @@
 //! as it is, with `terraform`, `aws`, `cargo` and `npx` replaced by shell functions that answer
 //! with the outputs Terraform renders and a test secret, and record how they were called. The
 //! token command's arguments are then parsed by `fanout-local`'s own options and minted by its
-//! own code, and the authorizer, configured from the environment Terraform gives its Lambda
-//! (read as the binary reads it), must accept the connection request the block makes.
+//! own code, with the secret the block gives it in its environment (never on a command line,
+//! where `ps` shows it), and the authorizer, configured from the environment Terraform gives its
+//! Lambda (read as the binary reads it), must accept the connection request the block makes.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -18,6 +19,7 @@ use fanout::auth::Verifier;
 use fanout::config::{AuthorizerKeys, AuthorizerSettings, Source};
 use fanout::handlers::authorizer;
 use fanout_local::Options;
+use fanout_local::auth::JWT_SECRET_VAR;
 use fanout_local::options::Command as LocalCommand;
 use serde_json::Value;
 
@@ -34,10 +36,13 @@ const TEST_SECRET: &str = "dGhpcyBpcyB0aGUgdHJ5LWl0IHRlc3QncyBzaWduaW5nIHNlY3Jld
 /// `fanout-local` mints from the same arguments.
 const TOKEN_PLACEHOLDER: &str = "TOKEN-MINTED-BY-FANOUT-LOCAL";
 
+/// Where the `cargo` stand-in writes the signing secret its environment gives the token command.
+const CARGO_SECRET: &str = "cargo-secret";
+
 /// The stand-ins. Each call is recorded in `$CALLS/<n>`, the command name and its arguments
 /// NUL-separated; `terraform output -raw NAME` prints `$OUTPUTS/NAME` (quoted without -raw);
-/// anything unexpected is
-/// written to `$CALLS/errors`.
+/// `cargo` also writes its `FANOUT_LOCAL_JWT_SECRET`, if it has one, to `$CALLS/cargo-secret`;
+/// anything unexpected is written to `$CALLS/errors`.
 const STAND_INS: &str = r#"
 record() { local n; n=$(find "$CALLS" -name '[0-9]*' | wc -l); printf '%s\0' "$@" > "$CALLS/$n"; }
 unexpected() { printf '%s\n' "$*" >> "$CALLS/errors"; }
@@ -52,7 +57,11 @@ terraform() {
   fi
 }
 aws() { record aws "$@"; printf '%s\n' "$SECRET"; }
-cargo() { record cargo "$@"; printf '%s\n' "$TOKEN_PLACEHOLDER"; }
+cargo() {
+  record cargo "$@"
+  if [[ -v FANOUT_LOCAL_JWT_SECRET ]]; then printf '%s' "$FANOUT_LOCAL_JWT_SECRET" > "$CALLS/cargo-secret"; fi
+  printf '%s\n' "$TOKEN_PLACEHOLDER"
+}
 npx() { record npx "$@"; }
 "#;
 
@@ -124,8 +133,15 @@ fn rendered_stack(
 /// A recorded call: the command, then its arguments.
 type Call = Vec<String>;
 
-/// Runs `block` in bash with the stand-ins, answering with `outputs`; the calls, in order.
-fn run_block(block: &str, outputs: &BTreeMap<String, String>) -> Result<Vec<Call>, String> {
+/// What the block did: the calls, in order, and the signing secret `cargo` had in its
+/// environment.
+struct Ran {
+    calls: Vec<Call>,
+    cargo_secret: Option<String>,
+}
+
+/// Runs `block` in bash with the stand-ins, answering with `outputs`.
+fn run_block(block: &str, outputs: &BTreeMap<String, String>) -> Result<Ran, String> {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let scratch = std::env::temp_dir().join(format!(
         "e2e-try-it-{}-{}",
@@ -148,6 +164,8 @@ fn run_block(block: &str, outputs: &BTreeMap<String, String>) -> Result<Vec<Call
         .env("CALLS", &calls_dir)
         .env("SECRET", TEST_SECRET)
         .env("TOKEN_PLACEHOLDER", TOKEN_PLACEHOLDER)
+        // Only what the block sets counts, not a secret the test's own environment holds.
+        .env_remove(JWT_SECRET_VAR)
         .output()
         .map_err(|e| format!("cannot run bash: {e}"));
     let calls = result.and_then(|output| {
@@ -158,7 +176,10 @@ fn run_block(block: &str, outputs: &BTreeMap<String, String>) -> Result<Vec<Call
                 String::from_utf8_lossy(&output.stderr)
             ));
         }
-        read_calls(&calls_dir)
+        Ok(Ran {
+            calls: read_calls(&calls_dir)?,
+            cargo_secret: fs::read_to_string(calls_dir.join(CARGO_SECRET)).ok(),
+        })
     });
     let _ = fs::remove_dir_all(&scratch);
     calls
@@ -220,9 +241,28 @@ fn check_secret_read(aws: Option<&Call>, arn: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// No command line carries the signing secret: any user of the machine may read one (`ps`,
+/// `/proc/PID/cmdline`), for as long as the command runs.
+fn check_secret_off_command_lines(calls: &[Call]) -> Result<(), String> {
+    for call in calls {
+        if call
+            .iter()
+            .any(|arg| arg.contains(TEST_SECRET) || arg.starts_with("--jwt-secret"))
+        {
+            return Err(format!(
+                "the block puts the signing secret on the command line of `{}` (`ps` shows \
+                 it): give it to `fanout-local token` in {JWT_SECRET_VAR} instead",
+                call.join(" ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The token `cargo` (`cargo run -p fanout-local -- token ...`) would print: its arguments
-/// parsed by fanout-local's own options, the token minted by its own code.
-fn mint(cargo: &Call, now: SystemTime) -> Result<String, String> {
+/// parsed by fanout-local's own options, the token minted by its own code with `secret`, what
+/// its environment gives it as `FANOUT_LOCAL_JWT_SECRET`.
+fn mint(cargo: &Call, secret: Option<&str>, now: SystemTime) -> Result<String, String> {
     let (cargo_args, program_args) = match cargo.iter().position(|a| a == "--") {
         Some(i) => (&cargo[1..i], &cargo[i + 1..]),
         None => (&cargo[1..], &[][..]),
@@ -237,9 +277,17 @@ fn mint(cargo: &Call, now: SystemTime) -> Result<String, String> {
         std::iter::once("fanout-local".to_owned()).chain(program_args.iter().cloned()),
     )
     .map_err(|e| format!("fanout-local refuses {program_args:?}: {e}"))?;
-    let Some(LocalCommand::Token(token)) = &options.command else {
+    let Some(LocalCommand::Token(mut token)) = options.command else {
         return Err(format!("{program_args:?} is not `fanout-local token`"));
     };
+    // As the binary reads it from its environment (not the test's).
+    token.auth.jwt_secret = Some(
+        secret
+            .ok_or(format!(
+                "the token command gets no signing secret: set {JWT_SECRET_VAR} for it"
+            ))?
+            .to_owned(),
+    );
     token
         .mint(now)
         .map_err(|e| format!("fanout-local token {program_args:?}: {e}"))
@@ -265,7 +313,9 @@ fn first_connection(module: &Module, markdown: &str) -> Result<(), String> {
     let AuthorizerKeys::Secret { arn } = &settings.keys else {
         return Err("by default the authorizer must verify HS256 tokens with a secret".to_owned());
     };
-    let calls = run_block(&block, &outputs)?;
+    let ran = run_block(&block, &outputs)?;
+    check_secret_off_command_lines(&ran.calls)?;
+    let calls = ran.calls;
     let find = |command: &str| calls.iter().find(|call| call[0] == command);
 
     // The connection: to the stack's URL, with what the block puts in its query.
@@ -284,7 +334,8 @@ fn first_connection(module: &Module, markdown: &str) -> Result<(), String> {
     let now = SystemTime::now();
     if let Some(cargo) = find("cargo") {
         check_secret_read(find("aws"), arn)?;
-        query = query.replace(TOKEN_PLACEHOLDER, &mint(cargo, now)?);
+        let secret = ran.cargo_secret.as_deref();
+        query = query.replace(TOKEN_PLACEHOLDER, &mint(cargo, secret, now)?);
     }
     let pairs: Vec<(String, String)> = form_urlencoded_pairs(&query);
     let pairs: Vec<(&str, &str)> = pairs
@@ -356,7 +407,7 @@ mod negative {
         );
         // A token of fanout-local's own issuer and audience, not the stack's.
         let local_defaults = format!(
-            "{SECRET}\nTOKEN=\"$(cargo run -q -p fanout-local -- token --jwt-secret \"$SECRET\" \
+            "{SECRET}\nTOKEN=\"$({JWT_SECRET_VAR}=\"$SECRET\" cargo run -q -p fanout-local -- token \
              --sub alice --rooms lobby)\"\n\
              npx wscat -c \"$(terraform output -raw websocket_url)?room=lobby&token=$TOKEN\""
         );
@@ -366,7 +417,7 @@ mod negative {
         );
         // The stack's issuer and audience, but a room the token does not grant.
         let other_room = format!(
-            "{SECRET}\nTOKEN=\"$(cargo run -q -p fanout-local -- token --jwt-secret \"$SECRET\" \
+            "{SECRET}\nTOKEN=\"$({JWT_SECRET_VAR}=\"$SECRET\" cargo run -q -p fanout-local -- token \
              --sub alice --rooms lobby --issuer \"$(terraform output -raw jwt_issuer)\" \
              --audience \"$(terraform output -raw jwt_audience)\")\"\n\
              npx wscat -c \"$(terraform output -raw websocket_url)?room=ops&token=$TOKEN\""
@@ -374,6 +425,33 @@ mod negative {
         assert_reports(
             &check_first_connection(&terraform(), &with_block(&other_room)),
             &["the authorizer denies the documented connection"],
+        );
+        // The token the stack accepts, but minted with the secret on the command line (what the
+        // block did before), or with no secret at all.
+        let no_secret = format!(
+            "{SECRET}\nTOKEN=\"$(cargo run -q -p fanout-local -- token --sub alice \
+             --rooms lobby --issuer \"$(terraform output -raw jwt_issuer)\" \
+             --audience \"$(terraform output -raw jwt_audience)\")\"\n\
+             npx wscat -c \"$(terraform output -raw websocket_url)?room=lobby&token=$TOKEN\""
+        );
+        for on_the_command_line in ["--jwt-secret \"$SECRET\" ", "--jwt-secret=\"$SECRET\" "] {
+            let block =
+                no_secret.replace("token --sub", &format!("token {on_the_command_line}--sub"));
+            assert_reports(
+                &check_first_connection(&terraform(), &with_block(&block)),
+                &["puts the signing secret on the command line"],
+            );
+        }
+        assert_reports(
+            &check_first_connection(&terraform(), &with_block(&no_secret)),
+            &["the token command gets no signing secret: set FANOUT_LOCAL_JWT_SECRET"],
+        );
+        let exported = format!("export {JWT_SECRET_VAR}=\"$SECRET\"\n");
+        let exported = no_secret.replace("TOKEN=", &format!("{exported}TOKEN="));
+        assert_eq!(
+            check_first_connection(&terraform(), &with_block(&exported)),
+            Vec::<String>::new(),
+            "exported for the whole shell is in the environment too"
         );
         // An output the stack does not have.
         assert_reports(

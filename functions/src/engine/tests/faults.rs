@@ -511,13 +511,89 @@ async fn a_403_that_lasts_past_the_budget_parks_the_room_with_the_reason() {
     assert_eq!(stats.failed, 0);
     assert!(!f.queue.dead_letters().is_empty());
     let mut parked = BTreeSet::new();
-    for dead in f.queue.dead_letters() {
-        assert!(
-            dead.reason.contains("retry budget") && dead.reason.contains("403"),
-            "{}",
-            dead.reason
-        );
-        parked.extend(covered(&Job::parse(&dead.body).unwrap(), &members));
+    for job in parked_after_403s(&f) {
+        parked.extend(covered(&job, &members));
     }
     assert_eq!(parked, members, "every member is parked, none lost");
+}
+
+/// A `connections` job (here a retry job, third attempt) whose posts start answering 403 mid-run:
+/// a 403 holds for every id, so the run stops at its first one, and what it did not deliver (the
+/// refused ids, and the rest it never took, named after its cursor) goes back as the next
+/// attempt, after the retry delay, on the job's retry clock, with no id lost or handed back
+/// twice. Once the permission is fixed, everyone gets the message once; past the budget, the same
+/// ids are parked with the 403's reason instead.
+#[tokio::test(start_paused = true)]
+async fn a_connections_job_stopped_by_a_403_hands_back_every_id_it_did_not_deliver() {
+    for past_the_budget in [false, true] {
+        let (f, faults) = faulty(100, config(4));
+        let members = f.join(ROOM, 40).await;
+        // Three turns of four posts go through, then the role loses its permission for a minute.
+        let broken_at = Instant::now() + Duration::from_millis(25);
+        let fixed_at = broken_at + Duration::from_secs(60);
+        faults.set(|s| s.posts = vec![(broken_at, fixed_at, forbidden())]);
+        let mut retry = Job::parse(&job(
+            "m1",
+            json!({"connections": members.iter().collect::<Vec<_>>(), "room": ROOM}),
+        ))
+        .unwrap();
+        retry.hop = Some("r0".into());
+        retry.attempt = 2;
+        let spent = match past_the_budget {
+            false => Duration::from_secs(10),
+            true => f.engine.config().retry_budget + Duration::from_secs(1),
+        };
+        let since = f.engine.now_ms() - i64::try_from(spent.as_millis()).unwrap();
+        retry.retry_since = Some(since);
+
+        let report = f.run(&[retry.to_json()]).await;
+
+        assert!(report.failed_message_ids.is_empty(), "{report:?}");
+        let stats = &report.stats;
+        assert!(
+            (1..=4).contains(&stats.forbidden) && stats.failed == 0,
+            "one stop, at most the posts in flight refused: {stats:?}"
+        );
+        let delivered = f.received_ids();
+        assert!(!delivered.is_empty() && delivered.len() < members.len() - 4);
+        let not_delivered: BTreeSet<String> = members.difference(&delivered).cloned().collect();
+        let mut handed_back = Vec::new();
+        let mut back_jobs = Vec::new();
+        if past_the_budget {
+            assert!(f.queue.is_empty(), "nothing is retried past the budget");
+            handed_back = ids_of(parked_after_403s(&f));
+            assert_eq!(stats.abandoned, handed_back.len() as u64);
+        } else {
+            assert!(f.queue.dead_letters().is_empty());
+            for (back, delay) in f.queue.drain_with_delays() {
+                assert!(
+                    delay >= Duration::from_millis(500),
+                    "after a 403 nothing is tried at once: {back:?} after {delay:?}"
+                );
+                assert_eq!(
+                    (back.attempt, back.retry_since, back.cursor.as_deref()),
+                    (retry.attempt + 1, Some(since), None),
+                    "the next attempt, on the job's clock, by name: {back:?}"
+                );
+                let Target::Connections { ids, .. } = &back.target else {
+                    panic!("{back:?}")
+                };
+                handed_back.extend(ids.iter().cloned());
+                back_jobs.push(back.to_json());
+            }
+        }
+        let mut once: Vec<String> = not_delivered.iter().cloned().collect();
+        handed_back.sort();
+        once.sort();
+        assert_eq!(
+            handed_back, once,
+            "every id not delivered goes back exactly once (past the budget: {past_the_budget})"
+        );
+        if !past_the_budget {
+            tokio::time::sleep_until(fixed_at).await;
+            let report = f.run(&back_jobs).await;
+            assert!(report.failed_message_ids.is_empty(), "{report:?}");
+            assert_exactly_once(&f, &members);
+        }
+    }
 }

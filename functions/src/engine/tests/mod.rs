@@ -161,6 +161,34 @@ fn job(id: &str, target: serde_json::Value) -> String {
         .to_string()
 }
 
+/// The jobs in the dead-letter queue, each given up on after 403s past the retry budget (its
+/// reason says so).
+fn parked_after_403s(fixture: &Fixture) -> Vec<Job> {
+    let dead_letters = fixture.queue.dead_letters();
+    for dead in &dead_letters {
+        assert!(
+            dead.reason.contains("retry budget") && dead.reason.contains("403"),
+            "{}",
+            dead.reason
+        );
+    }
+    dead_letters
+        .iter()
+        .map(|dead| Job::parse(&dead.body).unwrap())
+        .collect()
+}
+
+/// The connection ids of `connections` jobs, one after the other: an id in two jobs is there
+/// twice.
+fn ids_of(jobs: Vec<Job>) -> Vec<String> {
+    jobs.into_iter()
+        .flat_map(|job| match job.target {
+            Target::Connections { ids, .. } => ids,
+            other => panic!("not a connections job: {other:?}"),
+        })
+        .collect()
+}
+
 fn assert_exactly_once(fixture: &Fixture, expected: &BTreeSet<String>) {
     let received = fixture.received();
     let duplicates: Vec<_> = received.iter().filter(|(_, n)| **n > 1).collect();

@@ -526,3 +526,66 @@ async fn a_held_connections_job_keeps_its_record_small_and_delivers_all() {
     assert!(f.progress.checkpoint(&key).unwrap().finished);
     assert_exactly_once(&f, &ids.into_iter().collect());
 }
+
+/// A held `connections` job whose posts are refused (403) until past the retry budget: each
+/// receive replays the refused ids, stops at the first 403 and keeps the rest behind its cursor;
+/// once the budget has passed, `give_up` parks the rest by name with the refused ids and the
+/// 403's reason. Every id not delivered is parked exactly once (the untaken rest among them),
+/// none is lost or parked twice, nothing is handed on behind the room, and the message ends.
+#[tokio::test(start_paused = true)]
+async fn a_held_connections_jobs_rest_is_parked_by_name_past_the_budget() {
+    let budget = Duration::from_secs(120);
+    let (f, faults) = faulty_on(
+        MemoryQueue::keeping_order(),
+        50,
+        EngineConfig {
+            retry_budget: budget,
+            ..config(4)
+        },
+    );
+    let members = f.join("room-a", 60).await;
+    // Three turns of four posts go through, then the role loses its permission for good.
+    let t0 = Instant::now();
+    let forever = t0 + Duration::from_secs(7 * 24 * 3600);
+    let forbidden = PostError::Forbidden("User is not authorized".into());
+    faults.set(|s| s.posts = vec![(t0 + Duration::from_millis(25), forever, Some(forbidden))]);
+    let ids: Vec<&String> = members.iter().collect();
+    let mut sqs = Sqs::fifo(Duration::from_secs(20));
+    sqs.send(
+        job("m1", json!({"connections": ids, "room": "room-a"})),
+        Duration::ZERO,
+    );
+
+    let stats = sqs.run(&f, |_| None).await;
+
+    assert!(t0.elapsed() >= budget, "parked after {:?}", t0.elapsed());
+    assert!(stats.held >= 2 && stats.forbidden >= 2, "{stats:?}");
+    let delivered = f.received_ids();
+    assert!(
+        !delivered.is_empty(),
+        "the posts before the 403 went through"
+    );
+    let parked_jobs = parked_after_403s(&f);
+    assert!(
+        parked_jobs.iter().all(|job| job.id == "m1"),
+        "{parked_jobs:?}"
+    );
+    let mut parked = ids_of(parked_jobs);
+    parked.sort();
+    let not_delivered: Vec<String> = members.difference(&delivered).cloned().collect();
+    assert_eq!(parked, not_delivered, "parked exactly once each, none lost");
+    // Not only the refused ids (at most the four in flight): the rest the runs never took.
+    assert!(not_delivered.len() > 8, "{}", not_delivered.len());
+    assert_eq!(stats.abandoned, parked.len() as u64);
+    assert_eq!(
+        sqs.handed_on, 0,
+        "nothing queued behind the room's messages"
+    );
+    let key = Job::parse(&job("m1", json!({"connections": ["x"]})))
+        .unwrap()
+        .progress_key();
+    assert!(
+        f.progress.checkpoint(&key).is_some_and(|c| c.finished),
+        "the message ends: the room's next one may start"
+    );
+}
