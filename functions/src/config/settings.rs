@@ -108,8 +108,10 @@ pub const PAGE_LIMIT: Setting = Setting {
 pub const CONNECTION_TTL_SECONDS: Setting = Setting {
     var: "CONNECTION_TTL_SECONDS",
     default: Some(2 * 3600 + 300),
-    min: 60,
-    max: 31_536_000,
+    // More than API Gateway's 2 h connection limit: a record that expires first drops a live
+    // member from its room. At most a week: a stale record costs a 410 at most.
+    min: 2 * 3600 + 1,
+    max: 7 * 24 * 3600,
     unit: Unit::Seconds,
     meaning: "a stored connection's lifetime if $disconnect never comes (API Gateway closes connections after 2 h)",
 };
@@ -180,7 +182,10 @@ pub const POST_TIMEOUT_MS: Setting = Setting {
     var: "POST_TIMEOUT_MS",
     default: Some(3_000),
     min: 100,
-    max: 60_000,
+    // API Gateway's longest integration timeout: a management call that has not answered by
+    // then will not, and a longer wait holds a slot of FANOUT_CONCURRENCY and pushes
+    // DEADLINE_MARGIN_MS above it.
+    max: 29_000,
     unit: Unit::Millis,
     meaning: "each post gives up after this long and counts as a transient failure",
 };
@@ -215,7 +220,9 @@ pub const BACKOFF_CAP_MS: Setting = Setting {
 pub const DEADLINE_MARGIN_MS: Setting = Setting {
     var: "DEADLINE_MARGIN_MS",
     default: Some(5_000),
-    min: 100,
+    // A second at least: the posts in flight finish and the hand-off is written (an SQS send
+    // and a DynamoDB write, each with the SDK's retries) before Lambda stops the invocation.
+    min: 1_000,
     max: 600_000,
     unit: Unit::Millis,
     meaning: "stop taking pages and starting posts this long before the deadline; more than POST_TIMEOUT_MS",
