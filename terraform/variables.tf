@@ -128,8 +128,8 @@ variable "connection_ttl_seconds" {
   default     = 7500
 
   validation {
-    condition     = var.connection_ttl_seconds > 7200 && var.connection_ttl_seconds <= 604800
-    error_message = "connection_ttl_seconds must be more than 7200 (API Gateway's 2 h connection limit) and at most 604800."
+    condition     = var.connection_ttl_seconds > 7200 && var.connection_ttl_seconds <= 604800 && floor(var.connection_ttl_seconds) == var.connection_ttl_seconds
+    error_message = "connection_ttl_seconds must be a whole number more than 7200 (API Gateway's 2 h connection limit) and at most 604800."
   }
 }
 
@@ -139,8 +139,8 @@ variable "max_rooms_per_connection" {
   default     = 100
 
   validation {
-    condition     = var.max_rooms_per_connection >= 1 && var.max_rooms_per_connection <= 1000
-    error_message = "max_rooms_per_connection must be between 1 and 1000 (a connection's item names each of its rooms)."
+    condition     = var.max_rooms_per_connection >= 1 && var.max_rooms_per_connection <= 1000 && floor(var.max_rooms_per_connection) == var.max_rooms_per_connection
+    error_message = "max_rooms_per_connection must be a whole number between 1 and 1000 (a connection's item names each of its rooms)."
   }
 }
 
@@ -150,8 +150,8 @@ variable "max_data_bytes" {
   default     = 65536
 
   validation {
-    condition     = var.max_data_bytes >= 1 && var.max_data_bytes <= 130048
-    error_message = "max_data_bytes must be between 1 and 130048."
+    condition     = var.max_data_bytes >= 1 && var.max_data_bytes <= 130048 && floor(var.max_data_bytes) == var.max_data_bytes
+    error_message = "max_data_bytes must be a whole number between 1 and 130048."
   }
 }
 
@@ -194,8 +194,8 @@ variable "fanout_concurrency" {
   default     = 256
 
   validation {
-    condition     = var.fanout_concurrency >= 1 && var.fanout_concurrency <= 1000
-    error_message = "fanout_concurrency must be between 1 and 1000 (a Lambda may open 1,024 files)."
+    condition     = var.fanout_concurrency >= 1 && var.fanout_concurrency <= 1000 && floor(var.fanout_concurrency) == var.fanout_concurrency
+    error_message = "fanout_concurrency must be a whole number between 1 and 1000 (a Lambda may open 1,024 files)."
   }
 }
 
@@ -205,8 +205,8 @@ variable "post_timeout_ms" {
   default     = 3000
 
   validation {
-    condition     = var.post_timeout_ms >= 100 && var.post_timeout_ms <= 29000
-    error_message = "post_timeout_ms must be between 100 and 29000."
+    condition     = var.post_timeout_ms >= 100 && var.post_timeout_ms <= 29000 && floor(var.post_timeout_ms) == var.post_timeout_ms
+    error_message = "post_timeout_ms must be a whole number between 100 and 29000 (API Gateway's longest integration timeout)."
   }
 }
 
@@ -216,8 +216,8 @@ variable "deadline_margin_ms" {
   default     = 5000
 
   validation {
-    condition     = var.deadline_margin_ms >= 1000 && var.deadline_margin_ms <= 600000
-    error_message = "deadline_margin_ms must be between 1000 and 600000."
+    condition     = var.deadline_margin_ms >= 1000 && var.deadline_margin_ms <= 600000 && floor(var.deadline_margin_ms) == var.deadline_margin_ms
+    error_message = "deadline_margin_ms must be a whole number between 1000 and 600000."
   }
 }
 
@@ -227,8 +227,8 @@ variable "retry_budget_seconds" {
   default     = 900
 
   validation {
-    condition     = var.retry_budget_seconds >= 60 && var.retry_budget_seconds <= 86400
-    error_message = "retry_budget_seconds must be between 60 and 86400."
+    condition     = var.retry_budget_seconds >= 60 && var.retry_budget_seconds <= 86400 && floor(var.retry_budget_seconds) == var.retry_budget_seconds
+    error_message = "retry_budget_seconds must be a whole number between 60 and 86400."
   }
 }
 

@@ -13,10 +13,10 @@ use fanout::adapters::memory::{MemoryHistory, MemoryProgress, MemoryPublishLog, 
 use fanout::adapters::progress_table::{DynamoProgress, ProgressTableConfig};
 use fanout::adapters::publish_log_table::DynamoPublishLog;
 use fanout::adapters::sqs::SqsQueue;
+use fanout::config::settings;
 use fanout::domain::history::HistoryConfig;
 use fanout::ports::{Allowances, ConnectionStore, History, JobQueue, ProgressStore, PublishLog};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The store, both ends of the queue, and the progress records.
 pub struct Backend {
@@ -118,7 +118,7 @@ pub async fn aws(sdk: &SdkConfig, options: &Options) -> Result<Backend, BackendE
         sdk,
         ProgressTableConfig {
             table: options.progress_table.clone(),
-            ttl: Duration::from_secs(ProgressTableConfig::DEFAULT_TTL_SECONDS),
+            ttl: settings::PROGRESS_TTL_SECONDS.default_duration(),
         },
     );
     if options.create_resources {

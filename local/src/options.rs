@@ -1,6 +1,7 @@
 //! Command-line options: the one place the local stack's defaults live. The fan-out engine also
 //! reads the worker Lambda's environment variables (`FANOUT_CONCURRENCY`, `POST_TIMEOUT_MS`,
-//! ...); the flags here override them, and are refused, naming the flag, where the variable
+//! ...); the flags of [`SETTING_FLAGS`] override them, take their bounds from the same
+//! definition (`fanout::config::settings`), and are refused, naming the flag, where the variable
 //! would be refused.
 
 use crate::access::{ADMIN_TOKEN_ENV, AdminToken, parse_allowed_origin};
@@ -8,15 +9,25 @@ use crate::auth::{AccessKey, AuthOptions, TokenOptions};
 use crate::faults::FaultSpec;
 use crate::queue::MAX_VISIBILITY_TIMEOUT;
 use clap::{Parser, Subcommand, ValueEnum};
+use fanout::config::settings::{self, Setting};
 use fanout::domain::DeliveryMode;
-use fanout::domain::history::HistoryConfig;
 use fanout::engine::EngineConfig;
-use fanout::handlers::sendmessage::SendConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// `--max-data-bytes` at most: `MAX_DATA_BYTES`'s own bound, as clap's ranges take it.
-const LIMIT_MAX_DATA_BYTES: i64 = SendConfig::LIMIT_MAX_DATA_BYTES as i64;
+/// The flags that set what a Lambda's variable sets, each with its setting: the flag takes the
+/// setting's bounds, and its default is the variable's value, else the setting's default.
+pub const SETTING_FLAGS: &[(&str, &Setting)] = &[
+    ("--history-size", &settings::HISTORY_SIZE),
+    ("--history-ttl", &settings::HISTORY_TTL_SECONDS),
+    ("--retry-budget", &settings::RETRY_BUDGET_SECONDS),
+    ("--fanout-concurrency", &settings::FANOUT_CONCURRENCY),
+    ("--page-limit", &settings::PAGE_LIMIT),
+    ("--room-split-ways", &settings::ROOM_SPLIT_WAYS),
+    ("--max-data-bytes", &settings::MAX_DATA_BYTES),
+    ("--rate-limit-per-second", &settings::RATE_LIMIT_PER_SECOND),
+    ("--rate-limit-burst", &settings::RATE_LIMIT_BURST),
+];
 /// `--max-outbound-bytes` at least: one post of the largest size fits an empty queue.
 const MIN_OUTBOUND_BYTES: u64 = crate::management::MAX_POST_BYTES as u64;
 /// `--max-outbound-bytes` at most: 1 GiB.
@@ -120,9 +131,8 @@ pub struct Options {
     #[arg(long, value_name = "NAME")]
     pub history_table: Option<String>,
 
-    /// How many of each room's last messages are kept for recovery (HISTORY_SIZE; 0 keeps
-    /// none). Default: HISTORY_SIZE from the environment, else 100.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=HistoryConfig::MAX_SIZE))]
+    #[arg(long, value_name = "N", help = setting_help(&settings::HISTORY_SIZE),
+          value_parser = clap::value_parser!(u64).range(settings::HISTORY_SIZE.bounds()))]
     pub history_size: Option<u64>,
 
     /// Emulates DynamoDB's limit on one partition: each room's history writes (an offset, a
@@ -132,9 +142,8 @@ pub struct Options {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub room_write_rate: Option<u32>,
 
-    /// How long a room keeps a message, e.g. 1h (HISTORY_TTL_SECONDS; 1m to 7d). Default:
-    /// HISTORY_TTL_SECONDS from the environment, else 1h.
-    #[arg(long, value_name = "DURATION", value_parser = history_ttl)]
+    #[arg(long, value_name = "DURATION", help = setting_help(&settings::HISTORY_TTL_SECONDS),
+          value_parser = history_ttl)]
     pub history_ttl: Option<Duration>,
 
     /// SQS fan-out queue name; its dead-letter queue is NAME-dlq (aws backend). With
@@ -187,41 +196,37 @@ pub struct Options {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub worker_concurrency: u16,
 
-    /// How long a message's deliveries that keep failing are retried before their connections
-    /// are dead-lettered, 1m to 24h (overrides RETRY_BUDGET_SECONDS; default 15m).
-    #[arg(long, value_name = "DURATION", value_parser = retry_budget)]
+    #[arg(long, value_name = "DURATION", help = setting_help(&settings::RETRY_BUDGET_SECONDS),
+          value_parser = retry_budget)]
     pub retry_budget: Option<Duration>,
 
-    /// Posts in flight per invocation, 1 to 1000 (overrides FANOUT_CONCURRENCY).
-    #[arg(long, value_parser = fanout_concurrency)]
+    #[arg(long, help = setting_help(&settings::FANOUT_CONCURRENCY),
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
+              .range(settings::FANOUT_CONCURRENCY.bounds()))]
     pub fanout_concurrency: Option<usize>,
 
-    /// Connection ids per page of a room or Scan (as the Lambdas' PAGE_LIMIT); default: what a
-    /// 1 MB DynamoDB page holds.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, help = setting_help(&settings::PAGE_LIMIT),
+          value_parser = clap::value_parser!(u32).range(settings::PAGE_LIMIT.flag_range()))]
     pub page_limit: Option<u32>,
 
-    /// Split a room bigger than one page into this many ranges, each a job of its own that
-    /// another worker invocation may take (overrides ROOM_SPLIT_WAYS; 1 never splits).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(EngineConfig::MAX_ROOM_SPLIT_WAYS)))]
+    #[arg(long, help = setting_help(&settings::ROOM_SPLIT_WAYS),
+          value_parser = clap::value_parser!(u32).range(settings::ROOM_SPLIT_WAYS.flag_range()))]
     pub room_split_ways: Option<u32>,
 
     /// What members receive: envelope or raw (overrides DELIVERY_MODE).
     #[arg(long, value_parser = parse_delivery_mode)]
     pub delivery_mode: Option<DeliveryMode>,
 
-    /// Largest `data` accepted, as JSON text (overrides MAX_DATA_BYTES; the same bounds apply:
-    /// from 1 to what a 128 KB message holds with the envelope around it).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=LIMIT_MAX_DATA_BYTES))]
+    #[arg(long, help = setting_help(&settings::MAX_DATA_BYTES),
+          value_parser = clap::value_parser!(u32).range(settings::MAX_DATA_BYTES.flag_range()))]
     pub max_data_bytes: Option<u32>,
 
-    /// Messages a second one connection may send, sustained; a faster sender gets
-    /// `rate_limited` (overrides RATE_LIMIT_PER_SECOND, default 10; 0 turns the limit off).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    #[arg(long, help = setting_help(&settings::RATE_LIMIT_PER_SECOND),
+          value_parser = clap::value_parser!(u32).range(settings::RATE_LIMIT_PER_SECOND.flag_range()))]
     pub rate_limit_per_second: Option<u32>,
 
-    /// Messages one connection may send at once (overrides RATE_LIMIT_BURST, default 20).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, help = setting_help(&settings::RATE_LIMIT_BURST),
+          value_parser = clap::value_parser!(u32).range(settings::RATE_LIMIT_BURST.flag_range()))]
     pub rate_limit_burst: Option<u32>,
 
     /// Fault injection: the management API answers KIND from START after start-up for
@@ -416,40 +421,51 @@ fn duration_at_most(text: &str, max: Duration, why: &str) -> Result<Duration, St
     Ok(duration)
 }
 
-/// `--fanout-concurrency`: FANOUT_CONCURRENCY's bounds.
-fn fanout_concurrency(text: &str) -> Result<usize, String> {
-    let bounds = EngineConfig::CONCURRENCY;
-    text.parse()
-        .ok()
-        .filter(|n| bounds.contains(n))
-        .ok_or_else(|| format!("a number from {} to {}", bounds.start(), bounds.end()))
+/// The help of a flag of [`SETTING_FLAGS`]: the setting's meaning, bounds, variable and
+/// default, as the setting defines them.
+fn setting_help(setting: &Setting) -> String {
+    let shown = |value: u64| match setting.unit {
+        settings::Unit::Seconds | settings::Unit::Millis => {
+            humantime::format_duration(setting.duration(value)).to_string()
+        }
+        settings::Unit::Count | settings::Unit::Bytes => value.to_string(),
+    };
+    let default = match setting.default {
+        Some(value) => format!(
+            "{} from the environment, else {}",
+            setting.var,
+            shown(value)
+        ),
+        None => format!("{} from the environment, else unset", setting.var),
+    };
+    let mut meaning = setting.meaning.to_owned();
+    meaning[..1].make_ascii_uppercase();
+    format!(
+        "{meaning}: {} to {} (default: {default})",
+        shown(setting.min),
+        shown(setting.max)
+    )
+}
+
+/// A duration flag of a setting in seconds: within its bounds.
+fn setting_duration(text: &str, setting: &Setting) -> Result<Duration, String> {
+    let max = setting.duration(setting.max);
+    let value = duration_at_most(text, max, &format!("{}'s limit", setting.var))?;
+    let min = setting.duration(setting.min);
+    if value < min {
+        return Err(format!("at least {}", humantime::format_duration(min)));
+    }
+    Ok(value)
 }
 
 /// `--retry-budget`: RETRY_BUDGET_SECONDS's bounds.
 fn retry_budget(text: &str) -> Result<Duration, String> {
-    let bounds = EngineConfig::RETRY_BUDGET_SECONDS;
-    let budget = duration_at_most(
-        text,
-        Duration::from_secs(*bounds.end()),
-        "RETRY_BUDGET_SECONDS's limit",
-    )?;
-    if budget < Duration::from_secs(*bounds.start()) {
-        return Err(format!("at least {}s", bounds.start()));
-    }
-    Ok(budget)
+    setting_duration(text, &settings::RETRY_BUDGET_SECONDS)
 }
 
 /// `--history-ttl`: HISTORY_TTL_SECONDS's bounds.
 fn history_ttl(text: &str) -> Result<Duration, String> {
-    let ttl = duration_at_most(
-        text,
-        Duration::from_secs(HistoryConfig::MAX_TTL_SECONDS),
-        "HISTORY_TTL_SECONDS's limit",
-    )?;
-    if ttl < Duration::from_secs(60) {
-        return Err("at least 1m".into());
-    }
-    Ok(ttl)
+    setting_duration(text, &settings::HISTORY_TTL_SECONDS)
 }
 
 fn parse_visibility_timeout(text: &str) -> Result<Duration, String> {
@@ -546,7 +562,7 @@ mod tests {
 
     #[test]
     fn a_bad_flag_is_refused_with_a_message_naming_it() {
-        let too_much_data = (SendConfig::LIMIT_MAX_DATA_BYTES + 1).to_string();
+        let too_much_data = (settings::MAX_DATA_BYTES.max + 1).to_string();
         for (flag, value) in [
             ("--fanout-concurrency", "0"),
             ("--fanout-concurrency", "10001"),
@@ -590,11 +606,43 @@ mod tests {
             "--fanout-concurrency",
             "1000",
             "--max-data-bytes",
-            &SendConfig::LIMIT_MAX_DATA_BYTES.to_string(),
+            &settings::MAX_DATA_BYTES.max.to_string(),
         ])
         .unwrap();
         assert_eq!(bounds.fanout_concurrency, Some(1_000));
         assert!(parse(&["--fanout-concurrency", "1001"]).is_err());
+    }
+
+    /// Each flag of a setting takes exactly the setting's bounds, and names them in its help.
+    #[test]
+    fn setting_flags_take_their_settings_bounds() {
+        use clap::CommandFactory;
+        let help = Options::command().render_help().to_string();
+        for (flag, setting) in SETTING_FLAGS {
+            let shown = |value: u64| match setting.unit {
+                settings::Unit::Seconds | settings::Unit::Millis => {
+                    humantime::format_duration(setting.duration(value)).to_string()
+                }
+                settings::Unit::Count | settings::Unit::Bytes => value.to_string(),
+            };
+            for value in [setting.min, setting.max] {
+                assert!(parse(&[flag, &shown(value)]).is_ok(), "{flag} {value}");
+            }
+            let mut beyond = vec![shown(setting.max + 1)];
+            if setting.min > 0 {
+                beyond.push(shown(setting.min - 1));
+            }
+            for value in beyond {
+                let error = parse(&[flag, &value]).expect_err("beyond").to_string();
+                assert!(error.contains(flag), "{flag} {value}: {error}");
+            }
+            let bounds = format!("{} to {}", shown(setting.min), shown(setting.max));
+            assert!(
+                help.contains(&bounds) && help.contains(setting.var),
+                "{flag}: {bounds}, {}",
+                setting.var
+            );
+        }
     }
 
     #[test]

@@ -35,6 +35,10 @@
 //!   outputs, mints a token the authorizer, configured as Terraform configures it, accepts;
 //! - each function sets every variable its binary requires and only variables it reads, as
 //!   `fanout::config::Function::env_vars` lists them, and none that Lambda reserves;
+//! - each variable that sets a setting of the code (`checks::settings::TERRAFORM_SETTINGS`) has
+//!   its default and accepts exactly its bounds, whole numbers only, as `fanout::config::settings`
+//!   defines them, and every setting a function's environment sets comes from one; the docs'
+//!   tables of settings (docs/architecture.md, deploy.md, local.md) state the same;
 //! - every `var.`, `local.`, resource and data reference resolves, and the example tfvars set only
 //!   declared variables; variables are typed and described, outputs described;
 //! - the dashboards and alarms, rendered by Terraform itself (offline, resources stubbed), are
@@ -84,6 +88,8 @@ use checks::ordering::check_ordering;
 use checks::queue_policy::check_queue_policy;
 use checks::retention::check_retention;
 use checks::runbooks::{check_runbook_metrics, check_runbooks};
+use checks::settings::{TERRAFORM_SETTINGS, check_settings};
+use checks::settings_docs::{check_architecture_table, check_deploy_table, check_local_table};
 use checks::throttling::{check_connect_throttle, example_var_files};
 use checks::visibility::check_visibility_timeout;
 use fixtures::assert_clean;
@@ -188,6 +194,28 @@ fn every_function_gets_the_environment_its_binary_reads() {
         "function environment",
         check_environment(&terraform(), &Function::ALL),
     );
+}
+
+#[test]
+fn variables_that_set_a_setting_hold_to_its_definition() {
+    assert_clean(
+        "settings in variables.tf",
+        check_settings(&terraform(), TERRAFORM_SETTINGS),
+    );
+}
+
+#[test]
+fn the_docs_settings_tables_hold_to_the_definitions() {
+    let read = |path: &str| {
+        fs::read_to_string(repo_root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let mut violations = check_architecture_table(&read("docs/architecture.md"));
+    violations.extend(check_deploy_table(
+        &read("docs/deploy.md"),
+        TERRAFORM_SETTINGS,
+    ));
+    violations.extend(check_local_table(&read("docs/local.md")));
+    assert_clean("the docs' settings tables", violations);
 }
 
 #[test]

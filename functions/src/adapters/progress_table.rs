@@ -25,11 +25,6 @@ pub struct ProgressTableConfig {
     pub ttl: Duration,
 }
 
-impl ProgressTableConfig {
-    /// SQS's default retention, 4 days.
-    pub const DEFAULT_TTL_SECONDS: u64 = 4 * 24 * 3600;
-}
-
 pub struct DynamoProgress {
     client: Client,
     config: ProgressTableConfig,

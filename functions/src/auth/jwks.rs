@@ -10,6 +10,7 @@
 //! before it.
 
 use super::claims::AuthError;
+use crate::config::settings;
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -46,7 +47,6 @@ pub struct JwksConfig {
 }
 
 impl JwksConfig {
-    pub const DEFAULT_REFRESH_SECONDS: u64 = 60;
     pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
     pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
@@ -58,7 +58,7 @@ impl JwksConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            refresh: Duration::from_secs(Self::DEFAULT_REFRESH_SECONDS),
+            refresh: settings::JWKS_REFRESH_SECONDS.default_duration(),
             max_age: Self::DEFAULT_MAX_AGE,
             timeout: Self::DEFAULT_TIMEOUT,
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,

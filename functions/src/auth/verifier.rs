@@ -8,6 +8,7 @@
 
 use super::claims::{AuthError, Claims};
 use super::jwks::{JwksConfig, KeyCache, KeyFetcher, VerifyingKey};
+use crate::config::settings;
 use crate::domain::RoomGrants;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -32,7 +33,6 @@ pub struct VerifierConfig {
 }
 
 impl VerifierConfig {
-    pub const DEFAULT_LEEWAY_SECONDS: u64 = 30;
     pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 
     /// The defaults for `issuer` and `audience`.
@@ -40,7 +40,7 @@ impl VerifierConfig {
         Self {
             issuer: issuer.into(),
             audience: audience.into(),
-            leeway: Duration::from_secs(Self::DEFAULT_LEEWAY_SECONDS),
+            leeway: settings::JWT_LEEWAY_SECONDS.default_duration(),
             max_token_bytes: Self::DEFAULT_MAX_TOKEN_BYTES,
         }
     }

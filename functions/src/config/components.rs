@@ -1,7 +1,8 @@
 //! Each component's settings read from the environment: the components own their settings
 //! structs; this module only reads them.
 
-use super::source::{ConfigError, Source, millis, number, required, seconds};
+use super::settings as s;
+use super::source::{ConfigError, Source, duration, given, number, required};
 use crate::adapters::dynamodb::TableConfig;
 use crate::adapters::history_table::HistoryTableConfig;
 use crate::adapters::progress_table::ProgressTableConfig;
@@ -29,24 +30,16 @@ impl TableConfig {
                 "MEMBERSHIPS_TABLE",
                 "the DynamoDB memberships table name",
             )?,
-            page_limit: match env.var("PAGE_LIMIT") {
-                Some(_) => Some(number(env, "PAGE_LIMIT", 0, 1..=1_000_000)?),
-                None => None,
-            },
+            page_limit: given(env, &s::PAGE_LIMIT)?
+                .map(|limit| limit.try_into().expect("PAGE_LIMIT's bounds fit a u32")),
         })
     }
 }
 
 impl ConnectConfig {
     pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
-        let ttl = number(
-            env,
-            "CONNECTION_TTL_SECONDS",
-            Self::DEFAULT_TTL_SECONDS,
-            60..=31_536_000,
-        )?;
         Ok(Self {
-            ttl: Duration::from_secs(ttl),
+            ttl: duration(env, &s::CONNECTION_TTL_SECONDS)?,
         })
     }
 }
@@ -54,12 +47,7 @@ impl ConnectConfig {
 impl RoomsConfig {
     pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
         Ok(Self {
-            max_rooms: number(
-                env,
-                "MAX_ROOMS_PER_CONNECTION",
-                Self::DEFAULT_MAX_ROOMS,
-                1..=Self::LIMIT_MAX_ROOMS,
-            )?,
+            max_rooms: number(env, &s::MAX_ROOMS_PER_CONNECTION)?,
         })
     }
 }
@@ -69,14 +57,8 @@ impl SendConfig {
         Ok(Self {
             max_data_bytes: max_data_bytes(env)?,
             rate_limit: {
-                let defaults = Self::DEFAULT_RATE_LIMIT;
-                let per_second = number(
-                    env,
-                    "RATE_LIMIT_PER_SECOND",
-                    defaults.per_second,
-                    0..=100_000,
-                )?;
-                let burst = number(env, "RATE_LIMIT_BURST", defaults.burst, 1..=100_000)?;
+                let per_second = number(env, &s::RATE_LIMIT_PER_SECOND)?;
+                let burst = number(env, &s::RATE_LIMIT_BURST)?;
                 // 0 turns the limit off: no write per message.
                 (per_second > 0).then_some(RateLimit { per_second, burst })
             },
@@ -97,25 +79,15 @@ impl PublishConfig {
 
 /// `MAX_DATA_BYTES`: sendmessage's and publish's limit alike.
 fn max_data_bytes(env: &impl Source) -> Result<usize, ConfigError> {
-    number(
-        env,
-        "MAX_DATA_BYTES",
-        SendConfig::DEFAULT_MAX_DATA_BYTES,
-        1..=SendConfig::LIMIT_MAX_DATA_BYTES,
-    )
+    number(env, &s::MAX_DATA_BYTES)
 }
 
 impl HistoryConfig {
     /// `HISTORY_SIZE`, `HISTORY_TTL_SECONDS`.
     pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
         Ok(Self {
-            size: number(env, "HISTORY_SIZE", Self::DEFAULT_SIZE, 0..=Self::MAX_SIZE)?,
-            ttl: seconds(
-                env,
-                "HISTORY_TTL_SECONDS",
-                Self::DEFAULT_TTL_SECONDS,
-                60..=Self::MAX_TTL_SECONDS,
-            )?,
+            size: number(env, &s::HISTORY_SIZE)?,
+            ttl: duration(env, &s::HISTORY_TTL_SECONDS)?,
         })
     }
 }
@@ -145,12 +117,7 @@ impl VerifierConfig {
             "JWT_AUDIENCE",
             "the audience tokens must name in aud (for Cognito ID tokens, the app client id)",
         )?;
-        let leeway = seconds(
-            env,
-            "JWT_LEEWAY_SECONDS",
-            Self::DEFAULT_LEEWAY_SECONDS,
-            0..=300,
-        )?;
+        let leeway = duration(env, &s::JWT_LEEWAY_SECONDS)?;
         Ok(Self {
             leeway,
             ..Self::new(issuer, audience)
@@ -219,12 +186,7 @@ impl ProgressTableConfig {
                 "PROGRESS_TABLE",
                 "the DynamoDB table of job progress records",
             )?,
-            ttl: seconds(
-                env,
-                "PROGRESS_TTL_SECONDS",
-                Self::DEFAULT_TTL_SECONDS,
-                3_600..=2_592_000,
-            )?,
+            ttl: duration(env, &s::PROGRESS_TTL_SECONDS)?,
         })
     }
 }
@@ -250,40 +212,14 @@ impl EngineConfig {
     /// `RETRY_BUDGET_SECONDS`, `RETRY_DELAY_BASE_MS`,
     /// `GONE_GRACE_SECONDS`, `CHECKPOINT_EVERY`.
     pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
-        let defaults = EngineConfig::default();
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let mut config = EngineConfig {
-            concurrency: number(
-                env,
-                "FANOUT_CONCURRENCY",
-                defaults.concurrency,
-                EngineConfig::CONCURRENCY,
-            )?,
-            post_timeout: millis(
-                env,
-                "POST_TIMEOUT_MS",
-                ms(defaults.post_timeout),
-                100..=60_000,
-            )?,
-            max_post_attempts: number(
-                env,
-                "MAX_POST_ATTEMPTS",
-                defaults.max_post_attempts,
-                1..=20,
-            )?,
-            backoff_base: millis(
-                env,
-                "BACKOFF_BASE_MS",
-                ms(defaults.backoff_base),
-                1..=10_000,
-            )?,
-            backoff_cap: millis(env, "BACKOFF_CAP_MS", ms(defaults.backoff_cap), 1..=60_000)?,
-            deadline_margin: millis(
-                env,
-                "DEADLINE_MARGIN_MS",
-                ms(defaults.deadline_margin),
-                100..=600_000,
-            )?,
+            concurrency: number(env, &s::FANOUT_CONCURRENCY)?,
+            post_timeout: duration(env, &s::POST_TIMEOUT_MS)?,
+            max_post_attempts: number(env, &s::MAX_POST_ATTEMPTS)?,
+            backoff_base: duration(env, &s::BACKOFF_BASE_MS)?,
+            backoff_cap: duration(env, &s::BACKOFF_CAP_MS)?,
+            deadline_margin: duration(env, &s::DEADLINE_MARGIN_MS)?,
             delivery_mode: match env.var("DELIVERY_MODE") {
                 Some(value) => {
                     value
@@ -294,46 +230,16 @@ impl EngineConfig {
                             reason,
                         })?
                 }
-                None => defaults.delivery_mode,
+                None => EngineConfig::default().delivery_mode,
             },
-            scan_segments: number(env, "SCAN_SEGMENTS", defaults.scan_segments, 1..=1000)?,
-            room_split_ways: number(
-                env,
-                "ROOM_SPLIT_WAYS",
-                defaults.room_split_ways,
-                1..=EngineConfig::MAX_ROOM_SPLIT_WAYS,
-            )?,
-            account_post_rate: number(
-                env,
-                "ACCOUNT_POST_RATE",
-                defaults.account_post_rate,
-                1..=1_000_000,
-            )?,
+            scan_segments: number(env, &s::SCAN_SEGMENTS)?,
+            room_split_ways: number(env, &s::ROOM_SPLIT_WAYS)?,
+            account_post_rate: number(env, &s::ACCOUNT_POST_RATE)?,
             handoff_reserve: Duration::ZERO,
-            retry_budget: seconds(
-                env,
-                "RETRY_BUDGET_SECONDS",
-                defaults.retry_budget.as_secs(),
-                EngineConfig::RETRY_BUDGET_SECONDS,
-            )?,
-            retry_delay_base: millis(
-                env,
-                "RETRY_DELAY_BASE_MS",
-                ms(defaults.retry_delay_base),
-                100..=60_000,
-            )?,
-            gone_grace: seconds(
-                env,
-                "GONE_GRACE_SECONDS",
-                defaults.gone_grace.as_secs(),
-                1..=3_600,
-            )?,
-            checkpoint_every: number(
-                env,
-                "CHECKPOINT_EVERY",
-                defaults.checkpoint_every,
-                0..=100_000,
-            )?,
+            retry_budget: duration(env, &s::RETRY_BUDGET_SECONDS)?,
+            retry_delay_base: duration(env, &s::RETRY_DELAY_BASE_MS)?,
+            gone_grace: duration(env, &s::GONE_GRACE_SECONDS)?,
+            checkpoint_every: number(env, &s::CHECKPOINT_EVERY)?,
         };
         if config.deadline_margin <= config.post_timeout {
             return Err(ConfigError::Invalid {
@@ -347,9 +253,11 @@ impl EngineConfig {
         }
         // Unset, the reserve is 2 s or half the margin, whichever is less: a short margin stays
         // valid without setting both.
-        let default_reserve = defaults.handoff_reserve.min(config.deadline_margin / 2);
-        config.handoff_reserve =
-            millis(env, "HANDOFF_RESERVE_MS", ms(default_reserve), 100..=60_000)?;
+        let reserve = &s::HANDOFF_RESERVE_MS;
+        config.handoff_reserve = match given(env, reserve)? {
+            Some(value) => reserve.duration(value),
+            None => reserve.default_duration().min(config.deadline_margin / 2),
+        };
         if config.handoff_reserve >= config.deadline_margin {
             return Err(ConfigError::Invalid {
                 var: "HANDOFF_RESERVE_MS",

@@ -2,7 +2,8 @@
 //! each one reads, derived from that code so that it cannot drift.
 
 use super::components::{dead_letter_queue_url, jwks_url, jwt_secret_arn, queue_url};
-use super::source::{ConfigError, Source, endpoint, seconds};
+use super::settings;
+use super::source::{ConfigError, Source, duration, endpoint};
 use crate::adapters::dynamodb::TableConfig;
 use crate::adapters::history_table::HistoryTableConfig;
 use crate::adapters::progress_table::ProgressTableConfig;
@@ -169,12 +170,7 @@ impl AuthorizerSettings {
     pub fn from_env(env: &impl Source) -> Result<Self, ConfigError> {
         let verifier = VerifierConfig::from_env(env)?;
         // Read before the choice below, so that every variable is asked for whatever is set.
-        let refresh = seconds(
-            env,
-            "JWKS_REFRESH_SECONDS",
-            JwksConfig::DEFAULT_REFRESH_SECONDS,
-            1..=86_400,
-        )?;
+        let refresh = duration(env, &settings::JWKS_REFRESH_SECONDS)?;
         let keys = match (jwks_url(env)?, jwt_secret_arn(env)?) {
             (Some(url), None) => AuthorizerKeys::Jwks(JwksConfig {
                 refresh,

@@ -3,6 +3,7 @@
 
 mod components;
 mod lambdas;
+pub mod settings;
 mod source;
 
 pub use components::{dead_letter_queue_url, queue_url};

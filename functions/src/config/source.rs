@@ -1,6 +1,6 @@
 //! Where settings are read from, and the errors and parsers every setting shares.
 
-use std::str::FromStr;
+use super::settings::Setting;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,57 +55,49 @@ pub(super) fn required(
     env.var(var).ok_or(ConfigError::Missing { var, what })
 }
 
-/// Parses an optional variable, checking it against `range`.
-pub(super) fn number<T>(
-    env: &impl Source,
-    var: &'static str,
-    default: T,
-    range: std::ops::RangeInclusive<T>,
-) -> Result<T, ConfigError>
-where
-    T: FromStr + PartialOrd + std::fmt::Display + Copy,
-{
-    let Some(value) = env.var(var) else {
-        return Ok(default);
+/// The setting's variable if set (its default is the caller's), refused outside the setting's
+/// bounds.
+pub(super) fn given(env: &impl Source, setting: &Setting) -> Result<Option<u64>, ConfigError> {
+    let Some(value) = env.var(setting.var) else {
+        return Ok(None);
     };
     let invalid = |reason: String| ConfigError::Invalid {
-        var,
+        var: setting.var,
         value: value.clone(),
         reason,
     };
-    let parsed: T = value.trim().parse().map_err(|_| {
+    let parsed: u64 = value.trim().parse().map_err(|_| {
         invalid(format!(
             "expected a whole number from {} to {}",
-            range.start(),
-            range.end()
+            setting.min, setting.max
         ))
     })?;
-    if !range.contains(&parsed) {
+    if !setting.bounds().contains(&parsed) {
         return Err(invalid(format!(
             "must be from {} to {}",
-            range.start(),
-            range.end()
+            setting.min, setting.max
         )));
     }
-    Ok(parsed)
+    Ok(Some(parsed))
 }
 
-pub(super) fn seconds(
+/// The setting's variable, or its default when unset, as the number type its component keeps.
+pub(super) fn number<T: TryFrom<u64>>(
     env: &impl Source,
-    var: &'static str,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<Duration, ConfigError> {
-    number(env, var, default, range).map(Duration::from_secs)
+    setting: &Setting,
+) -> Result<T, ConfigError> {
+    let value = given(env, setting)?.unwrap_or_else(|| setting.default_value());
+    // Within bounds, which every component's type holds.
+    T::try_from(value).map_err(|_| ConfigError::Invalid {
+        var: setting.var,
+        value: value.to_string(),
+        reason: "out of range".into(),
+    })
 }
 
-pub(super) fn millis(
-    env: &impl Source,
-    var: &'static str,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<Duration, ConfigError> {
-    number(env, var, default, range).map(Duration::from_millis)
+/// A setting in seconds or milliseconds, as a duration.
+pub(super) fn duration(env: &impl Source, setting: &Setting) -> Result<Duration, ConfigError> {
+    number(env, setting).map(|value| setting.duration(value))
 }
 
 /// The management endpoint must be an absolute http(s) URL without a trailing slash.

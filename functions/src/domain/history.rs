@@ -11,6 +11,7 @@
 //! that failed before its message was written (it was never delivered) or is being written
 //! right now (it is delivered live): nothing to recover either way.
 
+use crate::config::settings;
 use crate::domain::message::ClientFrame;
 use crate::domain::{ClientError, ErrorCode, RoomName};
 use serde::{Deserialize, Serialize};
@@ -30,10 +31,6 @@ pub struct HistoryConfig {
 }
 
 impl HistoryConfig {
-    pub const DEFAULT_SIZE: u64 = 100;
-    pub const MAX_SIZE: u64 = 1_000;
-    pub const DEFAULT_TTL_SECONDS: u64 = 3_600;
-    pub const MAX_TTL_SECONDS: u64 = 7 * 24 * 3_600;
     /// A room's sequence outlives its last message's expiry by this much, so a client that
     /// saw that message and reconnects later is told "nothing new", not "another epoch".
     pub const SEQUENCE_GRACE_SECONDS: i64 = 24 * 3_600;
@@ -55,8 +52,8 @@ impl HistoryConfig {
 impl Default for HistoryConfig {
     fn default() -> Self {
         Self {
-            size: Self::DEFAULT_SIZE,
-            ttl: std::time::Duration::from_secs(Self::DEFAULT_TTL_SECONDS),
+            size: settings::HISTORY_SIZE.default_value(),
+            ttl: settings::HISTORY_TTL_SECONDS.default_duration(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The engine's tuning, with defaults that are safe for API Gateway.
 
+use crate::config::settings::{self as s, Setting};
 use crate::domain::DeliveryMode;
 use std::time::Duration;
 
@@ -45,14 +46,6 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// The most parts a room is split into.
-    pub const MAX_ROOM_SPLIT_WAYS: u32 = 256;
-    /// `FANOUT_CONCURRENCY`'s bounds. A Lambda may open 1,024 files, and each post in flight
-    /// holds a connection; the progress record holds at most this many ids in flight.
-    pub const CONCURRENCY: std::ops::RangeInclusive<usize> = 1..=1_000;
-    /// `RETRY_BUDGET_SECONDS`'s bounds: a minute to a day.
-    pub const RETRY_BUDGET_SECONDS: std::ops::RangeInclusive<u64> = 60..=86_400;
-
     /// Posts started between checkpoints.
     pub fn checkpoint_window(&self) -> usize {
         match self.checkpoint_every {
@@ -64,22 +57,24 @@ impl EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
+        // The settings' defaults, as their variables unset give them (`config::settings`).
+        let count = |setting: &Setting| setting.default_value();
         Self {
-            concurrency: 256,
-            post_timeout: Duration::from_secs(3),
-            max_post_attempts: 5,
-            backoff_base: Duration::from_millis(50),
-            backoff_cap: Duration::from_secs(2),
-            deadline_margin: Duration::from_secs(5),
-            handoff_reserve: Duration::from_secs(2),
+            concurrency: count(&s::FANOUT_CONCURRENCY) as usize,
+            post_timeout: s::POST_TIMEOUT_MS.default_duration(),
+            max_post_attempts: count(&s::MAX_POST_ATTEMPTS) as u32,
+            backoff_base: s::BACKOFF_BASE_MS.default_duration(),
+            backoff_cap: s::BACKOFF_CAP_MS.default_duration(),
+            deadline_margin: s::DEADLINE_MARGIN_MS.default_duration(),
+            handoff_reserve: s::HANDOFF_RESERVE_MS.default_duration(),
             delivery_mode: DeliveryMode::Envelope,
-            scan_segments: 1,
-            room_split_ways: 1,
-            account_post_rate: 10_000,
-            retry_budget: Duration::from_secs(15 * 60),
-            retry_delay_base: Duration::from_secs(1),
-            gone_grace: Duration::from_secs(60),
-            checkpoint_every: 0,
+            scan_segments: count(&s::SCAN_SEGMENTS) as u32,
+            room_split_ways: count(&s::ROOM_SPLIT_WAYS) as u32,
+            account_post_rate: count(&s::ACCOUNT_POST_RATE) as u32,
+            retry_budget: s::RETRY_BUDGET_SECONDS.default_duration(),
+            retry_delay_base: s::RETRY_DELAY_BASE_MS.default_duration(),
+            gone_grace: s::GONE_GRACE_SECONDS.default_duration(),
+            checkpoint_every: count(&s::CHECKPOINT_EVERY) as usize,
         }
     }
 }

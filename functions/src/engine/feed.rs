@@ -371,9 +371,9 @@ mod tests {
 #[cfg(test)]
 mod record_size {
     use super::*;
+    use crate::config::settings;
     use crate::domain::job::MAX_CONNECTION_ID_BYTES;
     use crate::domain::{Checkpoint, Handoff, Rest, Retries};
-    use crate::engine::EngineConfig;
 
     /// The largest record a held job writes: the ids in flight when its run ended (at most
     /// `FANOUT_CONCURRENCY`) and all it may hand back, each in a list and with its failure
@@ -382,7 +382,7 @@ mod record_size {
     fn the_largest_held_record_fits_in_a_dynamodb_item() {
         const DYNAMODB_ITEM_BYTES: usize = 400 * 1024;
         for id_bytes in [16, MAX_CONNECTION_ID_BYTES] {
-            let in_flight = *EngineConfig::CONCURRENCY.end();
+            let in_flight = settings::FANOUT_CONCURRENCY.max as usize;
             let handed_back = MAX_HANDED_BACK.min(MAX_HANDED_BACK_BYTES.div_ceil(id_bytes));
             let ids: Vec<String> = (0..in_flight + handed_back)
                 .map(|i| format!("{i:0id_bytes$}"))

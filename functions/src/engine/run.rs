@@ -3,12 +3,12 @@
 //! queue is bounded by the batch's deadlines.
 
 use super::batch::{Batch, Engine, JobFailure, Ran};
-use super::config::EngineConfig;
 use super::deliver::{self, Post};
 use super::feed::Feed;
 use super::handoff::{self, Planned, Policy, by, with_retries};
 use super::hold;
 use super::stats::FanoutStats;
+use crate::config::settings;
 use crate::domain::frame::MAX_FRAME_BYTES;
 use crate::domain::{Checkpoint, Handoff, Job, Rest, Segment, Split, Target, now_epoch_millis};
 use crate::ports::{Claim, Page, QueueError, StoreError};
@@ -87,7 +87,7 @@ impl Engine {
         // it cannot hold the batch below the smallest share, nor lift it above the account.
         if let Some(pace) = job.pace {
             let rate = self.config.account_post_rate.max(1);
-            let least = (rate / EngineConfig::MAX_ROOM_SPLIT_WAYS).max(1);
+            let least = (rate / settings::ROOM_SPLIT_WAYS.max as u32).max(1);
             batch.pacer.carry(f64::from(pace.clamp(least, rate)));
         }
         if self.ordered()

@@ -1,6 +1,7 @@
 //! `$connect`: register the connection, in the room `?room=` names (if any).
 
 use super::reply::{connection_id, response};
+use crate::config::settings;
 use crate::domain::{Connection, RoomName, epoch_millis};
 use crate::ports::ConnectionStore;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
@@ -15,14 +16,10 @@ pub struct ConnectConfig {
     pub ttl: Duration,
 }
 
-impl ConnectConfig {
-    pub const DEFAULT_TTL_SECONDS: u64 = 2 * 3600 + 300;
-}
-
 impl Default for ConnectConfig {
     fn default() -> Self {
         Self {
-            ttl: Duration::from_secs(Self::DEFAULT_TTL_SECONDS),
+            ttl: settings::CONNECTION_TTL_SECONDS.default_duration(),
         }
     }
 }

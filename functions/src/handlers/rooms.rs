@@ -2,6 +2,7 @@
 //! each is a membership record the worker pages when the room's messages fan out.
 
 use super::reply::{connection_id, error_response, response};
+use crate::config::settings;
 use crate::domain::{ClientError, ErrorCode, Frame, RoomAction, RoomName, parse_room_action};
 use crate::ports::{ConnectionStore, Join};
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
@@ -15,17 +16,10 @@ pub struct RoomsConfig {
     pub max_rooms: usize,
 }
 
-impl RoomsConfig {
-    pub const DEFAULT_MAX_ROOMS: usize = 100;
-    /// A connection's item holds its room names: 1,000 of 64 bytes stay far below DynamoDB's
-    /// 400 KB item limit.
-    pub const LIMIT_MAX_ROOMS: usize = 1_000;
-}
-
 impl Default for RoomsConfig {
     fn default() -> Self {
         Self {
-            max_rooms: Self::DEFAULT_MAX_ROOMS,
+            max_rooms: settings::MAX_ROOMS_PER_CONNECTION.default_value() as usize,
         }
     }
 }

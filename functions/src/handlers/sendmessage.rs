@@ -3,7 +3,7 @@
 
 use super::reply::{connection_id, error_response, response};
 use super::sequence::{Sequencer, unavailable};
-use crate::domain::frame::MAX_FRAME_BYTES;
+use crate::config::settings;
 use crate::domain::history::HistoryConfig;
 use crate::domain::{
     Allowance, ClientError, ErrorCode, Frame, Job, RateLimit, Target, epoch_millis,
@@ -29,13 +29,10 @@ pub struct SendConfig {
 }
 
 impl SendConfig {
-    pub const DEFAULT_MAX_DATA_BYTES: usize = 64 * 1024;
-    /// API Gateway's 128 KB message limit less room for the envelope around `data` (id, room,
-    /// sender, timestamp and keys take under 300 bytes).
-    pub const LIMIT_MAX_DATA_BYTES: usize = MAX_FRAME_BYTES - 1024;
+    /// `RATE_LIMIT_PER_SECOND` and `RATE_LIMIT_BURST` unset.
     pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit {
-        per_second: 10,
-        burst: 20,
+        per_second: settings::RATE_LIMIT_PER_SECOND.default_value() as u32,
+        burst: settings::RATE_LIMIT_BURST.default_value() as u32,
     };
     /// How many times a send re-reads an allowance another send of the same connection changed
     /// meanwhile, before it counts as over the limit (only a connection racing itself loses).
@@ -45,7 +42,7 @@ impl SendConfig {
 impl Default for SendConfig {
     fn default() -> Self {
         Self {
-            max_data_bytes: Self::DEFAULT_MAX_DATA_BYTES,
+            max_data_bytes: settings::MAX_DATA_BYTES.default_value() as usize,
             rate_limit: Some(Self::DEFAULT_RATE_LIMIT),
             history: HistoryConfig::default(),
         }
@@ -225,7 +222,10 @@ mod tests {
     /// Gateway delivers, so a message acked is never too big to post.
     #[test]
     fn the_largest_message_fits_a_frame_whatever_its_sender() {
-        let data = format!("\"{}\"", "x".repeat(SendConfig::LIMIT_MAX_DATA_BYTES - 2));
+        let data = format!(
+            "\"{}\"",
+            "x".repeat(settings::MAX_DATA_BYTES.max as usize - 2)
+        );
         let data = serde_json::value::RawValue::from_string(data).unwrap();
         let frame = Frame::Message {
             id: &uuid::Uuid::now_v7().to_string(),

@@ -277,7 +277,10 @@ fn allowance_attributes() -> BTreeSet<String> {
         allowance: Some(Allowance { milli: 0, at: 0 }),
         ..without.clone()
     };
-    attribute_names(&with).difference(&attribute_names(&without)).cloned().collect()
+    attribute_names(&with)
+        .difference(&attribute_names(&without))
+        .cloned()
+        .collect()
 }
 
 /// The top-level attributes of a connection's item.
@@ -299,7 +302,10 @@ fn rooms_attribute() -> BTreeSet<String> {
         rooms: BTreeSet::new(),
         ..with.clone()
     };
-    attribute_names(&with).difference(&attribute_names(&without)).cloned().collect()
+    attribute_names(&with)
+        .difference(&attribute_names(&without))
+        .cloned()
+        .collect()
 }
 
 /// What `ReturnValues` may be: nothing returned, or only the attributes written.

@@ -14,5 +14,7 @@ pub mod ordering;
 pub mod queue_policy;
 pub mod retention;
 pub mod runbooks;
+pub mod settings;
+pub mod settings_docs;
 pub mod throttling;
 pub mod visibility;
