@@ -8,7 +8,7 @@
 //! a 410 means it left and the recovery stops. What it reads is bounded: at most the history's
 //! size, in pages.
 
-use super::reply::{connection_id, error_response, response};
+use super::reply::{connection_id, error_response, response, sender};
 use crate::domain::history::{HistoryConfig, Recovered, parse_recover};
 use crate::domain::{ClientError, ErrorCode, Frame, Recovery, epoch_millis};
 use crate::engine::backoff::full_jitter;
@@ -110,12 +110,7 @@ impl RecoverMessages<'_> {
             request.is_base64_encoded,
             history.size,
         )?;
-        let id = connection_id(request).ok_or_else(|| {
-            ClientError::new(
-                ErrorCode::NotConnected,
-                "the event carries no connection id",
-            )
-        })?;
+        let id = sender(request)?;
         let room = match by(deadline, self.store.get(id)).await {
             Ok(Some(connection)) => connection.room_for(asked.room)?,
             Ok(None) => {

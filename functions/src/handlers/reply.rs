@@ -1,7 +1,7 @@
 //! What every handler answers with: responses, error frames, and the connection id of an
 //! event.
 
-use crate::domain::{ClientError, Frame};
+use crate::domain::{ClientError, ErrorCode, Frame};
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
 
@@ -31,4 +31,14 @@ pub fn connection_id(request: &ApiGatewayWebsocketProxyRequest) -> Option<&str> 
         .connection_id
         .as_deref()
         .filter(|id| !id.is_empty())
+}
+
+/// The connection id of a route's event, or the error frame for an event without one.
+pub fn sender(request: &ApiGatewayWebsocketProxyRequest) -> Result<&str, ClientError> {
+    connection_id(request).ok_or_else(|| {
+        ClientError::new(
+            ErrorCode::NotConnected,
+            "the event carries no connection id",
+        )
+    })
 }

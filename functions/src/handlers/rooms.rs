@@ -1,7 +1,7 @@
 //! `join` and `leave`: the rooms of a connection after `$connect`. One socket holds many rooms;
 //! each is a membership record the worker pages when the room's messages fan out.
 
-use super::reply::{connection_id, error_response, response};
+use super::reply::{connection_id, error_response, response, sender};
 use crate::config::settings;
 use crate::domain::{ClientError, ErrorCode, Frame, RoomAction, RoomName, parse_room_action};
 use crate::ports::{ConnectionStore, Join};
@@ -47,12 +47,7 @@ async fn act(
     request: &ApiGatewayWebsocketProxyRequest,
 ) -> Result<Done, ClientError> {
     let action = parse_room_action(request.body.as_deref(), request.is_base64_encoded)?;
-    let id = connection_id(request).ok_or_else(|| {
-        ClientError::new(
-            ErrorCode::NotConnected,
-            "the event carries no connection id",
-        )
-    })?;
+    let id = sender(request)?;
     match action {
         RoomAction::Leave(room) => {
             store.leave(id, &room).await.map_err(|failure| {

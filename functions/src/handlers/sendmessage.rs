@@ -1,7 +1,7 @@
 //! `sendmessage`: validate, take the room's next offset and keep the message in the room's
 //! history, enqueue one job, answer the sender.
 
-use super::reply::{connection_id, error_response, response};
+use super::reply::{connection_id, error_response, response, sender};
 use super::sequence::{Sequencer, unavailable};
 use crate::config::settings;
 use crate::domain::history::HistoryConfig;
@@ -101,12 +101,7 @@ impl SendMessage<'_> {
             request.is_base64_encoded,
             self.config.max_data_bytes,
         )?;
-        let sender = connection_id(request).ok_or_else(|| {
-            ClientError::new(
-                ErrorCode::NotConnected,
-                "the event carries no connection id",
-            )
-        })?;
+        let sender = sender(request)?;
         let connection = match self.store.get(sender).await {
             Ok(Some(connection)) => connection,
             Ok(None) => return Err(not_registered()),
