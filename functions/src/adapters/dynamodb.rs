@@ -11,6 +11,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
     ScalarAttributeType, TableStatus,
 };
+use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
 
 /// The DynamoDB connections table.
@@ -162,17 +163,27 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Deletes the memberships of a connection whose item a delete returned (`ALL_OLD`). One
-    /// that fails stays until its TTL; a post to it meanwhile answers 410.
+    /// Deletes the memberships of a connection whose item a delete returned (`ALL_OLD`), a
+    /// few at a time: a connection may be in up to `MAX_ROOMS_PER_CONNECTION` rooms, and the
+    /// worker does this on a 410 while the room's posts wait for its lane. Each is tried; one
+    /// that fails stays until its TTL (a post to it meanwhile answers 410), and the first
+    /// failure is returned.
     async fn delete_memberships(&self, old: Option<Item>) -> Result<(), StoreError> {
+        const AT_ONCE: usize = 8;
         let Some(old) = old else { return Ok(()) };
-        let connection: Connection = serde_dynamo::from_item(old)
+        let Connection {
+            connection_id,
+            rooms,
+            ..
+        } = serde_dynamo::from_item(old)
             .map_err(|error| StoreError::Malformed(error.to_string()))?;
-        for room in &connection.rooms {
-            self.delete_membership(room, &connection.connection_id)
-                .await?;
-        }
-        Ok(())
+        let id = connection_id.as_str();
+        let deleted: Vec<Result<(), StoreError>> = futures::stream::iter(rooms)
+            .map(move |room| async move { self.delete_membership(&room, id).await })
+            .buffer_unordered(AT_ONCE)
+            .collect()
+            .await;
+        deleted.into_iter().collect()
     }
 }
 

@@ -132,6 +132,7 @@ mod tests {
     use super::*;
     use crate::adapters::memory::MemoryStore;
     use crate::handlers::fixtures::{body_json, connect_client, websocket, with_body};
+    use crate::ports::{Page, StaleDelete, StoreError};
     use serde_json::json;
 
     const ID: &str = "Dx4sXe1ZoAMCJvw=";
@@ -218,6 +219,71 @@ mod tests {
         let refused = send(&store, 100, r#"{"action":"join","room":"ops"}"#).await;
         assert_eq!(refused["code"], "forbidden", "{refused}");
         assert!(members(&store, "ops").await.is_empty());
+    }
+
+    /// The memory store whose join and leave fail, as DynamoDB does when it throttles or is
+    /// unreachable past the SDK's retries.
+    struct Failing(MemoryStore);
+
+    #[async_trait::async_trait]
+    impl ConnectionStore for Failing {
+        async fn put(&self, connection: &crate::domain::Connection) -> Result<(), StoreError> {
+            self.0.put(connection).await
+        }
+        async fn get(&self, id: &str) -> Result<Option<crate::domain::Connection>, StoreError> {
+            self.0.get(id).await
+        }
+        async fn join(
+            &self,
+            _: &crate::domain::Connection,
+            _: &RoomName,
+            _: usize,
+        ) -> Result<Join, StoreError> {
+            Err(StoreError::Unavailable("injected".into()))
+        }
+        async fn leave(&self, _: &str, _: &RoomName) -> Result<(), StoreError> {
+            Err(StoreError::Unavailable("injected".into()))
+        }
+        async fn delete(&self, id: &str) -> Result<(), StoreError> {
+            self.0.delete(id).await
+        }
+        async fn delete_stale(&self, id: &str, before: i64) -> Result<StaleDelete, StoreError> {
+            self.0.delete_stale(id, before).await
+        }
+        async fn room_page(
+            &self,
+            room: &RoomName,
+            cursor: Option<&str>,
+            until: Option<&str>,
+        ) -> Result<Page, StoreError> {
+            self.0.room_page(room, cursor, until).await
+        }
+        async fn scan_page(
+            &self,
+            segment: crate::domain::Segment,
+            cursor: Option<&str>,
+        ) -> Result<Page, StoreError> {
+            self.0.scan_page(segment, cursor).await
+        }
+        fn cursor_after(&self, room: Option<&RoomName>, id: &str) -> String {
+            self.0.cursor_after(room, id)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_that_fails_is_answered_unavailable_and_changes_nothing() {
+        let store = Failing(MemoryStore::new());
+        connect_client(&store).await;
+        for body in [
+            r#"{"action":"join","room":"ops"}"#,
+            r#"{"action":"leave","room":"general"}"#,
+        ] {
+            let request = with_body(websocket("sendmessage"), body);
+            let answer = body_json(&handle(&store, &RoomsConfig::default(), request).await);
+            assert_eq!(answer["code"], "unavailable", "{body}: {answer}");
+        }
+        assert!(members(&store.0, "ops").await.is_empty());
+        assert_eq!(members(&store.0, "general").await, [ID]);
     }
 
     #[tokio::test]
